@@ -1,0 +1,1 @@
+"""Node capabilities, one module each; see base.py for the contract."""

@@ -1,0 +1,1 @@
+"""pytest fixtures of the device-model simulator (filled in by the simulator work)."""

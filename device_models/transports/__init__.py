@@ -1,0 +1,1 @@
+"""Telemetry transports, one module each: MQTT, HTTP, AMQP."""

@@ -1,0 +1,3 @@
+"""pytest-cirque: virtual homes of Docker device nodes for pytest, and a device-model simulator."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,49 @@
+"""The `cirque` command line.
+
+Each area adds its own sub-commands through an ``add_commands(subparsers)`` function in
+its module, so this file only dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pytest_cirque.errors import CirqueError
+
+#: Modules that contribute sub-commands; each defines add_commands(subparsers).
+COMMAND_MODULES = (
+    "pytest_cirque.commands",  # doctor, images, ls, exec, logs, down, reap, shell
+    "pytest_cirque.device_models.commands",  # devices validate / run
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cirque", description="Virtual homes and device models.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.add_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CirqueError as exc:
+        print(f"cirque: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
