@@ -43,6 +43,11 @@ class ContainerConfig:
     environment: dict[str, str] = field(default_factory=dict)
     stdin_open: bool = False
     tty: bool = False
+    #: Which LAN segment of the home the node joins. "lan" is the default segment, a bridge
+    #: without inter-container traffic: its nodes reach only the gateway (and, unless the
+    #: network is internal, the outside). "lan-access" is the LanAccess segment, whose nodes
+    #: also reach each other.
+    lan_segment: str = "lan"
     #: Extra labels (keys under ``io.cirque.``) describing what the capability set up.
     labels: dict[str, str] = field(default_factory=dict)
 
