@@ -1,1 +1,485 @@
-"""pytest plugin: fixtures, markers and options of pytest-cirque (filled in by the plugin work)."""
+"""pytest plugin: the fixtures, markers, options and hooks of pytest-cirque.
+
+A test asks for a virtual home with ``@pytest.mark.home(spec)`` and the ``home`` fixture.
+Markers are checked, and the spec parsed, in ``pytest_runtest_setup`` before any fixture
+runs, so a bad marker or spec fails the test's setup in one line and creates nothing.
+On failure each home's topology and node logs go into the report and the log directory;
+with ``--cirque-keep`` the failed test's homes stay up for a look with the ``cirque`` CLI.
+
+Per-node fixtures are plain fixtures over ``home``::
+
+    @pytest.fixture
+    def sensor(home):
+        return home["sensor"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_cirque import config as cirque_config
+from pytest_cirque.errors import CirqueError, SpecError
+
+if TYPE_CHECKING:
+    from pytest_cirque.home import Home
+    from pytest_cirque.service import Cirque
+    from pytest_cirque.spec import HomeSpec
+
+#: Marker name -> "signature: description", as pytest's ``markers`` ini lines want them.
+MARKERS: dict[str, str] = {
+    "home": "home(spec, *, name=None): the nodes of the test's `home` fixture: a mapping of "
+    "node name to node spec, or a YAML file path relative to the test file",
+    "capabilities": "capabilities(*capabilities, nodes=None): add capabilities (names or "
+    "{name: params}) to every node of the test's home, or only to the nodes named",
+    "wifi": "wifi(**options): the test needs simulated WiFi radios (not available yet)",
+    "thread": "thread(**options): the test needs simulated Thread radios (not available yet)",
+}
+
+#: Radio markers that are registered but cannot be honoured in this version.
+UNAVAILABLE_RADIOS = {
+    "wifi": "simulated WiFi radios are not available in this version",
+    "thread": "simulated Thread radios are not available in this version",
+}
+
+#: Title of the report section that says how to reach a kept home.
+KEPT_SECTION = "cirque kept home"
+LOG_TAIL = 100
+
+SETTINGS_KEY = pytest.StashKey["cirque_config.CirqueSettings"]()
+HOME_SPEC_KEY = pytest.StashKey["HomeSpec"]()
+HOME_NAME_KEY = pytest.StashKey["str | None"]()
+TEST_HOMES_KEY = pytest.StashKey[list["Home"]]()
+KEPT_KEY = pytest.StashKey[set[str]]()
+SESSION_HOME_KEY = pytest.StashKey["Home"]()
+
+
+# --- marker signatures: calling these checks a marker's arguments (the pytest-django recipe)
+
+
+def home_marker(spec: Mapping[str, Any] | str | os.PathLike[str], *, name: str | None = None):
+    """Arguments of ``@pytest.mark.home``."""
+    if not isinstance(spec, (Mapping, str, os.PathLike)):
+        raise TypeError(
+            "spec must be a mapping of node name to node spec or a YAML file path, "
+            f"not {type(spec).__name__}"
+        )
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"name must be a non-empty string, not {name!r}")
+    return spec, name
+
+
+def capabilities_marker(*capabilities: str | Mapping[str, Any], nodes: list[str] | None = None):
+    """Arguments of ``@pytest.mark.capabilities``."""
+    if not capabilities:
+        raise TypeError("give at least one capability, e.g. capabilities('LanAccess')")
+    for capability in capabilities:
+        if not isinstance(capability, (str, Mapping)) or not capability:
+            raise TypeError(
+                f"each capability is a name or a {{name: params}} mapping, not {capability!r}"
+            )
+    if nodes is not None and (
+        isinstance(nodes, str) or not all(isinstance(node, str) for node in nodes)
+    ):
+        raise TypeError(f"nodes must be a list of node names, not {nodes!r}")
+    return capabilities, None if nodes is None else list(nodes)
+
+
+def radio_marker(**options: Any) -> dict[str, Any]:
+    """Arguments of ``@pytest.mark.wifi`` and ``@pytest.mark.thread``."""
+    return options
+
+
+def call_marker(item: pytest.Item, marker: pytest.Mark, signature: Callable[..., Any]) -> Any:
+    """Call a marker's signature with its arguments; a mismatch is a one-line SpecError."""
+    try:
+        return signature(*marker.args, **marker.kwargs)
+    except TypeError as exc:
+        message = re.sub(r"^\w+\(\) ", "", str(exc))
+        raise SpecError(f"{item.nodeid}: @pytest.mark.{marker.name}: {message}") from None
+
+
+# --- building a home spec from markers (pure: nothing is created here)
+
+
+def parse_home_spec(
+    spec: Mapping[str, Any] | str | os.PathLike[str], base_dir: Path, where: str
+) -> HomeSpec:
+    """Parse a spec given as a mapping or as a YAML path relative to ``base_dir``."""
+    from pytest_cirque.spec import HomeSpec
+
+    if isinstance(spec, Mapping):
+        return HomeSpec.parse(spec, where=where)
+    path = Path(os.path.expanduser(os.fspath(spec)))
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        raise SpecError(
+            f"{where}: home spec file {path} not found (a relative path is taken from "
+            f"{base_dir}); give an existing YAML file or a mapping"
+        )
+    return HomeSpec.parse(str(path), where=where)
+
+
+def build_capability(capability: str | Mapping[str, Any], where: str) -> list[Any]:
+    """Capability instances for one marker argument: a name or a {name: params} mapping."""
+    from pytest_cirque.capabilities.base import lookup
+
+    if isinstance(capability, str):
+        return [lookup(capability, where).from_params(None, where)]
+    return [lookup(name, where).from_params(params, where) for name, params in capability.items()]
+
+
+def add_capabilities(
+    spec: HomeSpec, capabilities: tuple[Any, ...], nodes: list[str] | None, where: str
+) -> None:
+    """Give the named nodes (all when None) the marker's capabilities.
+
+    A capability the node's spec already has is replaced: the marker, closer to the
+    test, wins.
+    """
+    unknown = sorted(set(nodes or ()) - set(spec.nodes))
+    if unknown:
+        known = ", ".join(sorted(spec.nodes))
+        raise SpecError(
+            f"{where}: nodes={unknown} are not in the home (its nodes: {known}); "
+            "name existing nodes or leave nodes out to mean all"
+        )
+    for node_name in nodes if nodes is not None else list(spec.nodes):
+        node_spec = spec.nodes[node_name]
+        node_where = f"{where}: node {node_name!r}"
+        for capability in capabilities:
+            for instance in build_capability(capability, node_where):
+                name = instance.name.lower()
+                node_spec.capabilities[:] = [
+                    c for c in node_spec.capabilities if c.name.lower() != name
+                ]
+                node_spec.capabilities.append(instance)
+
+
+def spec_from_markers(item: pytest.Item) -> tuple[HomeSpec, str | None] | None:
+    """Check the item's cirque markers and build its home spec (None without a home marker).
+
+    Raises SpecError in one line naming the test and the marker; creates nothing.
+    """
+    for radio, reason in UNAVAILABLE_RADIOS.items():
+        marker = item.get_closest_marker(radio)
+        if marker is not None:
+            call_marker(item, marker, radio_marker)
+            raise SpecError(
+                f"{item.nodeid}: @pytest.mark.{radio}: {reason}; they arrive with the radio "
+                "media, until then deselect these tests (-m 'not " + radio + "')"
+            )
+    home_mark = item.get_closest_marker("home")
+    capability_marks = list(item.iter_markers("capabilities"))
+    checked = [call_marker(item, mark, capabilities_marker) for mark in capability_marks]
+    if home_mark is None:
+        if capability_marks:
+            raise SpecError(
+                f"{item.nodeid}: @pytest.mark.capabilities needs a home: add "
+                "@pytest.mark.home(spec) to the test"
+            )
+        return None
+    raw_spec, name = call_marker(item, home_mark, home_marker)
+    where = f"{item.nodeid}: @pytest.mark.home"
+    spec = parse_home_spec(raw_spec, Path(item.path).parent, where)
+    # Outermost marker first, so a marker closer to the test replaces a farther one's.
+    for capabilities, nodes in reversed(checked):
+        add_capabilities(spec, capabilities, nodes, f"{item.nodeid}: @pytest.mark.capabilities")
+    return spec, name
+
+
+# --- hooks
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    cirque_config.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for text in MARKERS.values():
+        config.addinivalue_line("markers", text)
+    config.stash[SETTINGS_KEY] = cirque_config.resolve(config)
+    config.stash[KEPT_KEY] = set()
+    config.pluginmanager.register(KeptHomes(), "cirque-kept-homes")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Check markers and parse the spec before any fixture can create something."""
+    item.stash[TEST_HOMES_KEY] = []
+    try:
+        built = spec_from_markers(item)
+    except SpecError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if built is not None:
+        item.stash[HOME_SPEC_KEY], item.stash[HOME_NAME_KEY] = built
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """On a failed setup or call: attach logs and topology, and keep the homes if asked."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.failed and call.when in ("setup", "call"):
+        homes = homes_of(item)
+        if homes:
+            report_homes(item, report, homes)
+
+
+class KeptHomes:
+    """Gathers kept-home instructions from reports (this process's or xdist workers') and
+    repeats them at the end of the terminal summary."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.texts += [text for title, text in report.sections if title == KEPT_SECTION]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.texts:
+            terminalreporter.section("cirque: homes kept for inspection", sep="-", yellow=True)
+            for text in self.texts:
+                terminalreporter.write_line(text)
+
+
+# --- failure reports
+
+
+def homes_of(item: pytest.Item) -> list[Home]:
+    """Every home the test used: its own (home, home_factory) and the session's."""
+    homes = list(item.stash.get(TEST_HOMES_KEY, []))
+    session_home = item.config.stash.get(SESSION_HOME_KEY, None)
+    if session_home is not None and "session_home" in getattr(item, "fixturenames", ()):
+        homes.append(session_home)
+    return homes
+
+
+def log_dir_for(item: pytest.Item) -> Path:
+    """The test's folder under the log directory (its node id made a safe file name)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid).strip("_")
+    return item.config.stash[SETTINGS_KEY].log_dir / safe[:200]
+
+
+def report_homes(item: pytest.Item, report: pytest.TestReport, homes: list[Home]) -> None:
+    """Attach each home's topology and node logs to the report and write them to disk."""
+    settings = item.config.stash[SETTINGS_KEY]
+    folder = log_dir_for(item)
+    written: list[str] = []
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+    for home in homes:
+        try:
+            topology = home.topology()
+        except Exception as exc:  # the report must not fail because a home is half gone
+            topology = f"(topology unavailable: {exc})"
+        report.sections.append((f"cirque topology {home.name}", topology))
+        written += _write(folder / f"{home.name}.topology.txt", topology)
+        for node_name, node in list(home.nodes.items()):
+            try:
+                log = node.logs(tail=LOG_TAIL)
+            except Exception as exc:
+                log = f"(log unavailable: {exc})"
+            report.sections.append((f"cirque log {home.name}/{node_name}", log or "(empty)"))
+            written += _write(folder / f"{home.name}.{node_name}.log", log)
+        if settings.keep and home.name not in item.config.stash[KEPT_KEY]:
+            report.sections.append((KEPT_SECTION, keep_home(item.config, home)))
+    if written:
+        report.sections.append(("cirque logs", f"written to {folder}"))
+
+
+def _write(path: Path, text: str) -> list[str]:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError:
+        return []
+    return [str(path)]
+
+
+def keep_home(config: pytest.Config, home: Home) -> str:
+    """Mark the home kept (it survives teardown) and say how to reach it."""
+    config.stash[KEPT_KEY].add(home.name)
+    try:
+        how = home.keep()
+    except Exception as exc:
+        how = f"(could not mark it kept: {exc})"
+    node = next(iter(home.nodes), "NODE")
+    lines = [
+        f"home {home.name} is still running: {how}".rstrip(),
+        "  cirque ls",
+        f"  cirque exec {home.name} {node} CMD...",
+        f"  cirque shell {home.name} {node}",
+        f"  cirque logs {home.name} {node}",
+        f"  cirque down {home.name}    (removes it when you are done)",
+    ]
+    return "\n".join(lines)
+
+
+def is_kept(config: pytest.Config, home: Home) -> bool:
+    return home.name in config.stash[KEPT_KEY]
+
+
+# --- fixtures
+
+
+def run_identity(config: pytest.Config) -> tuple[str | None, str]:
+    """(run id, worker): xdist's testrun uid and worker id, or the main process's own."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return workerinput["testrunuid"], workerinput["workerid"]
+    return config.getoption("testrunuid", None), "main"
+
+
+def progress_printer(config: pytest.Config) -> Callable[[str], None]:
+    """Where image builds and reaping report progress: the terminal, never the capture."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    workerinput = getattr(config, "workerinput", None)
+
+    def progress(line: str) -> None:
+        uncaptured = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+        with uncaptured:
+            if workerinput is None and reporter is not None:
+                reporter.write_line(f"cirque: {line}")
+            else:
+                worker = workerinput["workerid"] if workerinput else "main"
+                sys.stderr.write(f"[cirque {worker}] {line}\n")
+                sys.stderr.flush()
+
+    return progress
+
+
+@pytest.fixture(scope="session")
+def cirque(request: pytest.FixtureRequest) -> Iterator[Cirque]:
+    """The session's Cirque service (one per xdist worker); reaps dead runs' leftovers first
+    and destroys every home it made, except kept ones, at the end, even after Ctrl-C."""
+    from pytest_cirque import cleanup
+    from pytest_cirque.service import Cirque
+
+    config = request.config
+    settings = config.stash[SETTINGS_KEY]
+    run_id, worker = run_identity(config)
+    progress = progress_printer(config)
+    try:
+        service = Cirque(
+            run_id=run_id,
+            worker=worker,
+            rebuild_images=settings.rebuild_images,
+            progress=progress,
+        )
+    except CirqueError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        removed = cleanup.reap(service.client, dead_only=True)
+        if removed:
+            progress(f"removed {len(removed)} leftover object(s) of dead runs")
+        yield service
+    finally:
+        service.close()
+
+
+def _create_home(
+    request: pytest.FixtureRequest, cirque: Cirque, spec: HomeSpec, name: str | None
+) -> Home:
+    """Create a home and track it for failure reports; a creation error is one line."""
+    try:
+        home = cirque.create_home(spec, name=name)
+    except CirqueError as exc:
+        pytest.fail(f"{request.node.nodeid}: {exc}", pytrace=False)
+    request.node.stash.setdefault(TEST_HOMES_KEY, []).append(home)
+    return home
+
+
+def _destroy_all(config: pytest.Config, homes: list[Home]) -> None:
+    """Destroy homes newest first; every one is attempted, then the first error is raised."""
+    errors: list[BaseException] = []
+    for home in reversed(homes):
+        if is_kept(config, home):
+            continue
+        try:
+            home.destroy()
+        except BaseException as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def home(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Home]:
+    """The test's home, built from its ``@pytest.mark.home`` (and ``capabilities``) markers;
+    destroyed after the test unless it failed under --cirque-keep."""
+    spec = request.node.stash.get(HOME_SPEC_KEY, None)
+    if spec is None:
+        pytest.fail(
+            f"{request.node.nodeid}: the home fixture needs @pytest.mark.home(spec) on the "
+            "test, its class or its module",
+            pytrace=False,
+        )
+    made = _create_home(request, cirque, spec, request.node.stash.get(HOME_NAME_KEY, None))
+    try:
+        yield made
+    finally:
+        _destroy_all(request.config, [made])
+
+
+@pytest.fixture
+def home_factory(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Callable[..., Home]]:
+    """Make several homes in one test: ``home_factory(spec, name=None)`` with a mapping or
+    a YAML path relative to the test file. All are destroyed after the test."""
+    made: list[Home] = []
+
+    def make_home(
+        spec: Mapping[str, Any] | str | os.PathLike[str], name: str | None = None
+    ) -> Home:
+        where = f"{request.node.nodeid}: home_factory"
+        parsed = parse_home_spec(spec, Path(request.node.path).parent, where)
+        made.append(_create_home(request, cirque, parsed, name))
+        return made[-1]
+
+    try:
+        yield make_home
+    finally:
+        _destroy_all(request.config, made)
+
+
+@pytest.fixture(scope="session")
+def cirque_session_home_spec() -> Mapping[str, Any] | str | os.PathLike[str]:
+    """The spec of ``session_home``: override this fixture in a conftest.py (a mapping, or
+    a YAML path relative to the rootdir)."""
+    pytest.fail(
+        "session_home needs its spec: define a session-scoped fixture cirque_session_home_spec "
+        "in conftest.py returning a home spec (mapping or YAML path)",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def session_home(
+    request: pytest.FixtureRequest,
+    cirque: Cirque,
+    cirque_session_home_spec: Mapping[str, Any] | str | os.PathLike[str],
+) -> Iterator[Home]:
+    """One home shared by every test of the session (per xdist worker), for suites whose
+    tests do not change it. Built from ``cirque_session_home_spec``."""
+    config = request.config
+    try:
+        spec = parse_home_spec(
+            cirque_session_home_spec, config.rootpath, "cirque_session_home_spec"
+        )
+        shared = cirque.create_home(spec, name="session")
+    except CirqueError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    config.stash[SESSION_HOME_KEY] = shared
+    try:
+        yield shared
+    finally:
+        del config.stash[SESSION_HOME_KEY]
+        _destroy_all(config, [shared])
