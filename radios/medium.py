@@ -1,0 +1,415 @@
+"""The medium relay: one process that carries Ethernet frames between TAP endpoints.
+
+It runs in a helper container of the home, apart from the nodes. Each endpoint is a TAP
+device living in a node's network namespace (``wlan0``); the relay holds the device's file
+descriptor, reads what the node sends and writes what the node receives. Per frame, the
+link model decides who hears it, whether it is lost and after how long it arrives:
+frames due later wait on a timer heap, rates and airtime are token buckets in the model.
+
+A Unix socket takes control requests, one JSON line per connection, one JSON line back:
+attach an endpoint (its TAP file descriptor comes along as SCM_RIGHTS), move a node, cut
+a link, change parameters, switch carrier, start or stop a capture, report status.
+
+Stdlib only: the helper image needs python3 and nothing else.
+
+    python3 -m pytest_cirque.radios.medium serve --socket /run/cirque-medium/control.sock
+    python3 -m pytest_cirque.radios.medium request '{"op": "status"}' --socket ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import heapq
+import itertools
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_cirque.radios.link_model import PHYS, Decision, LinkModel
+from pytest_cirque.radios.pcap import PcapWriter
+
+from pytest_cirque.errors import CirqueError, SpecError
+
+#: ioctl switching a TAP device's carrier (linux/if_tun.h: _IOW('T', 226, int)).
+TUNSETCARRIER = 0x400454E2
+#: Frames read from one endpoint before the relay looks at the others again.
+READ_BATCH = 64
+MAX_FRAME = 65536
+MAX_REQUEST = 65536
+DEFAULT_SOCKET = "/run/cirque-medium/control.sock"
+
+
+def set_carrier(fd: int, on: bool) -> None:
+    """Switch the carrier of the TAP behind ``fd``: off, the node sees NO-CARRIER."""
+    fcntl.ioctl(fd, TUNSETCARRIER, struct.pack("i", 1 if on else 0))
+
+
+@dataclass
+class Endpoint:
+    """A node's interface on the medium, as the relay sees it."""
+
+    name: str
+    fd: int
+    carrier: bool = True
+    macs: set[bytes] = field(default_factory=set)
+    counters: Counter[str] = field(default_factory=Counter)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "carrier": self.carrier,
+            "macs": sorted(":".join(f"{b:02x}" for b in mac) for mac in self.macs),
+            "counters": dict(self.counters),
+        }
+
+
+@dataclass
+class _Request:
+    conn: socket.socket
+    data: bytearray = field(default_factory=bytearray)
+    fds: list[int] = field(default_factory=list)
+
+
+class Medium:
+    """The relay loop and its control requests."""
+
+    def __init__(
+        self,
+        model: LinkModel,
+        socket_path: str,
+        clock: Callable[[], float] = time.monotonic,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.clock = clock
+        self.endpoints: dict[str, Endpoint] = {}
+        self.capture: PcapWriter | None = None
+        self.drops: Counter[str] = Counter()
+        self._log = log or (lambda line: print(line, flush=True))
+        self._by_fd: dict[int, Endpoint] = {}
+        self._by_mac: dict[bytes, Endpoint] = {}
+        self._due: list[tuple[float, int, Endpoint, bytes]] = []
+        self._sequence = itertools.count()
+        self._selector = selectors.DefaultSelector()
+        self._running = True
+        self._requests: dict[int, _Request] = {}
+        if os.path.exists(socket_path):
+            os.unlink(socket_path)
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(socket_path)
+        self._server.listen(16)
+        self._server.setblocking(False)
+        self._selector.register(self._server, selectors.EVENT_READ, self._accept)
+
+    # --- loop -----------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        while self._running:
+            timeout = None
+            if self._due:
+                timeout = max(0.0, self._due[0][0] - self.clock())
+            for key, _events in self._selector.select(timeout):
+                key.data(key.fileobj)
+            self._deliver_due()
+
+    def stop(self) -> None:
+        self._running = False
+
+    def close(self) -> None:
+        for name in list(self.endpoints):
+            self.detach(name)
+        if self.capture is not None:
+            self.capture.close()
+            self.capture = None
+        self._selector.close()
+        self._server.close()
+
+    def _deliver_due(self) -> None:
+        now = self.clock()
+        while self._due and self._due[0][0] <= now:
+            _at, _seq, endpoint, frame = heapq.heappop(self._due)
+            if endpoint.fd >= 0 and endpoint.carrier:
+                self._write(endpoint, frame)
+
+    # --- frames ---------------------------------------------------------------------
+
+    def _on_readable(self, fd: int) -> None:
+        source = self._by_fd.get(fd)
+        if source is None:
+            return
+        for _ in range(READ_BATCH):
+            try:
+                frame = os.read(fd, MAX_FRAME)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                # The node's namespace is gone (container removed): its device went with it.
+                self._log(f"endpoint {source.name}: read failed ({exc.strerror}); detached")
+                self.detach(source.name)
+                return
+            self.relay(source, frame)
+
+    def relay(self, source: Endpoint, frame: bytes) -> None:
+        """Put one frame from ``source`` on the air and schedule it for its receivers."""
+        if len(frame) < 14:
+            return
+        source.counters["sent"] += 1
+        if not source.carrier:
+            self._drop(source, "no carrier")
+            return
+        now = self.clock()
+        sender_mac = frame[6:12]
+        if sender_mac not in source.macs:
+            source.macs.add(sender_mac)
+            self._by_mac[sender_mac] = source
+        if self.capture is not None:
+            self.capture.write(frame)
+        destination_mac = frame[0:6]
+        broadcast = bool(destination_mac[0] & 1)
+        owner = None if broadcast else self._by_mac.get(destination_mac)
+        if owner is not None:
+            receivers = [owner] if owner is not source else []
+        else:
+            receivers = [e for e in self.endpoints.values() if e is not source]
+        waited = self.model.transmit(source.name, len(frame), now, broadcast)
+        if isinstance(waited, Decision):
+            self._drop(source, waited.reason)
+            return
+        for receiver in receivers:
+            if not receiver.carrier:
+                continue
+            decision = self.model.receive(source.name, receiver.name, len(frame), now, waited)
+            if not decision.deliver:
+                self._drop(receiver, decision.reason)
+            elif decision.delay <= 0:
+                self._write(receiver, frame)
+            else:
+                entry = (now + decision.delay, next(self._sequence), receiver, frame)
+                heapq.heappush(self._due, entry)
+
+    def _write(self, receiver: Endpoint, frame: bytes) -> None:
+        try:
+            os.write(receiver.fd, frame)
+            receiver.counters["received"] += 1
+        except OSError as exc:
+            self._drop(receiver, f"write failed: {exc.strerror}")
+
+    def _drop(self, endpoint: Endpoint, reason: str) -> None:
+        endpoint.counters[f"dropped: {reason}"] += 1
+        self.drops[reason] += 1
+
+    # --- endpoints ------------------------------------------------------------------
+
+    def attach(
+        self, name: str, fd: int, position: list[float] | None = None, carrier: bool = True
+    ) -> None:
+        if name in self.endpoints:
+            raise SpecError(f"medium: endpoint {name!r} is already attached; detach it first")
+        self.model.add_node(name, position or (0.0, 0.0, 0.0))
+        os.set_blocking(fd, False)
+        endpoint = Endpoint(name=name, fd=fd, carrier=carrier)
+        set_carrier(fd, carrier)
+        self.endpoints[name] = endpoint
+        self._by_fd[fd] = endpoint
+        self._selector.register(fd, selectors.EVENT_READ, self._on_readable)
+        self._log(f"endpoint {name}: attached (carrier {'on' if carrier else 'off'})")
+
+    def detach(self, name: str) -> None:
+        endpoint = self._endpoint(name)
+        self._selector.unregister(endpoint.fd)
+        del self._by_fd[endpoint.fd]
+        for mac in endpoint.macs:
+            self._by_mac.pop(mac, None)
+        os.close(endpoint.fd)
+        endpoint.fd = -1
+        del self.endpoints[name]
+        self.model.remove_node(name)
+        self._log(f"endpoint {name}: detached")
+
+    def set_endpoint_carrier(self, name: str, on: bool) -> None:
+        endpoint = self._endpoint(name)
+        set_carrier(endpoint.fd, on)
+        endpoint.carrier = on
+        self._log(f"endpoint {name}: carrier {'on' if on else 'off'}")
+
+    def _endpoint(self, name: str) -> Endpoint:
+        try:
+            return self.endpoints[name]
+        except KeyError:
+            known = ", ".join(self.endpoints) or "none"
+            raise SpecError(f"medium: no endpoint {name!r} (attached: {known})") from None
+
+    # --- control --------------------------------------------------------------------
+
+    def _accept(self, server: socket.socket) -> None:
+        try:
+            conn, _ = server.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        self._selector.register(conn, selectors.EVENT_READ, self._on_request_data)
+        self._requests[conn.fileno()] = _Request(conn)
+
+    def _on_request_data(self, conn: socket.socket) -> None:
+        request = self._requests[conn.fileno()]
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(conn, MAX_REQUEST, 4)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        request.data += data
+        request.fds += fds
+        if data and b"\n" not in data and len(request.data) < MAX_REQUEST:
+            return
+        self._selector.unregister(conn)
+        del self._requests[conn.fileno()]
+        reply = self.handle(request.data.decode(errors="replace"), request.fds)
+        try:
+            conn.setblocking(True)
+            conn.settimeout(2)
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def handle(self, line: str, fds: list[int] | None = None) -> dict[str, Any]:
+        """Run one control request; any fd not taken by an attach is closed."""
+        fds = list(fds or [])
+        try:
+            try:
+                request = json.loads(line)
+                op = request.pop("op")
+            except (ValueError, KeyError, AttributeError):
+                raise SpecError(f"medium: bad control request {line.strip()[:200]!r}") from None
+            handler = getattr(self, f"_op_{op}", None)
+            if handler is None:
+                raise SpecError(f"medium: unknown op {op!r}")
+            try:
+                result = handler(fds=fds, **request)
+            except TypeError as exc:
+                raise SpecError(f"medium: op {op!r}: {exc}") from None
+            return {"ok": True, **(result or {})}
+        except CirqueError as exc:
+            return {"ok": False, "kind": type(exc).__name__, "error": str(exc)}
+        except OSError as exc:
+            return {"ok": False, "kind": "NodeError", "error": f"medium: {exc}"}
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _op_ping(self, fds: list[int]) -> dict[str, Any]:
+        return {"endpoints": list(self.endpoints)}
+
+    def _op_attach(
+        self,
+        fds: list[int],
+        name: str,
+        position: list[float] | None = None,
+        carrier: bool = True,
+    ) -> None:
+        if len(fds) != 1:
+            raise SpecError(f"medium: attach {name!r} needs exactly one TAP descriptor")
+        self.attach(name, fds[0], position, carrier)
+        fds.clear()
+
+    def _op_detach(self, fds: list[int], name: str) -> None:
+        self.detach(name)
+
+    def _op_move(self, fds: list[int], name: str, position: list[float]) -> None:
+        self._endpoint(name)
+        self.model.move(name, position)
+
+    def _op_node(self, fds: list[int], name: str, **changes: Any) -> None:
+        self._endpoint(name)
+        self.model.set_node(name, **changes)
+
+    def _op_link(self, fds: list[int], a: str, b: str, **changes: Any) -> None:
+        self.model.set_link(a, b, **changes)
+
+    def _op_medium(self, fds: list[int], **changes: Any) -> None:
+        self.model.set_medium(**changes)
+
+    def _op_carrier(self, fds: list[int], name: str, on: bool) -> None:
+        self.set_endpoint_carrier(name, bool(on))
+
+    def _op_capture_start(self, fds: list[int], path: str) -> None:
+        if self.capture is not None:
+            self.capture.close()
+        self.capture = PcapWriter(path)
+        self._log(f"capture: started to {path}")
+
+    def _op_capture_stop(self, fds: list[int]) -> dict[str, Any]:
+        if self.capture is None:
+            return {"frames": 0, "path": None}
+        capture, self.capture = self.capture, None
+        capture.close()
+        self._log(f"capture: stopped, {capture.frames} frames in {capture.path}")
+        return {"frames": capture.frames, "path": str(capture.path)}
+
+    def _op_status(self, fds: list[int]) -> dict[str, Any]:
+        return {
+            "model": self.model.snapshot(),
+            "endpoints": {name: e.describe() for name, e in self.endpoints.items()},
+            "drops": dict(self.drops),
+            "pending": len(self._due),
+            "capture": None if self.capture is None else str(self.capture.path),
+        }
+
+
+def request(socket_path: str, message: dict[str, Any], fds: list[int] | None = None) -> dict:
+    """Send one control request to a running medium and return its reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(10)
+        conn.connect(socket_path)
+        payload = json.dumps(message).encode() + b"\n"
+        if fds:
+            socket.send_fds(conn, [payload], fds)
+        else:
+            conn.sendall(payload)
+        reply = bytearray()
+        while chunk := conn.recv(65536):
+            reply += chunk
+    return json.loads(reply)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="medium", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the relay")
+    serve.add_argument("--socket", default=DEFAULT_SOCKET)
+    serve.add_argument("--phy", default="802.11g", choices=sorted(PHYS))
+    serve.add_argument("--no-airtime", action="store_true", help="no shared airtime budget")
+    ask = commands.add_parser("request", help="send one JSON control request, print the reply")
+    ask.add_argument("message")
+    ask.add_argument("--socket", default=DEFAULT_SOCKET)
+    args = parser.parse_args(argv)
+    if args.command == "request":
+        reply = request(args.socket, json.loads(args.message))
+        print(json.dumps(reply))
+        return 0 if reply.get("ok") else 1
+    model = LinkModel(PHYS[args.phy], airtime=not args.no_airtime)
+    medium = Medium(model, args.socket)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"medium ready on {args.socket} ({args.phy})", flush=True)
+    try:
+        medium.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        medium.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""Run a medium in a helper container and attach nodes to it (the Docker side of radios).
+
+Least privilege, measured on Docker 20.10:
+
+- the medium container has no network, drops every capability and gets no device: it
+  only holds TAP descriptors it is handed and serves a Unix socket on a volume;
+- attaching a node runs a short-lived endpoint container in the node's network
+  namespace (``network_mode=container:<node>``) with NET_ADMIN and /dev/net/tun: it
+  creates ``wlan0`` there and hands its descriptor to the medium over that socket;
+- no ``pid=host``, no privileged container, nothing on the host outside Docker.
+
+The relay's code is copied into the containers at creation (``put_archive``), so any
+image with python3 and iproute2 can serve, and no host path is bind-mounted.
+
+Control requests run ``python3 -m pytest_cirque.radios.medium request`` inside the
+medium container (one ``docker exec`` each).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tarfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import docker
+import docker.errors
+import tenacity
+
+from pytest_cirque import errors
+from pytest_cirque.errors import NodeError, WaitTimeout
+
+#: Where the volume with the control socket and captures is mounted in the helpers.
+RUN_DIR = "/run/cirque-medium"
+SOCKET = f"{RUN_DIR}/control.sock"
+CODE_DIR = "/opt/cirque"
+#: The files the containers need: the relay, the link model, pcap, endpoint, errors.
+_PACKAGE = Path(__file__).resolve().parent.parent / "pytest_cirque"
+_RADIOS = Path(__file__).resolve().parent
+_CODE = {
+    "pytest_cirque/__init__.py": b"",
+    "pytest_cirque/errors.py": (_PACKAGE / "errors.py").read_bytes(),
+    "pytest_cirque/radios/__init__.py": b"",
+    **{
+        f"pytest_cirque/radios/{name}": (_RADIOS / name).read_bytes()
+        for name in ("medium.py", "link_model.py", "pcap.py", "endpoint.py")
+    },
+}
+START_TIMEOUT_S = 30.0
+ATTACH_TIMEOUT_S = 60.0
+
+
+def _code_archive() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in _CODE.items():
+            info = tarfile.TarInfo(f"{CODE_DIR.lstrip('/')}/{name}")
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class MediumContainer:
+    """One medium of a home, run by a helper container, controlled from the test process.
+
+    ``labels`` must carry at least io.cirque.run, io.cirque.home and io.cirque.owner; the
+    medium adds io.cirque.role and io.cirque.medium to everything it creates, and
+    ``remove()`` removes exactly that.
+    """
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        *,
+        name: str,
+        image: str,
+        labels: Mapping[str, str],
+        phy: str = "802.11g",
+        airtime: bool = True,
+    ) -> None:
+        missing = {"io.cirque.run", "io.cirque.home", "io.cirque.owner"} - set(labels)
+        if missing:
+            raise errors.SpecError(f"medium {name}: labels lack {', '.join(sorted(missing))}")
+        self.client = client
+        self.name = name
+        self.image = image
+        self.phy = phy
+        self.airtime = airtime
+        self.labels = {**labels, "io.cirque.medium": name}
+        self.container: Any = None
+        self.volume: Any = None
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> MediumContainer:
+        """Create the volume and the relay container, and wait until it serves."""
+        try:
+            self.volume = self.client.volumes.create(
+                name=f"{self.name}-run", labels={**self.labels, "io.cirque.role": "medium"}
+            )
+            command = ["python3", "-m", "pytest_cirque.radios.medium", "serve"]
+            command += ["--socket", SOCKET, "--phy", self.phy]
+            if not self.airtime:
+                command.append("--no-airtime")
+            self.container = self.client.containers.create(
+                self.image,
+                command=command,
+                name=self.name,
+                labels={**self.labels, "io.cirque.role": "medium"},
+                network_mode="none",
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                environment={"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"},
+                volumes={self.volume.name: {"bind": RUN_DIR, "mode": "rw"}},
+                init=True,
+            )
+            self.container.put_archive("/", _code_archive())
+            self.container.start()
+            self._wait_ready()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        @tenacity.retry(
+            stop=tenacity.stop_after_delay(START_TIMEOUT_S),
+            wait=tenacity.wait_exponential(multiplier=0.02, max=0.5),
+            retry=tenacity.retry_if_result(lambda ready: not ready),
+            retry_error_callback=lambda _state: False,
+        )
+        def ready() -> bool:
+            self.container.reload()
+            if self.container.status not in ("created", "running"):
+                raise NodeError(
+                    f"medium {self.name}: relay exited ({self.container.status}); "
+                    f"its log: {self.log(tail=20).strip()!r}"
+                )
+            return "medium ready" in self.log(tail=20)
+
+        if not ready():
+            raise WaitTimeout(
+                f"medium {self.name}: relay not serving {SOCKET} after {START_TIMEOUT_S:.0f} s",
+                log=self.log(),
+            )
+
+    def remove(self) -> None:
+        """Remove the relay container (its endpoints vanish with it) and its volume."""
+        if self.container is not None:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.container.remove(force=True)
+            self.container = None
+        if self.volume is not None:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.volume.remove(force=True)
+            self.volume = None
+
+    def __enter__(self) -> MediumContainer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.remove()
+
+    def log(self, tail: int | str = 200) -> str:
+        if self.container is None:
+            return ""
+        try:
+            return self.container.logs(tail=tail).decode(errors="replace")
+        except docker.errors.NotFound:
+            return ""
+
+    # --- endpoints ------------------------------------------------------------------
+
+    def attach(
+        self,
+        node: Any,
+        endpoint: str,
+        *,
+        ifname: str = "wlan0",
+        position: Iterable[float] = (0.0, 0.0, 0.0),
+        carrier: bool = True,
+        addresses: Iterable[str] = (),
+        mac: str | None = None,
+    ) -> None:
+        """Give ``node`` (a running container or its id) an interface on this medium."""
+        node_id = getattr(node, "id", node)
+        command = ["python3", "-m", "pytest_cirque.radios.endpoint", "--name", endpoint]
+        command += ["--ifname", ifname, "--socket", SOCKET, "--carrier", "on" if carrier else "off"]
+        command += ["--position", ",".join(str(float(c)) for c in position)]
+        for address in addresses:
+            command += ["--address", address]
+        if mac:
+            command += ["--mac", mac]
+        helper = self.client.containers.create(
+            self.image,
+            command=command,
+            labels={**self.labels, "io.cirque.role": "medium-endpoint"},
+            network_mode=f"container:{node_id}",
+            cap_drop=["ALL"],
+            cap_add=["NET_ADMIN"],
+            devices=["/dev/net/tun:/dev/net/tun:rwm"],
+            security_opt=["no-new-privileges"],
+            environment={"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"},
+            volumes={self.volume.name: {"bind": RUN_DIR, "mode": "rw"}},
+        )
+        try:
+            helper.put_archive("/", _code_archive())
+            helper.start()
+            try:
+                status = helper.wait(timeout=ATTACH_TIMEOUT_S)
+            except Exception as exc:  # the engine's read timeout: the helper hung
+                raise WaitTimeout(
+                    f"medium {self.name}: attaching {endpoint} did not finish within "
+                    f"{ATTACH_TIMEOUT_S:.0f} s",
+                    log=self.log(),
+                ) from exc
+            if status.get("StatusCode") != 0:
+                output = helper.logs().decode(errors="replace").strip().splitlines()
+                reason = output[-1] if output else f"exit status {status.get('StatusCode')}"
+                raise NodeError(f"medium {self.name}: cannot attach {endpoint}: {reason}")
+        finally:
+            helper.remove(force=True)
+
+    def detach(self, endpoint: str) -> None:
+        """Remove the endpoint's interface from its node."""
+        self.request("detach", name=endpoint)
+
+    # --- runtime changes ------------------------------------------------------------
+
+    def request(self, op: str, **arguments: Any) -> dict[str, Any]:
+        """Send one control request; a refused one raises the error class it names."""
+        message = json.dumps({"op": op, **arguments})
+        command = ["python3", "-m", "pytest_cirque.radios.medium", "request", message]
+        command += ["--socket", SOCKET]
+        result = self.container.exec_run(command, environment={"PYTHONPATH": CODE_DIR})
+        output = result.output.decode(errors="replace").strip()
+        try:
+            reply = json.loads(output.splitlines()[-1])
+        except (ValueError, IndexError):
+            raise NodeError(
+                f"medium {self.name}: control request {op} failed: {output[-500:]!r}"
+            ) from None
+        if not reply.pop("ok", False):
+            kind = getattr(errors, str(reply.get("kind")), NodeError)
+            if not (isinstance(kind, type) and issubclass(kind, errors.CirqueError)):
+                kind = NodeError
+            raise kind(reply.get("error", f"medium {self.name}: {op} refused"))
+        return reply
+
+    def move(self, endpoint: str, position: Iterable[float]) -> None:
+        self.request("move", name=endpoint, position=[float(c) for c in position])
+
+    def set_node(self, endpoint: str, **impairment: Any) -> None:
+        """Loss, latency_ms, jitter_ms, rate_kbit of what ``endpoint`` sends."""
+        self.request("node", name=endpoint, **impairment)
+
+    def set_link(self, a: str, b: str, **changes: Any) -> None:
+        """cut, symmetric, loss, latency_ms, jitter_ms, rate_kbit of the link a-b."""
+        self.request("link", a=a, b=b, **changes)
+
+    def cut(self, a: str, b: str) -> None:
+        self.set_link(a, b, cut=True)
+
+    def restore(self, a: str, b: str) -> None:
+        self.set_link(a, b, cut=False)
+
+    def set_medium(self, **changes: Any) -> None:
+        """airtime, queue_ms, phy or PHY fields such as data_rate_mbps."""
+        self.request("medium", **changes)
+
+    def carrier(self, endpoint: str, on: bool) -> None:
+        self.request("carrier", name=endpoint, on=on)
+
+    def status(self) -> dict[str, Any]:
+        return self.request("status")
+
+    # --- capture --------------------------------------------------------------------
+
+    def start_capture(self, name: str = "capture.pcap") -> str:
+        """Start writing every frame on the air to a pcap file; returns its path inside."""
+        path = str(PurePosixPath(RUN_DIR) / name)
+        self.request("capture_start", path=path)
+        return path
+
+    def stop_capture(self) -> int:
+        """Stop the capture; returns how many frames it holds."""
+        return int(self.request("capture_stop").get("frames") or 0)
+
+    def fetch(self, path: str, destination: str | Path) -> Path:
+        """Copy a file (e.g. a capture) out of the medium container to ``destination``."""
+        stream, _stat = self.container.get_archive(path)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.getmembers()[0]
+            data = tar.extractfile(member)
+            target = Path(destination)
+            target.write_bytes(data.read() if data else b"")
+        return target
+
+    def exec(self, command: str) -> tuple[int, str]:
+        """Run a shell command in the medium container (e.g. tcpdump -r on a capture)."""
+        result = self.container.exec_run(["sh", "-c", command])
+        return result.exit_code, result.output.decode(errors="replace")
