@@ -1,1 +1,16 @@
-"""Node capabilities, one module each; see base.py for the contract."""
+"""Node capabilities, one module each; see base.py for the contract.
+
+Importing the package imports every capability module, so the registry that
+``base.lookup`` reads knows them all.
+"""
+
+from pytest_cirque.capabilities import (  # noqa: F401  (each module registers its capability)
+    interactive,
+    lan_access,
+    mount,
+    thread,
+    traffic_control,
+    weave,
+    wifi,
+    xvnc,
+)

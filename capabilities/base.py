@@ -16,7 +16,8 @@ Capabilities never import docker: they reach the node through ``NodeRuntime``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -62,6 +63,13 @@ class NodeRuntime(Protocol):
     """What a capability may do to a running node (implemented by the home's Node)."""
 
     name: str
+    #: The node's container id (sidecars join its namespaces with ``container:<id>``).
+    container_id: str
+
+    @property
+    def ip(self) -> str | None:
+        """The node's IPv4 address on the home LAN."""
+        ...
 
     def exec(self, cmd: str | list[str], timeout: float = 30, check: bool = False) -> ExecResult:
         """Run a command inside the node."""
@@ -74,7 +82,7 @@ class NodeRuntime(Protocol):
         ...
 
     def start_sidecar(self, role: str, image: str, **options: Any) -> str:
-        """Start a labelled helper container owned by this node (removed with it); returns its id."""
+        """Start a labelled helper container owned by this node (removed with it); its id."""
         ...
 
     def sidecar_exec(self, role: str, cmd: str | list[str], timeout: float = 30) -> ExecResult:
@@ -92,6 +100,12 @@ class Capability:
 
     def __init__(self, **params: Any) -> None:
         self.params = params
+
+    @classmethod
+    def params_from_cirque(cls, node_config: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters this capability takes from a Cirque node config, whose capability
+        settings sit beside the node's keys (``mount_pairs``, ``traffic_control``, ...)."""
+        return {}
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None, where: str) -> Capability:
@@ -114,6 +128,153 @@ class Capability:
     def describe(self) -> dict[str, Any]:
         """Name and parameters, for `cirque ls` and home queries."""
         return {"name": self.name, **self.params}
+
+
+class Params:
+    """Reads one capability's parameters for ``from_params``.
+
+    Every error is one SpecError line naming the spec location, the capability, the field,
+    what was given and what to do, so each capability validates in a few declarative lines.
+    Call ``done()`` last: it refuses the keys nobody read (typos).
+    """
+
+    def __init__(self, params: Mapping[str, Any] | None, where: str, capability: str) -> None:
+        if params is not None and not isinstance(params, Mapping):
+            raise SpecError(
+                f"{where}: capability {capability} parameters must be a mapping of field to "
+                f"value (got {type(params).__name__} {params!r})"
+            )
+        self.values: dict[str, Any] = dict(params or {})
+        self.where = where
+        self.capability = capability
+        self._read: set[str] = set()
+
+    def error(self, key: str, problem: str) -> SpecError:
+        """A SpecError for one field: ``problem`` says what is wrong and what to do."""
+        return SpecError(f"{self.where}: capability {self.capability} field {key!r}: {problem}")
+
+    def has(self, key: str) -> bool:
+        return key in self.values
+
+    def raw(self, key: str, aliases: Iterable[str] = ()) -> tuple[str, Any]:
+        """The (name used, value) of a field given under its name or an alias; value None
+        when absent. Giving both a name and its alias is refused."""
+        present = [name for name in (key, *aliases) if name in self.values]
+        self._read.update((key, *aliases))
+        if len(present) > 1:
+            raise self.error(key, f"given twice (as {' and '.join(present)}); keep one")
+        if not present:
+            return key, None
+        return present[0], self.values[present[0]]
+
+    def number(
+        self,
+        key: str,
+        *,
+        default: float | None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        aliases: Iterable[str] = (),
+    ) -> float | None:
+        """A real number within [minimum, maximum]."""
+        name, value = self.raw(key, aliases)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(name, f"must be a number (got {value!r})")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise self.error(name, f"must be a finite number (got {value!r})")
+        if minimum is not None and value < minimum:
+            raise self.error(name, f"must be >= {minimum:g} (got {value!r})")
+        if maximum is not None and value > maximum:
+            raise self.error(name, f"must be <= {maximum:g} (got {value!r})")
+        return float(value)
+
+    def integer(
+        self,
+        key: str,
+        *,
+        default: int | None = None,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        aliases: Iterable[str] = (),
+    ) -> int | None:
+        """A whole number within [minimum, maximum]."""
+        name, value = self.raw(key, aliases)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(name, f"must be a whole number (got {value!r})")
+        if minimum is not None and value < minimum:
+            raise self.error(name, f"must be >= {minimum} (got {value!r})")
+        if maximum is not None and value > maximum:
+            raise self.error(name, f"must be <= {maximum} (got {value!r})")
+        return value
+
+    def boolean(self, key: str, *, default: bool, aliases: Iterable[str] = ()) -> bool:
+        name, value = self.raw(key, aliases)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(name, f"must be true or false (got {value!r})")
+        return value
+
+    def text(
+        self, key: str, *, default: str | None = None, aliases: Iterable[str] = ()
+    ) -> str | None:
+        """A non-empty string."""
+        name, value = self.raw(key, aliases)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(name, f"must be a non-empty string (got {value!r})")
+        return value
+
+    def required(self, key: str, value: Any, hint: str) -> Any:
+        """``value`` itself, or the error that the field is missing; ``hint`` says what to give."""
+        if value is None:
+            raise self.error(key, f"is required: {hint}")
+        return value
+
+    def done(self) -> None:
+        """Refuse the fields no one read: they are typos or belong to another capability."""
+        unknown = sorted(set(self.values) - self._read)
+        if unknown:
+            known = ", ".join(sorted(self._read)) or "none"
+            raise SpecError(
+                f"{self.where}: capability {self.capability} has unknown field(s) "
+                f"{', '.join(unknown)}; known fields: {known}"
+            )
+
+
+def check_host_path(value: Any, field_name: str, where: str, capability: str) -> str:
+    """A host path that a node will see: absolute (``~`` expanded) and existing, else a
+    SpecError saying so. Checked when the spec is parsed, before anything is created."""
+    label = f"{where}: capability {capability} field {field_name!r}"
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{label}: must be a host path (got {value!r})")
+    path = os.path.expanduser(value)
+    if not os.path.isabs(path):
+        raise SpecError(
+            f"{label}: host path {value!r} is relative; give an absolute path "
+            f"(e.g. {os.path.abspath(path)!r})"
+        )
+    if not os.path.exists(path):
+        raise SpecError(f"{label}: host path {path!r} does not exist; create it or fix the path")
+    return os.path.normpath(path)
+
+
+def check_node_path(value: Any, field_name: str, where: str, capability: str) -> str:
+    """A path inside the node: absolute, else a SpecError saying so."""
+    label = f"{where}: capability {capability} field {field_name!r}"
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{label}: must be a path inside the node (got {value!r})")
+    if not value.startswith("/"):
+        raise SpecError(
+            f"{label}: node path {value!r} is relative; give an absolute path such as "
+            f"'/{value.lstrip('./')}'"
+        )
+    return os.path.normpath(value)
 
 
 REGISTRY: dict[str, type[Capability]] = {}
