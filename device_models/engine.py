@@ -1,0 +1,322 @@
+"""The script engine: a model's JavaScript run in a sandboxed QuickJS context.
+
+One context per model, shared by all of that model's devices. A QuickJS context costs
+about 70 KiB before any script is loaded, so one per device would cost 1.4 GiB for
+20,000 devices; one per model costs nothing per device. Devices are still isolated
+from each other:
+
+- each call runs the script's top level afresh (it is compiled once, wrapped in a
+  factory function), so its variables, ``state`` included, start clean every call,
+  as they did in the seed's service, which ran a fresh interpreter per call;
+- the global object and the built-ins are frozen, so a script cannot leave anything
+  behind for the next call (it has nowhere to put it);
+- ``Math.random`` and ``Date`` are per-call objects; the sandbox has no I/O at all.
+
+Limits hold per call (defaults in ``ScriptLimits``: 8 MiB of memory on top of what the
+model's compiled scripts use, 100 ms of CPU, 256 KiB of stack). An infinite loop or a
+memory bomb fails that one call with a ScriptError naming file:line, device and cause;
+the context stays usable for every other device.
+
+Host functions live on the JavaScript side: the quickjs package refuses to call into
+Python while a time limit is set, so ``log``, ``updateState`` and ``updateProperty``
+record what they are asked to do, and the call hands the list back once, as JSON.
+
+``sleep(ms)`` in method scripts cannot block: one thread serves every device. A call
+that reaches ``sleep`` stops there and reports how long to sleep; after sleeping (in
+asyncio, so other devices go on) the simulator calls again with ``resume`` raised by
+one. The script is replayed from the top with the same inputs, the same random numbers
+(``Math.random`` is seeded per method call) and the same clock (``Date`` reads the call's
+start time plus the sleeps so far), so it takes the same path; the first ``resume``
+sleeps return at once, and updates already applied (``skip``) are not handed back again.
+Replaying costs a little CPU per sleep, and in exchange any script works, with sleeps in
+nested functions and loops, without rewriting its source.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import quickjs
+
+from pytest_cirque.device_models.model import DeviceModel, ScriptRef
+from pytest_cirque.errors import ScriptError
+
+
+@dataclass(frozen=True)
+class ScriptLimits:
+    """Per-call limits of device scripts."""
+
+    memory_bytes: int = 8 * 1024 * 1024  # above what the model's compiled scripts use
+    time_seconds: float = 0.1  # CPU time (the C clock()), per call
+    stack_bytes: int = 256 * 1024
+
+
+@dataclass
+class Step:
+    """What one call of a script did: new updates, a sleep to take, or its result."""
+
+    updates: list[tuple]  # ("log", text) | ("state", dict) | ("property", key, value)
+    sleep_ms: float | None  # the script stopped at sleep(ms); call again with resume + 1
+    result: Any  # what main returned (None when it returned nothing)
+
+
+_HARNESS = r"""
+"use strict";
+var __cirque_scripts = {};
+var __cirque_call, __cirque_check;
+(function () {
+  var RealDate = Date, RealMath = Math, parse = JSON.parse, stringify = JSON.stringify;
+  function seeded(seed) {  // mulberry32: small, fast, good enough for telemetry
+    var a = seed >>> 0;
+    return function random() {
+      a = (a + 0x6D2B79F5) >>> 0;
+      var t = RealMath.imul(a ^ (a >>> 15), a | 1);
+      t ^= t + RealMath.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+  function copy(value) { return value === undefined ? null : parse(stringify(value)); }
+  function clock(read) {
+    function FixedDate() {
+      if (!(this instanceof FixedDate)) { return new RealDate(read()).toString(); }
+      if (arguments.length === 0) { return new RealDate(read()); }
+      var args = [null];
+      for (var i = 0; i < arguments.length; i++) { args.push(arguments[i]); }
+      return new (Function.prototype.bind.apply(RealDate, args))();
+    }
+    FixedDate.now = function () { return read(); };
+    FixedDate.UTC = RealDate.UTC;
+    FixedDate.parse = RealDate.parse;
+    FixedDate.prototype = RealDate.prototype;
+    return FixedDate;
+  }
+  __cirque_call = function __cirque_call(key, input) {
+    var a = parse(input);
+    var updates = [];
+    var now = a.startMs;
+    var sleepsDone = 0;
+    var pendingSleep = null;
+    var math = Object.create(RealMath);
+    Object.defineProperty(math, "random", { value: seeded(a.seed) });
+    function __cirque_log(message) { updates.push(["log", String(message)]); }
+    function __cirque_updateState(state) {
+      if (state === null || typeof state !== "object") {
+        throw new TypeError("updateState expects an object of state keys");
+      }
+      updates.push(["state", copy(state)]);
+    }
+    function __cirque_updateProperty(key, value) {
+      updates.push(["property", String(key), copy(value)]);
+    }
+    function __cirque_sleep(ms) {
+      if (!a.method) { throw new Error("sleep() is only available in method scripts"); }
+      ms = Number(ms) || 0;
+      if (sleepsDone < a.resume) { sleepsDone++; now += ms; return; }
+      pendingSleep = ms;
+      throw new Error("sleeping");  // unwinds to __cirque_call, which reports the sleep
+    }
+    var main = __cirque_scripts[key](__cirque_log, __cirque_updateState,
+        __cirque_updateProperty, __cirque_sleep, math, clock(function () { return now; }));
+    var result = null;
+    try {
+      result = main(a.context, a.state, a.properties, a.params);
+    } catch (e) {
+      if (pendingSleep === null) { throw e; }
+    }
+    return stringify({
+      updates: updates.slice(a.skip),
+      sleep: pendingSleep,
+      result: pendingSleep === null && result !== undefined ? result : null
+    });
+  };
+  __cirque_check = function __cirque_check(key) {
+    function __cirque_ignore() {}
+    var main = __cirque_scripts[key](__cirque_ignore, __cirque_ignore, __cirque_ignore,
+        __cirque_ignore, RealMath, RealDate);
+    return typeof main === "function";
+  };
+})();
+(function __cirque_freeze(root) {
+  var seen = [root, __cirque_scripts];  // the script table is the one thing left writable
+  function freeze(value) {
+    if (value === null || (typeof value !== "object" && typeof value !== "function")) { return; }
+    if (seen.indexOf(value) >= 0) { return; }
+    seen.push(value);
+    Object.freeze(value);
+    Object.getOwnPropertyNames(value).forEach(function (name) {
+      var d = Object.getOwnPropertyDescriptor(value, name);
+      if (d && "value" in d) { freeze(d.value); }
+    });
+    freeze(Object.getPrototypeOf(value));
+  }
+  Object.getOwnPropertyNames(root).forEach(function (name) {
+    if (name.indexOf("__cirque_") !== 0) { freeze(root[name]); }
+  });
+  Object.freeze(root);
+})(globalThis);
+"""
+
+_FACTORY_HEAD = (
+    "__cirque_scripts[{key}] = function __cirque_factory"
+    "(log, updateState, updateProperty, sleep, Math, Date) {{"
+)
+_FACTORY_TAIL = '\n;return typeof main === "function" ? main : undefined;\n};'
+
+_FRAME = re.compile(r"^\s*at (\S+) \(<input>(?::(\d+))?\)")
+
+
+def _first_user_frame(stack: str) -> tuple[str | None, int | None]:
+    """The innermost frame in the device's script: (function name, line or None)."""
+    for line in stack.splitlines():
+        match = _FRAME.match(line)
+        if not match:
+            continue
+        name, number = match.group(1), match.group(2)
+        if name.startswith("__cirque_") and name != "__cirque_factory":
+            continue
+        return name, int(number) if number else None
+    return None, None
+
+
+def _definition_line(source: str, function: str | None) -> int:
+    """The line where ``function`` is declared (for errors that carry no line), else 1."""
+    names = [function] if function and function != "__cirque_factory" else []
+    for name in [*names, "main"]:
+        match = re.search(rf"\bfunction\s+{re.escape(name)}\s*\(", source)
+        if match:
+            return source.count("\n", 0, match.start()) + 1
+    return 1
+
+
+class ModelEngine:
+    """The compiled JavaScript of one device model, ready to run for any of its devices."""
+
+    def __init__(
+        self, model: DeviceModel, limits: ScriptLimits | None = None, *, raise_first: bool = True
+    ) -> None:
+        """Compile every script of the model; raise the first problem unless told not to.
+
+        With ``raise_first=False`` the problems are kept in ``problems`` instead.
+        """
+        self.model = model
+        self.limits = limits or ScriptLimits()
+        self._context = quickjs.Context()
+        self._context.set_max_stack_size(self.limits.stack_bytes)
+        self._context.eval(_HARNESS)
+        self._context.set_time_limit(self.limits.time_seconds)
+        self._call = self._context.get("__cirque_call")
+        self._sources: dict[str, str] = {}
+        self.problems = [error for ref in model.javascript() if (error := self._compile(ref))]
+        if self.problems and raise_first:
+            raise self.problems[0]
+
+    def _compile(self, ref: ScriptRef) -> ScriptError | None:
+        key = str(ref.file)
+        if key in self._sources:
+            return None
+        try:
+            source = Path(key).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return ScriptError(f"{key}:1: model {self.model.id}: cannot read script ({exc})")
+        head = _FACTORY_HEAD.format(key=json.dumps(key))
+        try:
+            self._context.eval(head + source + _FACTORY_TAIL)
+        except quickjs.JSException as exc:
+            message = str(exc)
+            _, line = _first_user_frame(message)
+            return ScriptError(
+                f"{key}:{line or 1}: model {self.model.id}: "
+                f"{message.splitlines()[0]}; fix the script"
+            )
+        self._sources[key] = source
+        try:
+            has_main = self._context.get("__cirque_check")(key)
+        except quickjs.JSException as exc:
+            return self._error(ref, f"model {self.model.id}", "error at the top level", exc)
+        if not has_main:
+            return ScriptError(
+                f"{key}:1: model {self.model.id}: no function main(context, previousState, "
+                "previousProperties) defined; define it"
+            )
+        return None
+
+    def run(
+        self,
+        ref: ScriptRef,
+        *,
+        device_id: str,
+        context: Mapping[str, Any],
+        state: Mapping[str, Any],
+        properties: Mapping[str, Any],
+        method: bool = False,
+        resume: int = 0,
+        skip: int = 0,
+        seed: int = 0,
+        start_ms: float = 0.0,
+    ) -> Step:
+        """Call the script's main for one device; raise ScriptError when the call fails."""
+        key = str(ref.file)
+        call_input = json.dumps(
+            {
+                "context": context,
+                "state": state,
+                "properties": properties,
+                "params": ref.params,
+                "method": method,
+                "resume": resume,
+                "skip": skip,
+                "seed": seed,
+                "startMs": start_ms,
+            }
+        )
+        used = self._context.memory()["memory_used_size"]
+        self._context.set_memory_limit(used + self.limits.memory_bytes)
+        try:
+            output = self._call(key, call_input)
+        except quickjs.StackOverflow as exc:
+            raise self._error(ref, f"device {device_id}", "stack overflow", exc) from None
+        except quickjs.JSException as exc:
+            raise self._error(ref, f"device {device_id}", "exception in main", exc) from None
+        finally:
+            self._context.set_memory_limit(-1)
+        reply = json.loads(output)
+        return Step(
+            updates=[tuple(update) for update in reply["updates"]],
+            sleep_ms=reply["sleep"],
+            result=reply["result"],
+        )
+
+    def _error(self, ref: ScriptRef, who: str, what: str, exc: Exception) -> ScriptError:
+        """One line naming script file:line, who ran it and the cause."""
+        self._context.gc()
+        message = str(exc)
+        first = message.splitlines()[0] if message.strip() else "null"
+        function, line = _first_user_frame(message)
+        source = self._sources.get(str(ref.file), "")
+        if first in ("null", "InternalError: out of memory"):
+            cause = (
+                f"memory limit of {self.limits.memory_bytes // (1024 * 1024)} MiB exceeded "
+                "(ScriptLimits.memory_bytes); the script allocates without bound"
+            )
+        elif first == "InternalError: interrupted":
+            cause = (
+                f"time limit of {self.limits.time_seconds * 1000:g} ms exceeded "
+                "(ScriptLimits.time_seconds); look for an endless loop"
+            )
+        elif what == "stack overflow":
+            cause = "stack overflow; look for endless recursion"
+        else:
+            cause = f"{what}: {first}"
+        where = f" in {function}" if function and function != "__cirque_factory" else ""
+        line = line or _definition_line(source, function)
+        return ScriptError(f"{ref.file}:{line}: {who}: {cause}{where}")
+
+
+def check_scripts(model: DeviceModel, limits: ScriptLimits | None = None) -> list[ScriptError]:
+    """Every script problem of a model (syntax errors, no main, failing top level)."""
+    return ModelEngine(model, limits, raise_first=False).problems

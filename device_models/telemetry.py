@@ -1,0 +1,150 @@
+"""Telemetry messages: fill a MessageTemplate from a device's state and check it.
+
+The template is the seed's: ``${name}`` placeholders are replaced by state values, and the
+template's author quotes strings (``"\\"unit\\":\\"${unit}\\""``) while numbers stay bare.
+Values are written so that the result stays JSON: numbers as JSON numbers, booleans as
+``true``/``false``, objects and arrays as JSON, and strings with their quotes and
+backslashes escaped (the template supplies the surrounding quotes). The rendered message
+must be valid JSON, and each field of its MessageSchema must be present with its type.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+#: The schema field types of the seed, lower-cased (the seed's stock files mix cases).
+FIELD_TYPES = ("object", "binary", "text", "boolean", "integer", "double", "datetime")
+
+PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+
+
+class TelemetryProblem(ValueError):
+    """A message cannot be rendered or fails its schema; ``field`` names what is wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def placeholders(template: str) -> list[str]:
+    """The state keys a template refers to, in order of appearance."""
+    return PLACEHOLDER.findall(template)
+
+
+def render(template: str, state: Mapping[str, Any]) -> str:
+    """The template with every ``${name}`` replaced by the state's value for ``name``."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in state:
+            known = ", ".join(sorted(state)) or "none"
+            raise TelemetryProblem(
+                f"${{{name}}}",
+                f"no state key {name!r} (state keys: {known}); add it to InitialState "
+                "or set it with updateState",
+            )
+        return _as_text(state[name])
+
+    return PLACEHOLDER.sub(substitute, template)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)[1:-1]
+    if value is None or isinstance(value, bool | dict | list):
+        return json.dumps(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "null"
+    return str(value)
+
+
+def check(fields: Mapping[str, str], body: str) -> dict[str, Any]:
+    """Parse ``body`` as JSON and check each schema field's presence and type; return it."""
+    try:
+        message = json.loads(body)
+    except json.JSONDecodeError as exc:
+        excerpt = body[max(0, exc.pos - 20) : exc.pos + 20]
+        raise TelemetryProblem(
+            "MessageTemplate",
+            f"rendered message is not JSON ({exc.msg} at column {exc.colno} near {excerpt!r}); "
+            "quote string placeholders in the template, leave numbers bare",
+        ) from None
+    if not isinstance(message, dict):
+        raise TelemetryProblem("MessageTemplate", "rendered message must be a JSON object")
+    for name, field_type in fields.items():
+        if name not in message:
+            raise TelemetryProblem(
+                name, f"schema field {name!r} is missing from the rendered message"
+            )
+        problem = type_problem(field_type.lower(), message[name])
+        if problem:
+            raise TelemetryProblem(name, problem)
+    return message
+
+
+def type_problem(field_type: str, value: Any) -> str | None:
+    """Why ``value`` is not of the schema ``field_type``, or None when it is."""
+    ok: bool
+    if field_type == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif field_type == "double":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif field_type == "boolean":
+        ok = isinstance(value, bool)
+    elif field_type == "text":
+        ok = isinstance(value, str)
+    elif field_type == "object":
+        ok = isinstance(value, dict | list)
+    elif field_type == "binary":
+        ok = isinstance(value, str) and _is_base64(value)
+    elif field_type == "datetime":
+        ok = isinstance(value, str) and _is_datetime(value)
+    else:
+        return f"unknown field type {field_type!r}; use one of {', '.join(FIELD_TYPES)}"
+    if ok:
+        return None
+    return f"expected {field_type}, got {json.dumps(value)} ({_json_type(value)})"
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "text"
+    if value is None:
+        return "null"
+    return "object"
+
+
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _is_datetime(value: str) -> bool:
+    try:
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def current_time(now: dt.datetime | None = None) -> str:
+    """A time in the seed's context format yyyy-MM-dd'T'HH:mm:sszzz (zzz like +00:00)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.isoformat(timespec="seconds")
