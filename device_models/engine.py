@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import quickjs
-
 from pytest_cirque.device_models.model import DeviceModel, ScriptRef
+
 from pytest_cirque.errors import ScriptError
 
 
