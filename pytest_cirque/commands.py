@@ -1,0 +1,246 @@
+"""The `cirque` sub-commands for homes and images: doctor, images build, ls, exec, logs,
+shell, down, reap.
+
+They find homes by their Docker labels (see identity.py), so they work on the homes of
+any pytest run on this host: live ones, kept ones, and the leftovers of dead ones.
+Every error is a CirqueError whose one line cli.main prints before exiting with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_cirque import identity
+from pytest_cirque.errors import CirqueError, NodeError
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register this module's sub-commands on the `cirque` parser."""
+    doctor = subparsers.add_parser("doctor", help="check what this host supports")
+    doctor.set_defaults(func=cmd_doctor)
+
+    images = subparsers.add_parser("images", help="the project's node images")
+    image_commands = images.add_subparsers(dest="images_command", metavar="ACTION", required=True)
+    build = image_commands.add_parser("build", help="build node images (all when none named)")
+    build.add_argument("names", nargs="*", metavar="NAME", help="image names, e.g. base wifi-ap")
+    build.add_argument("--rebuild", action="store_true", help="rebuild even when up to date")
+    build.set_defaults(func=cmd_images_build)
+
+    ls = subparsers.add_parser("ls", help="list homes on this host, kept ones included")
+    ls.set_defaults(func=cmd_ls)
+
+    exec_ = subparsers.add_parser("exec", help="run a command in a node; exits with its code")
+    exec_.add_argument("home")
+    exec_.add_argument("node")
+    exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD", help="the command")
+    exec_.set_defaults(func=cmd_exec)
+
+    logs = subparsers.add_parser("logs", help="print a node's log")
+    logs.add_argument("home")
+    logs.add_argument("node")
+    logs.add_argument("--tail", type=int, default=100, metavar="N", help="last N lines (100)")
+    logs.set_defaults(func=cmd_logs)
+
+    shell = subparsers.add_parser("shell", help="open an interactive shell in a node")
+    shell.add_argument("home")
+    shell.add_argument("node")
+    shell.set_defaults(func=cmd_shell)
+
+    down = subparsers.add_parser("down", help="remove a home and everything it owns")
+    down.add_argument("home")
+    down.set_defaults(func=cmd_down)
+
+    reap = subparsers.add_parser("reap", help="remove what runs whose process is gone left")
+    reap.set_defaults(func=cmd_reap)
+
+
+# --- finding homes by their labels
+
+
+def docker_client() -> Any:
+    """A client of the local engine, or DockerUnavailable in one line."""
+    from pytest_cirque.docker_backend import connect
+
+    return connect()
+
+
+@dataclass
+class HomeListing:
+    """What the labels of one home's Docker objects tell about it."""
+
+    home: str
+    run: str = ""
+    worker: str = ""
+    owner: str = ""
+    kept: bool = False
+    nodes: dict[str, Any] = field(default_factory=dict)  # node name -> container
+    containers: list[Any] = field(default_factory=list)
+    networks: list[Any] = field(default_factory=list)
+
+    @property
+    def owner_alive(self) -> bool:
+        owner = identity.Owner.from_label(self.owner)
+        return owner is not None and owner.is_alive()
+
+
+def list_homes(client: Any) -> dict[str, HomeListing]:
+    """Every home on this engine, by home id, from its labelled containers and networks."""
+    homes: dict[str, HomeListing] = {}
+
+    def listing(labels: dict[str, str]) -> HomeListing:
+        entry = homes.setdefault(labels[identity.HOME], HomeListing(labels[identity.HOME]))
+        entry.run = entry.run or labels.get(identity.RUN, "")
+        entry.worker = entry.worker or labels.get(identity.WORKER, "")
+        entry.owner = entry.owner or labels.get(identity.OWNER, "")
+        entry.kept = entry.kept or labels.get(identity.KEPT, "") not in ("", "0", "false")
+        return entry
+
+    for container in client.containers.list(all=True, filters={"label": identity.HOME}):
+        entry = listing(container.labels)
+        entry.containers.append(container)
+        if container.labels.get(identity.ROLE) == identity.ROLE_KEPT_MARKER:
+            entry.kept = True
+        elif container.labels.get(identity.ROLE) == identity.ROLE_NODE:
+            entry.nodes[container.labels.get(identity.NODE, container.name)] = container
+    for network in client.networks.list(filters={"label": identity.HOME}):
+        listing(network.attrs.get("Labels") or {}).networks.append(network)
+    return homes
+
+
+def find_home(client: Any, name: str) -> HomeListing:
+    """The home of that id, or a one-line error that points at `cirque ls`."""
+    homes = list_homes(client)
+    if name in homes:
+        return homes[name]
+    close = [home for home in homes if name in home]
+    if len(close) == 1:
+        return homes[close[0]]
+    hint = f"did you mean one of: {', '.join(sorted(close))}" if close else "`cirque ls` lists them"
+    raise CirqueError(f"no home named {name!r} on this Docker engine; {hint}")
+
+
+def find_node(client: Any, home_name: str, node_name: str) -> Any:
+    """The container of a node of a home, or a one-line error naming the known nodes."""
+    home = find_home(client, home_name)
+    container = home.nodes.get(node_name)
+    if container is None:
+        known = ", ".join(sorted(home.nodes)) or "none"
+        raise NodeError(f"home {home.home} has no node {node_name!r} (its nodes: {known})")
+    return container
+
+
+# --- the commands
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from pytest_cirque import doctor
+
+    return int(doctor.main() or 0)
+
+
+def cmd_images_build(args: argparse.Namespace) -> int:
+    from pytest_cirque import image_builder
+
+    names = args.names or None
+    built = image_builder.build_images(
+        docker_client(), names, rebuild=args.rebuild, progress=print_flush
+    )
+    for name, tag in built.items():
+        print_flush(f"{name}: {tag}")
+    return 0
+
+
+def print_flush(line: str) -> None:
+    print(line, flush=True)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    homes = list_homes(docker_client())
+    if not homes:
+        print("no homes")
+        return 0
+    rows = [("HOME", "RUN", "WORKER", "OWNER", "KEPT", "NODES")]
+    for home in sorted(homes.values(), key=lambda h: h.home):
+        nodes = " ".join(f"{name}({c.status})" for name, c in sorted(home.nodes.items()))
+        rows.append(
+            (
+                home.home,
+                home.run,
+                home.worker,
+                "alive" if home.owner_alive else "gone",
+                "kept" if home.kept else "-",
+                nodes or "-",
+            )
+        )
+    print_table(rows)
+    return 0
+
+
+def print_table(rows: Iterable[tuple[str, ...]]) -> None:
+    rows = list(rows)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]))
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    if not args.cmd:
+        raise CirqueError("cirque exec HOME NODE CMD...: give the command to run")
+    container = find_node(docker_client(), args.home, args.node)
+    if container.status != "running":
+        raise NodeError(f"node {args.node} of home {args.home} is {container.status}, not running")
+    exit_code, (stdout, stderr) = container.exec_run(args.cmd, demux=True)
+    sys.stdout.buffer.write(stdout or b"")
+    sys.stdout.flush()
+    sys.stderr.buffer.write(stderr or b"")
+    sys.stderr.flush()
+    return int(exit_code or 0)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    if args.tail < 0:
+        raise CirqueError(f"--tail {args.tail}: give a number of lines >= 0")
+    container = find_node(docker_client(), args.home, args.node)
+    sys.stdout.buffer.write(container.logs(tail=args.tail))
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    container = find_node(docker_client(), args.home, args.node)
+    docker_cli = shutil.which("docker")
+    if docker_cli is None:
+        raise CirqueError(
+            "cirque shell needs the docker command line tool on PATH; use "
+            f"`cirque exec {args.home} {args.node} CMD` instead"
+        )
+    shell = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"
+    os.execv(docker_cli, ["docker", "exec", "-it", container.id, "sh", "-c", shell])
+    return 0  # not reached
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from pytest_cirque import cleanup
+
+    client = docker_client()
+    home = find_home(client, args.home)
+    removed = cleanup.remove_home(client, home.home)
+    print(f"removed home {home.home} ({len(removed)} objects)")
+    return 0
+
+
+def cmd_reap(args: argparse.Namespace) -> int:
+    from pytest_cirque import cleanup
+
+    removed = cleanup.reap(docker_client(), dead_only=True)
+    for name in removed:
+        print(f"removed {name}")
+    print(f"reaped {len(removed)} objects of dead runs")
+    return 0
