@@ -1,0 +1,416 @@
+"""Capability parameters are validated when the spec is parsed: one line, nothing created.
+
+Pure tests: no Docker. A recording stand-in for the node checks what ``start`` asks of it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pytest_cirque.capabilities import traffic_control
+from pytest_cirque.capabilities.base import REGISTRY, ContainerConfig, Mount, lookup
+from pytest_cirque.capabilities.interactive import Interactive, shell_command
+from pytest_cirque.capabilities.lan_access import LanAccess
+from pytest_cirque.capabilities.mount import MountCapability
+from pytest_cirque.capabilities.thread import Thread
+from pytest_cirque.capabilities.traffic_control import TrafficControl, drop_probability
+from pytest_cirque.capabilities.weave import DEFAULT_DAEMON, DEFAULT_TARGET, Weave
+from pytest_cirque.capabilities.wifi import WiFi
+from pytest_cirque.capabilities.xvnc import XVNC
+
+from pytest_cirque.errors import CapabilityUnavailable, SpecError
+
+WHERE = "home.yaml:3 node 'sensor'"
+
+
+def build(name: str, params: Any = None):
+    return lookup(name, WHERE).from_params(params, WHERE)
+
+
+def configured(capability) -> ContainerConfig:
+    config = ContainerConfig()
+    capability.configure(config, "sensor")
+    return config
+
+
+def one_line(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(WHERE)
+    return message
+
+
+@pytest.fixture
+def no_netem(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(traffic_control.NETEM_ENV, "0")
+    traffic_control.netem_available.cache_clear()
+    yield
+    traffic_control.netem_available.cache_clear()
+
+
+@pytest.fixture
+def with_netem(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(traffic_control.NETEM_ENV, "1")
+    traffic_control.netem_available.cache_clear()
+    yield
+    traffic_control.netem_available.cache_clear()
+
+
+# --- registry ---------------------------------------------------------------------------
+
+
+def test_every_capability_is_registered_and_found_case_insensitively():
+    assert {cls.name for cls in REGISTRY.values()} >= {
+        "Interactive",
+        "Mount",
+        "LanAccess",
+        "TrafficControl",
+        "Weave",
+        "XVNC",
+        "WiFi",
+        "Thread",
+    }
+    assert lookup("xvnc", WHERE) is XVNC
+    assert lookup("Xvnc", WHERE) is XVNC  # Cirque's spelling
+    assert lookup("lanaccess", WHERE) is LanAccess
+
+
+def test_unknown_capability_lists_the_known_ones():
+    with pytest.raises(SpecError) as error:
+        lookup("Bluetooth", WHERE)
+    message = one_line(error)
+    assert "unknown capability 'Bluetooth'" in message
+    for known in ("Interactive", "Mount", "LanAccess", "TrafficControl", "Weave", "XVNC"):
+        assert known in message
+
+
+def test_parameters_must_be_a_mapping():
+    with pytest.raises(SpecError) as error:
+        build("TrafficControl", [10, 5])
+    assert "must be a mapping" in one_line(error)
+
+
+def test_a_capability_without_parameters_refuses_some():
+    with pytest.raises(SpecError) as error:
+        build("LanAccess", {"subnet": "10.0.0.0/24"})
+    assert "takes no parameters (got subnet)" in one_line(error)
+
+
+def test_unknown_field_is_refused_with_the_known_ones():
+    with pytest.raises(SpecError) as error:
+        build("TrafficControl", {"latency": 10})
+    message = one_line(error)
+    assert "unknown field(s) latency" in message
+    assert "latencyMs" in message
+
+
+# --- Interactive, LanAccess --------------------------------------------------------------
+
+
+def test_interactive_opens_stdin_with_a_tty():
+    config = configured(build("Interactive"))
+    assert config.stdin_open and config.tty
+
+
+def test_shell_command_attaches_a_shell_to_the_container():
+    assert shell_command("cirque-r1-main-h1-sensor") == [
+        "docker",
+        "exec",
+        "-it",
+        "cirque-r1-main-h1-sensor",
+        "/bin/sh",
+    ]
+    interactive = build("Interactive", {"shell": "/bin/bash"})
+    assert isinstance(interactive, Interactive)
+    assert shell_command("c1", interactive.shell)[-1] == "/bin/bash"
+
+
+def test_lan_access_puts_the_node_on_the_lan_access_segment():
+    assert ContainerConfig().lan_segment == "lan"
+    assert configured(build("LanAccess")).lan_segment == "lan-access"
+
+
+# --- Mount -------------------------------------------------------------------------------
+
+
+def test_mount_single_and_read_only(tmp_path):
+    mount = build("Mount", {"source": str(tmp_path), "target": "/data", "read_only": True})
+    assert configured(mount).mounts == [Mount(str(tmp_path), "/data", read_only=True)]
+
+
+def test_mount_accepts_cirques_mount_pairs(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b.txt").write_text("x")
+    params = MountCapability.params_from_cirque(
+        {"type": "x", "mount_pairs": [[str(tmp_path / "a"), "/a"], (str(tmp_path / "b.txt"), "/b")]}
+    )
+    mount = build("Mount", params)
+    assert configured(mount).mounts == [
+        Mount(str(tmp_path / "a"), "/a"),
+        Mount(str(tmp_path / "b.txt"), "/b"),
+    ]
+
+
+def test_mount_list_of_mappings(tmp_path):
+    mount = build(
+        "Mount",
+        {"mounts": [{"source": str(tmp_path), "target": "/x", "read_only": True}]},
+    )
+    assert mount.describe()["mounts"] == [
+        {"source": str(tmp_path), "target": "/x", "read_only": True}
+    ]
+
+
+def test_mount_refuses_a_missing_host_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(SpecError) as error:
+        build("Mount", {"mount_pairs": [[str(missing), "/data"]]})
+    message = one_line(error)
+    assert "mount_pairs[0].source" in message
+    assert f"{missing!s}' does not exist" in message
+
+
+def test_mount_refuses_a_relative_host_path(tmp_path):
+    with pytest.raises(SpecError) as error:
+        build("Mount", {"source": "data/config", "target": "/data"})
+    message = one_line(error)
+    assert "'source'" in message and "relative" in message and "absolute" in message
+
+
+def test_mount_refuses_a_relative_target(tmp_path):
+    with pytest.raises(SpecError) as error:
+        build("Mount", {"source": str(tmp_path), "target": "data"})
+    message = one_line(error)
+    assert "'target'" in message and "relative" in message and "'/data'" in message
+
+
+def test_mount_needs_something_to_mount():
+    with pytest.raises(SpecError) as error:
+        build("Mount", {})
+    assert "at least one mount" in one_line(error)
+
+
+def test_mount_refuses_a_target_given_twice(tmp_path):
+    with pytest.raises(SpecError) as error:
+        build("Mount", {"mount_pairs": [[str(tmp_path), "/d"], [str(tmp_path), "/d/"]]})
+    assert "on /d" in one_line(error)
+
+
+def test_mount_refuses_a_malformed_pair(tmp_path):
+    with pytest.raises(SpecError) as error:
+        build("Mount", {"mount_pairs": [[str(tmp_path)]]})
+    assert "must be [host_path, node_path]" in one_line(error)
+
+
+# --- TrafficControl ----------------------------------------------------------------------
+
+
+def test_traffic_control_negative_latency_is_refused(with_netem):
+    with pytest.raises(SpecError) as error:
+        build("TrafficControl", {"latencyMs": -5})
+    message = one_line(error)
+    assert "'latencyMs'" in message and ">= 0" in message and "-5" in message
+
+
+def test_traffic_control_loss_over_100_is_refused():
+    with pytest.raises(SpecError) as error:
+        build("TrafficControl", {"loss": 150})
+    message = one_line(error)
+    assert "'loss'" in message and "<= 100" in message
+
+
+@pytest.mark.parametrize(
+    ("params", "field_name", "problem"),
+    [
+        ({"loss": -1}, "loss", ">= 0"),
+        ({"loss": "10%"}, "loss", "must be a number"),
+        ({"loss": True}, "loss", "must be a number"),
+        ({"loss": float("nan")}, "loss", "finite"),
+        ({"rateKbit": -1}, "rateKbit", ">= 0"),
+        ({"rateKbit": 2}, "rateKbit", "at least 8"),
+        ({"jitterMs": -1}, "jitterMs", ">= 0"),
+        ({"loss": 1, "interface": ""}, "interface", "non-empty"),
+    ],
+)
+def test_traffic_control_bad_values(params, field_name, problem):
+    with pytest.raises(SpecError) as error:
+        build("TrafficControl", params)
+    message = one_line(error)
+    assert f"'{field_name}'" in message and problem in message
+
+
+def test_traffic_control_jitter_needs_latency(with_netem):
+    with pytest.raises(SpecError) as error:
+        build("TrafficControl", {"jitterMs": 5})
+    assert "needs latencyMs" in one_line(error)
+
+
+def test_latency_without_netem_fails_at_spec_time_saying_why(no_netem):
+    with pytest.raises(CapabilityUnavailable) as error:
+        build("TrafficControl", {"latencyMs": 20, "loss": 5})
+    message = one_line(error)
+    assert "netem" in message and "userspace LAN medium" in message
+
+
+def test_zero_latency_needs_no_netem(no_netem):
+    tc = build(
+        "TrafficControl",
+        TrafficControl.params_from_cirque({"traffic_control": {"latencyMs": 0, "loss": 5}}),
+    )
+    assert tc.loss == 5 and tc.latency_ms == 0
+
+
+def test_loss_is_split_evenly_over_both_directions():
+    for percent in (1, 10, 50, 99):
+        p = drop_probability(percent)
+        round_trip_loss = 1 - (1 - p) ** 2
+        assert math.isclose(round_trip_loss, percent / 100)
+
+
+def test_loss_and_rate_script(no_netem):
+    tc = build("TrafficControl", {"loss": 50, "rateKbit": 1000})
+    script = tc.netadmin_script()
+    assert "netem" not in script
+    assert "tbf rate 1000kbit" in script
+    p = f"{drop_probability(50):.6f}"
+    for rule in ("-I INPUT -i eth0", "-I OUTPUT -o eth0"):
+        assert f"iptables -w {rule} -m statistic --mode random --probability {p} -j DROP" in script
+        assert f"ip6tables -w {rule}" in script
+
+
+def test_latency_script_with_netem(with_netem):
+    tc = build("TrafficControl", {"latencyMs": 20, "jitterMs": 5, "rateKbit": 512})
+    script = tc.netadmin_script()
+    assert "root handle 1: netem delay 20ms 5ms" in script
+    assert "parent 1:1 handle 10: tbf rate 512kbit" in script
+    assert "iptables" not in script
+
+
+@dataclass
+class RecordingNode:
+    """Stands in for a running node: records what a capability asks of it."""
+
+    name: str = "sensor"
+    container_id: str = "c0ffee"
+    ip: str | None = "10.1.2.3"
+    scripts: list[str] = field(default_factory=list)
+
+    def run_netadmin(self, script: str, timeout: float = 30) -> Any:
+        self.scripts.append(script)
+
+
+def test_traffic_control_applies_through_netadmin_only_when_it_has_work(no_netem):
+    node = RecordingNode()
+    build("TrafficControl", {"loss": 0}).start(node)
+    assert node.scripts == []
+    build("TrafficControl", {"loss": 3}).start(node)
+    assert len(node.scripts) == 1 and "statistic" in node.scripts[0]
+
+
+def test_netem_detection_can_be_forced(monkeypatch):
+    for value, expected in (("1", True), ("0", False)):
+        monkeypatch.setenv(traffic_control.NETEM_ENV, value)
+        traffic_control.netem_available.cache_clear()
+        assert traffic_control.netem_available() is expected
+    traffic_control.netem_available.cache_clear()
+
+
+# --- Weave -------------------------------------------------------------------------------
+
+
+def test_weave_mounts_the_file_at_cirques_path_and_names_the_daemon(tmp_path):
+    cert = tmp_path / "device.config"
+    cert.write_text("secret")
+    weave = build("Weave", {"file": str(cert)})
+    config = configured(weave)
+    assert config.mounts == [Mount(str(cert), DEFAULT_TARGET)]
+    assert config.environment["CIRQUE_CREDENTIALS_FILE"] == DEFAULT_TARGET
+    assert config.environment["CIRQUE_DAEMON"] == DEFAULT_DAEMON == "nldaemon"
+
+
+def test_weave_from_cirque_keys_with_own_target_and_daemon(tmp_path):
+    cert = tmp_path / "weave.conf"
+    cert.write_text("x")
+    params = Weave.params_from_cirque(
+        {"weave_config_file": str(cert), "weave_config_target_path": "/etc/weave.conf"}
+    )
+    weave = build("Weave", {**params, "daemon": "weaved", "read_only": True})
+    config = configured(weave)
+    assert config.mounts == [Mount(str(cert), "/etc/weave.conf", read_only=True)]
+    assert config.environment["CIRQUE_DAEMON"] == "weaved"
+
+
+def test_weave_refuses_a_missing_file(tmp_path):
+    with pytest.raises(SpecError) as error:
+        build("Weave", {"file": str(tmp_path / "absent.pem")})
+    message = one_line(error)
+    assert "'file'" in message and "does not exist" in message
+
+
+def test_weave_needs_a_file():
+    with pytest.raises(SpecError) as error:
+        build("Weave", {"daemon": "nldaemon"})
+    assert "'file': is required" in one_line(error)
+
+
+def test_weave_refuses_a_relative_target(tmp_path):
+    cert = tmp_path / "c"
+    cert.write_text("x")
+    with pytest.raises(SpecError) as error:
+        build("Weave", {"file": str(cert), "target": "certs/c"})
+    assert "relative" in one_line(error)
+
+
+def test_weave_file_with_home_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "c.pem").write_text("x")
+    weave = build("Weave", {"file": "~/c.pem"})
+    assert weave.file == os.path.join(str(tmp_path), "c.pem")
+
+
+# --- XVNC --------------------------------------------------------------------------------
+
+
+def test_xvnc_gives_the_node_its_display():
+    xvnc = build("XVNC", XVNC.params_from_cirque({"display_id": 3, "xvnc_localhost": True}))
+    assert configured(xvnc).environment["DISPLAY"] == ":3"
+    assert xvnc.describe() == {"name": "XVNC", "display": 3, "geometry": "1280x800", "depth": 24}
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"display": 100}, "<= 99"),
+        ({"display": -1}, ">= 0"),
+        ({"geometry": "big"}, "WIDTHxHEIGHT"),
+        ({"geometry": "10x10"}, "WIDTHxHEIGHT"),
+        ({"depth": 32}, "8, 16 or 24"),
+        ({"localhost": "yes"}, "true or false"),
+    ],
+)
+def test_xvnc_bad_values(params, problem):
+    with pytest.raises(SpecError) as error:
+        build("XVNC", params)
+    assert problem in one_line(error)
+
+
+# --- radio slots -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cls", "medium", "interface", "socket"),
+    [
+        (WiFi, "wifi", "wlan0", "/var/run/wpa_supplicant/wlan0"),
+        (Thread, "thread", "wpan0", "/run/openthread-wpan0.sock"),
+    ],
+)
+def test_radio_slots_are_declared_but_unavailable(cls, medium, interface, socket):
+    assert (cls.medium, cls.interface, cls.control_socket) == (medium, interface, socket)
+    with pytest.raises(CapabilityUnavailable) as error:
+        build(cls.name)
+    message = one_line(error)
+    assert "not available in this version" in message and cls.name in message
