@@ -113,7 +113,7 @@ class Capability:
         location for error messages. Raise SpecError naming the field and what to do."""
         if params:
             unknown = ", ".join(sorted(params))
-            raise SpecError(f"{where}: capability {cls.name} takes no parameters (got {unknown})")
+            raise SpecError(f"{subject(where, cls.name)} takes no parameters (got {unknown})")
         return cls()
 
     def configure(self, config: ContainerConfig, node_name: str) -> None:
@@ -130,6 +130,14 @@ class Capability:
         return {"name": self.name, **self.params}
 
 
+def subject(where: str, capability: str) -> str:
+    """How a message names the capability at ``where``: "WHERE: capability NAME", or just
+    WHERE when it already ends with the capability (the spec parser's places do)."""
+    if where.lower().endswith(f"capability {capability}".lower()):
+        return where
+    return f"{where}: capability {capability}" if where else f"capability {capability}"
+
+
 class Params:
     """Reads one capability's parameters for ``from_params``.
 
@@ -141,7 +149,7 @@ class Params:
     def __init__(self, params: Mapping[str, Any] | None, where: str, capability: str) -> None:
         if params is not None and not isinstance(params, Mapping):
             raise SpecError(
-                f"{where}: capability {capability} parameters must be a mapping of field to "
+                f"{subject(where, capability)} parameters must be a mapping of field to "
                 f"value (got {type(params).__name__} {params!r})"
             )
         self.values: dict[str, Any] = dict(params or {})
@@ -151,7 +159,7 @@ class Params:
 
     def error(self, key: str, problem: str) -> SpecError:
         """A SpecError for one field: ``problem`` says what is wrong and what to do."""
-        return SpecError(f"{self.where}: capability {self.capability} field {key!r}: {problem}")
+        return SpecError(f"{subject(self.where, self.capability)} field {key!r}: {problem}")
 
     def has(self, key: str) -> bool:
         return key in self.values
@@ -242,7 +250,7 @@ class Params:
         if unknown:
             known = ", ".join(sorted(self._read)) or "none"
             raise SpecError(
-                f"{self.where}: capability {self.capability} has unknown field(s) "
+                f"{subject(self.where, self.capability)} has unknown field(s) "
                 f"{', '.join(unknown)}; known fields: {known}"
             )
 
@@ -250,7 +258,7 @@ class Params:
 def check_host_path(value: Any, field_name: str, where: str, capability: str) -> str:
     """A host path that a node will see: absolute (``~`` expanded) and existing, else a
     SpecError saying so. Checked when the spec is parsed, before anything is created."""
-    label = f"{where}: capability {capability} field {field_name!r}"
+    label = f"{subject(where, capability)} field {field_name!r}"
     if not isinstance(value, str) or not value.strip():
         raise SpecError(f"{label}: must be a host path (got {value!r})")
     path = os.path.expanduser(value)
@@ -266,7 +274,7 @@ def check_host_path(value: Any, field_name: str, where: str, capability: str) ->
 
 def check_node_path(value: Any, field_name: str, where: str, capability: str) -> str:
     """A path inside the node: absolute, else a SpecError saying so."""
-    label = f"{where}: capability {capability} field {field_name!r}"
+    label = f"{subject(where, capability)} field {field_name!r}"
     if not isinstance(value, str) or not value.strip():
         raise SpecError(f"{label}: must be a path inside the node (got {value!r})")
     if not value.startswith("/"):

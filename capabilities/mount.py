@@ -21,6 +21,7 @@ from pytest_cirque.capabilities.base import (
     check_host_path,
     check_node_path,
     register,
+    subject,
 )
 
 from pytest_cirque.errors import SpecError
@@ -62,14 +63,14 @@ class MountCapability(Capability):
         reader.done()
         if not mounts:
             raise SpecError(
-                f"{where}: capability Mount needs at least one mount; give source and target, "
+                f"{subject(where, cls.name)} needs at least one mount; give source and target, "
                 "mounts: [{source: /host/path, target: /node/path}], or mount_pairs"
             )
         targets = [mount.target for mount in mounts]
         duplicates = sorted({t for t in targets if targets.count(t) > 1})
         if duplicates:
             raise SpecError(
-                f"{where}: capability Mount mounts two host paths on {duplicates[0]}; "
+                f"{subject(where, cls.name)} mounts two host paths on {duplicates[0]}; "
                 "give each target once"
             )
         return cls(mounts)

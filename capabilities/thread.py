@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pytest_cirque.capabilities.base import Capability, register
+from pytest_cirque.capabilities.base import Capability, register, subject
 from pytest_cirque.capabilities.wifi import RADIO_UNAVAILABLE
 
 from pytest_cirque.errors import CapabilityUnavailable
@@ -30,5 +30,7 @@ class Thread(Capability):
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None, where: str) -> Thread:
         raise CapabilityUnavailable(
-            RADIO_UNAVAILABLE.format(where=where, name=cls.name, medium="Thread")
+            RADIO_UNAVAILABLE.format(
+                subject=subject(where, cls.name), name=cls.name, medium="Thread"
+            )
         )

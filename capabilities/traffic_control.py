@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_cirque.capabilities.base import Capability, NodeRuntime, Params, register
+from pytest_cirque.capabilities.base import Capability, NodeRuntime, Params, register, subject
 
 from pytest_cirque.errors import CapabilityUnavailable
 
@@ -121,7 +121,7 @@ class TrafficControl(Capability):
             raise reader.error("jitterMs", "needs latencyMs: jitter varies the added latency")
         if (latency or jitter) and not netem_available():
             raise CapabilityUnavailable(
-                f"{where}: capability TrafficControl latencyMs/jitterMs need the kernel's "
+                f"{subject(where, cls.name)} latencyMs/jitterMs need the kernel's "
                 "netem qdisc (sch_netem), which this host lacks; latency and jitter on the "
                 "LAN arrive with the userspace LAN medium of the radio work: remove them, "
                 f"keep loss and rateKbit, or set {NETEM_ENV}=1 if the Docker engine's "

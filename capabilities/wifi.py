@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pytest_cirque.capabilities.base import Capability, register
+from pytest_cirque.capabilities.base import Capability, register, subject
 
 from pytest_cirque.errors import CapabilityUnavailable
 
 #: The one line every radio capability fails with until the media exist.
 RADIO_UNAVAILABLE = (
-    "{where}: capability {name} needs the simulated {medium} radio medium, which is not "
+    "{subject} needs the simulated {medium} radio medium, which is not "
     "available in this version of pytest-cirque; remove {name} from the node (use LanAccess "
     "for a wired LAN between nodes)"
 )
@@ -36,5 +36,5 @@ class WiFi(Capability):
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None, where: str) -> WiFi:
         raise CapabilityUnavailable(
-            RADIO_UNAVAILABLE.format(where=where, name=cls.name, medium="WiFi")
+            RADIO_UNAVAILABLE.format(subject=subject(where, cls.name), name=cls.name, medium="WiFi")
         )
