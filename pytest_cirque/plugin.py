@@ -196,6 +196,11 @@ def spec_from_markers(item: pytest.Item) -> tuple[HomeSpec, str | None] | None:
     return spec, name
 
 
+def setup_failure(message: str) -> BaseException:
+    """The exception that fails a test with just this line (raise it ``from None``)."""
+    return pytest.fail.Exception(message, pytrace=False)
+
+
 # --- hooks
 
 
@@ -218,7 +223,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     try:
         built = spec_from_markers(item)
     except SpecError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+        raise setup_failure(
+            problem if problem.startswith(item.nodeid) else f"{item.nodeid}: {problem}"
+        ) from None
     if built is not None:
         item.stash[HOME_SPEC_KEY], item.stash[HOME_NAME_KEY] = built
 
@@ -376,7 +384,7 @@ def cirque(request: pytest.FixtureRequest) -> Iterator[Cirque]:
             progress=progress,
         )
     except CirqueError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        raise setup_failure(str(exc)) from None
     try:
         removed = cleanup.reap(service.client, dead_only=True)
         if removed:
@@ -393,7 +401,7 @@ def _create_home(
     try:
         home = cirque.create_home(spec, name=name)
     except CirqueError as exc:
-        pytest.fail(f"{request.node.nodeid}: {exc}", pytrace=False)
+        raise setup_failure(f"{request.node.nodeid}: {exc}") from None
     request.node.stash.setdefault(TEST_HOMES_KEY, []).append(home)
     return home
 
@@ -476,7 +484,7 @@ def session_home(
         )
         shared = cirque.create_home(spec, name="session")
     except CirqueError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        raise setup_failure(str(exc)) from None
     config.stash[SESSION_HOME_KEY] = shared
     try:
         yield shared

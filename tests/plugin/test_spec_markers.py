@@ -1,0 +1,166 @@
+"""From markers to a home spec: YAML paths relative to the test file, the capabilities
+marker, and bad specs failing setup in one line before the service is even asked.
+
+The ``cirque`` fixture is replaced by a recorder of the specs it is given: these tests
+cover the plugin's own logic; tests/integration/test_plugin_docker.py runs it for real.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+RECORDING_CONFTEST = """
+import pytest
+
+class RecordingService:
+    def create_home(self, spec, name=None):
+        caps = {
+            n: [(c.name, c.describe().get("loss")) for c in s.capabilities]
+            for n, s in spec.nodes.items()
+        }
+        print(f"CREATED name={name} caps={caps}")
+        return Home()
+
+class Home:
+    name = "recorded"
+    nodes = {}
+    def destroy(self):
+        pass
+
+@pytest.fixture(scope="session")
+def cirque():
+    return RecordingService()
+"""
+
+REFUSING_CONFTEST = """
+import pytest
+
+@pytest.fixture(scope="session")
+def cirque():
+    raise AssertionError("the service must not be asked for anything")
+"""
+
+
+def created_lines(result: pytest.RunResult) -> list[str]:
+    return [line[line.index("CREATED") :] for line in result.stdout.lines if "CREATED" in line]
+
+
+def test_capabilities_marker_adds_to_all_or_named_nodes(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(RECORDING_CONFTEST)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.capabilities("Interactive")
+
+        @pytest.mark.home({"a": {"capabilities": [{"TrafficControl": {"loss": 5}}]}, "b": {}},
+                          name="kitchen")
+        @pytest.mark.capabilities({"TrafficControl": {"loss": 20}}, nodes=["a"])
+        @pytest.mark.capabilities("LanAccess", nodes=["b"])
+        def test_marked(home):
+            pass
+        """
+    )
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    assert created_lines(result) == [
+        "CREATED name=kitchen caps={"
+        "'a': [('Interactive', None), ('TrafficControl', 20.0)], "
+        "'b': [('Interactive', None), ('LanAccess', None)]}"
+    ]
+
+
+def test_yaml_spec_path_is_relative_to_the_test_file(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(RECORDING_CONFTEST)
+    sub = pytester.mkpydir("sub")
+    (sub / "home.yaml").write_text("hub:\n  capability: [LanAccess]\nlamp: {}\n")
+    (sub / "test_yaml.py").write_text(
+        "import pytest\n\n@pytest.mark.home('home.yaml')\ndef test_from_yaml(home):\n    pass\n"
+    )
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    assert created_lines(result) == [
+        "CREATED name=None caps={'hub': [('LanAccess', None)], 'lamp': []}"
+    ]
+
+
+BAD_SPECS = [
+    (
+        '@pytest.mark.home({"hub": {"capabilities": ["Teleport"]}})',
+        "*::test_bad: @pytest.mark.home node hub: unknown capability 'Teleport'; known*",
+    ),
+    (
+        '@pytest.mark.home({"hub": {"capabilities": [{"TrafficControl": {"loss": 101}}]}})',
+        "*::test_bad: @pytest.mark.home node hub capability TrafficControl*loss*",
+    ),
+    (
+        '@pytest.mark.home({"hub": {"imgae": "base"}})',
+        "*::test_bad: @pytest.mark.home node hub: unknown field 'imgae'*",
+    ),
+    (
+        '@pytest.mark.home("missing.yaml")',
+        "*::test_bad: @pytest.mark.home: home spec file */missing.yaml not found*",
+    ),
+    (
+        '@pytest.mark.home({"hub": {}}) @pytest.mark.capabilities("LanAccess", nodes=["hbu"])',
+        "*::test_bad: @pytest.mark.capabilities: nodes=[[]'hbu'[]] are not in the home (its "
+        "nodes: hub)*",
+    ),
+    (
+        '@pytest.mark.home({"hub": {}}) @pytest.mark.capabilities({"Mount": {"source": "x"}})',
+        "*::test_bad: @pytest.mark.capabilities: node 'hub'*Mount*",
+    ),
+]
+
+
+@pytest.mark.parametrize(("decorators", "line"), BAD_SPECS)
+def test_a_bad_spec_fails_setup_in_one_line_and_asks_nothing(
+    pytester: pytest.Pytester, decorators: str, line: str
+) -> None:
+    pytester.makeconftest(REFUSING_CONFTEST)
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        {decorators.replace(" @pytest", chr(10) + "        @pytest")}
+        def test_bad(home):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([line])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*another exception occurred*")
+    result.stdout.no_fnmatch_line("*must not be asked*")
+
+
+def test_bad_yaml_names_file_and_line(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(REFUSING_CONFTEST)
+    (pytester.path / "broken.yaml").write_text("hub:\n  image: base\n  env: [unclosed\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.home("broken.yaml")
+        def test_bad(home):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*::test_bad: *broken.yaml:[0-9]*: invalid YAML*"])
+
+
+def test_a_bad_spec_fails_even_without_the_home_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.home({"hub": {"capabilities": ["Teleport"]}})
+        def test_bad():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
