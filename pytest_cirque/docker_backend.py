@@ -1,0 +1,574 @@
+"""The one module that talks to docker-py.
+
+Homes, nodes, networks and cleanup go through the narrow ``Backend`` interface below,
+so the rest of the project speaks of nodes and segments, not of Docker API calls. The
+low-level API is used on purpose: one HTTP call per operation, no hidden re-inspects,
+which keeps a node without capabilities as cheap as a bare create + start.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import tarfile
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import tenacity
+
+from pytest_cirque.errors import DockerUnavailable, ExecTimeout, NodeError
+
+KIND_CONTAINER = "container"
+KIND_NETWORK = "network"
+KIND_VOLUME = "volume"
+
+
+class SubnetTaken(Exception):
+    """Docker refused a subnet because it overlaps another network's (internal signal)."""
+
+
+class ParentInUse(Exception):
+    """Docker refused a macvlan network because its parent interface is taken."""
+
+
+@dataclass
+class ExecResult:
+    """What a command run in a node produced. The exit code is never lost."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    command: str
+    node: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class DockerObject:
+    """A labelled Docker object found by a label query."""
+
+    kind: str
+    id: str
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def connect(client: Any | None = None) -> Any:
+    """A docker client that answered a ping, or DockerUnavailable in one line."""
+    try:
+        if client is None:
+            client = docker.from_env(timeout=int(os.environ.get("CIRQUE_DOCKER_TIMEOUT", "120")))
+        client.ping()
+    except Exception as exc:
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DockerUnavailable(
+            f"Docker engine unreachable at {host} ({reason}); start Docker or make its "
+            "socket accessible to this user (docker group), or set DOCKER_HOST"
+        ) from None
+    return client
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    return str(getattr(exc, "explanation", None) or exc)
+
+
+def _command_text(cmd: str | Sequence[str]) -> str:
+    return cmd if isinstance(cmd, str) else " ".join(str(c) for c in cmd)
+
+
+def _as_argv(cmd: str | Sequence[str]) -> list[str]:
+    return ["sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
+
+
+def _descendants(host_pid: int) -> list[int]:
+    """A process and its descendants as host pids (read from /proc; empty if unreadable)."""
+    found, pending = [], [host_pid]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as children:
+                    pending.extend(int(c) for c in children.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def _namespace_pid(host_pid: int) -> int | None:
+    """The pid of a host process inside its innermost pid namespace (NSpid)."""
+    try:
+        with open(f"/proc/{host_pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class Backend:
+    """Narrow interface over one docker client."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.api = client.api
+
+    # ---- images ---------------------------------------------------------------------
+
+    def image_config(self, image: str) -> dict[str, Any] | None:
+        """The image's Config block (Cmd, Entrypoint, ...), or None when it is not local."""
+        try:
+            return self.api.inspect_image(image).get("Config") or {}
+        except docker.errors.ImageNotFound:
+            return None
+
+    # ---- networks -------------------------------------------------------------------
+
+    def used_subnets(self) -> list[str]:
+        """Every IPv4/IPv6 subnet of every Docker network on this engine."""
+        subnets = []
+        for net in self.api.networks():
+            for config in (net.get("IPAM") or {}).get("Config") or []:
+                if config.get("Subnet"):
+                    subnets.append(config["Subnet"])
+        return subnets
+
+    def create_network(
+        self,
+        name: str,
+        *,
+        labels: Mapping[str, str],
+        subnet: str | None = None,
+        gateway: str | None = None,
+        ip_range: str | None = None,
+        ipv6_subnet: str | None = None,
+        internal: bool = False,
+        icc: bool = True,
+        driver: str = "bridge",
+        parent: str | None = None,
+    ) -> str:
+        """Create a network; SubnetTaken when Docker reports an overlapping pool."""
+        pools = []
+        if subnet:
+            pools.append(docker.types.IPAMPool(subnet=subnet, gateway=gateway, iprange=ip_range))
+        if ipv6_subnet:
+            pools.append(docker.types.IPAMPool(subnet=ipv6_subnet))
+        options: dict[str, str] = {}
+        if driver == "bridge" and not icc:
+            options["com.docker.network.bridge.enable_icc"] = "false"
+        if driver == "macvlan" and parent:
+            options["parent"] = parent
+        try:
+            response = self.api.create_network(
+                name,
+                driver=driver,
+                options=options or None,
+                ipam=docker.types.IPAMConfig(pool_configs=pools) if pools else None,
+                internal=internal,
+                labels=dict(labels),
+                enable_ipv6=bool(ipv6_subnet),
+                check_duplicate=True,
+            )
+        except docker.errors.APIError as exc:
+            text = _explanation(exc)
+            if "overlap" in text.lower():
+                raise SubnetTaken(text) from None
+            if "parent interface" in text.lower():
+                raise ParentInUse(text) from None
+            raise
+        return response["Id"]
+
+    def remove_network(self, name_or_id: str) -> None:
+        """Remove a network; a missing one is fine. Retries while endpoints drain."""
+        for attempt in tenacity.Retrying(
+            stop=tenacity.stop_after_delay(20),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=1),
+            retry=tenacity.retry_if_exception(
+                lambda e: (
+                    isinstance(e, docker.errors.APIError) and "active endpoints" in _explanation(e)
+                )
+            ),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    self.api.remove_network(name_or_id)
+                except docker.errors.NotFound:
+                    return
+
+    def network_info(self, name_or_id: str) -> dict[str, Any] | None:
+        try:
+            return self.api.inspect_network(name_or_id)
+        except docker.errors.NotFound:
+            return None
+
+    # ---- volumes --------------------------------------------------------------------
+
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        self.api.create_volume(name, labels=dict(labels))
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.api.remove_volume(name, force=True)
+        except docker.errors.NotFound:
+            return
+
+    # ---- containers -----------------------------------------------------------------
+
+    def create_container(
+        self,
+        name: str,
+        image: str,
+        *,
+        labels: Mapping[str, str],
+        command: str | Sequence[str] | None = None,
+        environment: Mapping[str, str] | None = None,
+        hostname: str | None = None,
+        network: str | None = None,
+        aliases: Sequence[str] = (),
+        network_mode: str | None = None,
+        cap_add: Sequence[str] = (),
+        devices: Sequence[str] = (),
+        sysctls: Mapping[str, str] | None = None,
+        binds: Mapping[str, Mapping[str, str]] | None = None,
+        stdin_open: bool = False,
+        tty: bool = False,
+        init: bool = False,
+        **extra_host_config: Any,
+    ) -> str:
+        """Create (not start) a container; returns its id."""
+        host_config = self.api.create_host_config(
+            network_mode=network_mode or network,
+            cap_add=list(cap_add) or None,
+            devices=list(devices) or None,
+            sysctls=dict(sysctls) if sysctls else None,
+            binds=dict(binds) if binds else None,
+            init=init or None,
+            **extra_host_config,
+        )
+        networking_config = None
+        if network and not network_mode:
+            networking_config = self.api.create_networking_config(
+                {network: self.api.create_endpoint_config(aliases=list(aliases) or None)}
+            )
+        response = self.api.create_container(
+            image,
+            command=command,
+            name=name,
+            hostname=hostname if not network_mode else None,
+            environment=dict(environment) if environment else None,
+            labels=dict(labels),
+            host_config=host_config,
+            networking_config=networking_config,
+            stdin_open=stdin_open,
+            tty=tty,
+            detach=True,
+        )
+        return response["Id"]
+
+    def start(self, container: str) -> None:
+        self.api.start(container)
+
+    def stop(self, container: str, timeout: float = 10) -> None:
+        self.api.stop(container, timeout=int(timeout))
+
+    def restart(self, container: str, timeout: float = 10) -> None:
+        self.api.restart(container, timeout=int(timeout))
+
+    def remove_container(self, container: str) -> None:
+        """Kill and remove a container; a missing one is fine."""
+        try:
+            self.api.remove_container(container, force=True, v=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if "already in progress" in _explanation(exc):
+                return
+            raise
+
+    def inspect(self, container: str) -> dict[str, Any] | None:
+        try:
+            return self.api.inspect_container(container)
+        except docker.errors.NotFound:
+            return None
+
+    def wait(self, container: str, timeout: float) -> int:
+        return int(self.api.wait(container, timeout=timeout)["StatusCode"])
+
+    def logs(self, container: str, tail: int | str = 100) -> str:
+        try:
+            data = self.api.logs(container, stdout=True, stderr=True, tail=tail)
+        except docker.errors.NotFound:
+            return ""
+        return data.decode("utf-8", errors="replace")
+
+    # ---- exec -----------------------------------------------------------------------
+
+    def exec(
+        self,
+        container: str,
+        cmd: str | Sequence[str],
+        *,
+        node: str,
+        timeout: float | None = 30,
+        environment: Mapping[str, str] | None = None,
+        user: str = "",
+    ) -> ExecResult:
+        """Run a command and collect its output; ExecTimeout (after killing it) on timeout."""
+        exec_id = self._exec_create(container, cmd, node, environment, user)
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["output"] = self.api.exec_start(exec_id, demux=True)
+            except BaseException as exc:  # handed back to the caller's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run, name=f"exec-{node}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            self.kill_exec(container, exec_id)
+            raise ExecTimeout(
+                f"node {node}: command {_command_text(cmd)!r} did not finish within "
+                f"{timeout:g} s and was killed; raise timeout= or look at node.logs()"
+            )
+        if "error" in outcome:
+            raise self._exec_error(outcome["error"], node, cmd)
+        stdout, stderr = outcome["output"] or (None, None)
+        return ExecResult(
+            exit_code=self._exit_code(exec_id),
+            stdout=(stdout or b"").decode("utf-8", errors="replace"),
+            stderr=(stderr or b"").decode("utf-8", errors="replace"),
+            command=_command_text(cmd),
+            node=node,
+        )
+
+    def exec_background(
+        self, container: str, cmd: str | Sequence[str], *, node: str
+    ) -> BackgroundExec:
+        exec_id = self._exec_create(container, cmd, node, None, "")
+        return BackgroundExec(self, container, exec_id, _command_text(cmd), node)
+
+    def _exec_create(
+        self,
+        container: str,
+        cmd: str | Sequence[str],
+        node: str,
+        environment: Mapping[str, str] | None,
+        user: str,
+    ) -> str:
+        try:
+            return self.api.exec_create(
+                container, _as_argv(cmd), environment=dict(environment or {}) or None, user=user
+            )["Id"]
+        except docker.errors.APIError as exc:
+            raise self._exec_error(exc, node, cmd) from None
+
+    @staticmethod
+    def _exec_error(exc: BaseException, node: str, cmd: str | Sequence[str]) -> BaseException:
+        if not isinstance(exc, docker.errors.APIError):
+            return exc
+        text = _explanation(exc).splitlines()[0]
+        return NodeError(
+            f"node {node}: cannot run {_command_text(cmd)!r}: {text}; check that the node "
+            "is running (node.state) and the program exists in its image"
+        )
+
+    def _exit_code(self, exec_id: str) -> int:
+        code = self.api.exec_inspect(exec_id).get("ExitCode")
+        return -1 if code is None else int(code)
+
+    def exec_running(self, exec_id: str) -> bool:
+        try:
+            return bool(self.api.exec_inspect(exec_id).get("Running"))
+        except docker.errors.NotFound:
+            return False
+
+    def kill_exec(self, container: str, exec_id: str) -> None:
+        """Kill an exec'd process and its descendants. Works without privilege: the host
+        pids are read from /proc and killed from inside the container by their namespace
+        pids (any image with a `kill` program or a shell)."""
+        try:
+            host_pid = int(self.api.exec_inspect(exec_id).get("Pid") or 0)
+        except docker.errors.APIError:
+            return
+        if host_pid <= 0:
+            return
+        ns_pids = [p for p in map(_namespace_pid, _descendants(host_pid)) if p]
+        if not ns_pids:
+            return
+        targets = " ".join(str(p) for p in ns_pids)
+        for argv in (["kill", "-KILL", *targets.split()], ["sh", "-c", f"kill -KILL {targets}"]):
+            try:
+                kill_id = self.api.exec_create(container, argv)["Id"]
+                self.api.exec_start(kill_id)
+                if self._exit_code(kill_id) == 0:
+                    return
+            except docker.errors.APIError:
+                continue
+
+    # ---- files ----------------------------------------------------------------------
+
+    def put_file(self, container: str, path: str, data: bytes, mode: int) -> bool:
+        """Write one file through a tar archive; False when its directory does not exist."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            info = tarfile.TarInfo(posixpath.basename(path))
+            info.size = len(data)
+            info.mode = mode
+            archive.addfile(info, io.BytesIO(data))
+        try:
+            return bool(
+                self.api.put_archive(container, posixpath.dirname(path) or "/", buffer.getvalue())
+            )
+        except docker.errors.NotFound:
+            return False
+
+    def get_file(self, container: str, path: str) -> bytes | None:
+        """Read one file through a tar archive; None when it does not exist."""
+        try:
+            stream, _stat = self.api.get_archive(container, path)
+        except docker.errors.NotFound:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream)), mode="r") as archive:
+            for member in archive.getmembers():
+                if member.isfile():
+                    extracted = archive.extractfile(member)
+                    return extracted.read() if extracted else b""
+        return None
+
+    # ---- label queries --------------------------------------------------------------
+
+    def find(self, label_filters: Iterable[str]) -> list[DockerObject]:
+        """Containers, networks and volumes whose labels match every filter
+        ("key" or "key=value")."""
+        filters = {"label": list(label_filters)}
+        found = [
+            DockerObject(KIND_CONTAINER, c["Id"], c["Names"][0].lstrip("/"), c.get("Labels") or {})
+            for c in self.api.containers(all=True, filters=filters)
+        ]
+        found += [
+            DockerObject(KIND_NETWORK, n["Id"], n["Name"], n.get("Labels") or {})
+            for n in self.api.networks(filters=filters)
+        ]
+        volumes = self.api.volumes(filters=filters).get("Volumes") or []
+        found += [
+            DockerObject(KIND_VOLUME, v["Name"], v["Name"], v.get("Labels") or {}) for v in volumes
+        ]
+        return found
+
+    def remove(self, obj: DockerObject) -> None:
+        """Remove one found object of any kind."""
+        if obj.kind == KIND_CONTAINER:
+            self.remove_container(obj.id)
+        elif obj.kind == KIND_NETWORK:
+            self.remove_network(obj.id)
+        else:
+            self.remove_volume(obj.id)
+
+
+class BackgroundExec:
+    """A command that keeps running in a node while the test goes on."""
+
+    def __init__(self, backend: Backend, container: str, exec_id: str, command: str, node: str):
+        self._backend = backend
+        self._container = container
+        self.exec_id = exec_id
+        self.command = command
+        self.node = node
+        self._stdout: list[bytes] = []
+        self._stderr: list[bytes] = []
+        self._error: BaseException | None = None
+        stream = backend.api.exec_start(exec_id, stream=True, demux=True)
+        self._reader = threading.Thread(
+            target=self._read, args=(stream,), name=f"bg-exec-{node}", daemon=True
+        )
+        self._reader.start()
+
+    def _read(self, stream: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+        try:
+            for out, err in stream:
+                if out:
+                    self._stdout.append(out)
+                if err:
+                    self._stderr.append(err)
+        except BaseException as exc:  # the connection dropped: the node went away
+            self._error = exc
+
+    @property
+    def running(self) -> bool:
+        return self._reader.is_alive() and self._backend.exec_running(self.exec_id)
+
+    @property
+    def stdout(self) -> str:
+        """Output so far."""
+        return b"".join(self._stdout).decode("utf-8", errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return b"".join(self._stderr).decode("utf-8", errors="replace")
+
+    def wait(self, timeout: float | None = 30) -> ExecResult:
+        """Wait for the command to end; ExecTimeout (it keeps running) when it does not."""
+        self._reader.join(timeout)
+        if self._reader.is_alive():
+            raise ExecTimeout(
+                f"node {self.node}: background command {self.command!r} still running after "
+                f"{timeout:g} s; kill() it or wait longer"
+            )
+        return ExecResult(
+            exit_code=self._backend._exit_code(self.exec_id),
+            stdout=self.stdout,
+            stderr=self.stderr,
+            command=self.command,
+            node=self.node,
+        )
+
+    def kill(self) -> None:
+        """Kill the command (and what it started); returns once its output has closed."""
+        self._backend.kill_exec(self._container, self.exec_id)
+        self._reader.join(10)
+
+
+def run_parallel(tasks: Sequence[Callable[[], Any]], workers: int = 8) -> list[BaseException]:
+    """Run tasks on a thread pool and return their errors (never raises them). A
+    KeyboardInterrupt while waiting does not abandon the tasks: it is re-raised once all
+    have finished, so teardown always completes."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    if not tasks:
+        return []
+    if len(tasks) == 1:
+        try:
+            tasks[0]()
+        except Exception as exc:
+            return [exc]
+        return []
+    interrupted = False
+    with ThreadPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        futures = [pool.submit(task) for task in tasks]
+        pending = set(futures)
+        while pending:
+            try:
+                _done, pending = wait(pending)
+            except KeyboardInterrupt:
+                interrupted = True
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if interrupted:
+        raise KeyboardInterrupt
+    return [e for e in errors if e is not None]

@@ -1,0 +1,158 @@
+"""Who owns a Docker object, and what it is called.
+
+Every object pytest-cirque creates carries labels under ``io.cirque.`` and a name that
+includes the run id and the xdist worker, so parallel workers and parallel pytest
+sessions on one host never collide, and cleanup can select exactly its own objects.
+
+The owner label identifies the creating process by host, pid and process start time: a
+recycled pid is a different owner, so a dead run is never mistaken for a live one.
+This module is pure (no Docker).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+from dataclasses import dataclass
+
+LABEL_PREFIX = "io.cirque."
+RUN = "io.cirque.run"
+HOME = "io.cirque.home"
+OWNER = "io.cirque.owner"
+WORKER = "io.cirque.worker"
+NODE = "io.cirque.node"
+ROLE = "io.cirque.role"
+KEPT = "io.cirque.kept"
+
+#: Values of the io.cirque.role label.
+ROLE_NODE = "node"
+ROLE_SIDECAR = "sidecar"
+ROLE_NETADMIN = "netadmin"
+ROLE_NETWORK = "network"
+ROLE_KEPT_MARKER = "kept-marker"
+
+NAME_PREFIX = "cirque"
+_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
+
+
+def new_run_id() -> str:
+    """A short random run id (8 hex digits)."""
+    return secrets.token_hex(4)
+
+
+def current_worker() -> str:
+    """The xdist worker of this process ("gw0", ...), or "main" outside xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER") or "main"
+
+
+def safe_name(text: str) -> str:
+    """Text reduced to what Docker accepts in object names."""
+    cleaned = _UNSAFE.sub("-", str(text)).strip("-.")
+    return cleaned or "x"
+
+
+def _process_start_time(pid: int) -> str | None:
+    """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or
+    None when the process does not exist or has exited (zombie). Without /proc, "0" for
+    any live pid."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            text = stat.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return _start_time_without_proc(pid)
+    # The command name (field 2) is in parentheses and may hold spaces: split after it.
+    fields = text[text.rfind(")") + 2 :].split()
+    if not fields or fields[0] in ("Z", "X"):  # a zombie has exited: not alive
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def _start_time_without_proc(pid: int) -> str | None:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return "0"
+    return "0"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process on a host, identified across pid reuse by its start time."""
+
+    host: str
+    pid: int
+    start_time: str
+
+    @classmethod
+    def current(cls) -> Owner:
+        pid = os.getpid()
+        return cls(socket.gethostname(), pid, _process_start_time(pid) or "0")
+
+    @classmethod
+    def from_label(cls, label: str) -> Owner | None:
+        """Parse an io.cirque.owner label ("host/pid/start"); None when malformed."""
+        parts = str(label).rsplit("/", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            return None
+        return cls(parts[0], int(parts[1]), parts[2])
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}/{self.pid}/{self.start_time}"
+
+    def is_local(self) -> bool:
+        return self.host == socket.gethostname()
+
+    def is_alive(self) -> bool:
+        """True unless this owner is on this host and certainly gone. An owner on another
+        host is always considered alive: we cannot see its processes."""
+        if not self.is_local():
+            return True
+        start = _process_start_time(self.pid)
+        if start is None:
+            return False
+        return self.start_time in ("0", start) or start == "0"
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """The run, worker and owner that label every object of one Cirque service."""
+
+    run_id: str
+    worker: str
+    owner: Owner
+
+    @classmethod
+    def create(cls, run_id: str | None = None, worker: str | None = None) -> RunIdentity:
+        return cls(
+            safe_name(run_id or new_run_id())[:8],
+            safe_name(worker or current_worker()),
+            Owner.current(),
+        )
+
+    def home_id(self, home_name: str) -> str:
+        """The globally unique id of a home (its io.cirque.home label and name stem)."""
+        return f"{NAME_PREFIX}-{self.run_id}-{self.worker}-{safe_name(home_name)}"
+
+    def labels(self, home_id: str, role: str, node: str | None = None) -> dict[str, str]:
+        labels = {
+            RUN: self.run_id,
+            HOME: home_id,
+            OWNER: self.owner.label,
+            WORKER: self.worker,
+            ROLE: role,
+        }
+        if node is not None:
+            labels[NODE] = node
+        return labels
+
+
+def object_name(home_id: str, *parts: str) -> str:
+    """Name of a Docker object of a home: the home id followed by the given parts."""
+    return "-".join([home_id, *(safe_name(p) for p in parts)])
