@@ -1,0 +1,236 @@
+"""Home and node spec parsing: every bad input is one SpecError line naming the place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_cirque.capabilities import base
+from pytest_cirque.capabilities.base import Capability, ContainerConfig
+
+from pytest_cirque.errors import SpecError
+from pytest_cirque.spec import DEFAULT_IMAGE, HomeSpec, NodeSpec
+
+
+class Beacon(Capability):
+    """A fake capability: one optional numeric parameter, checked like real ones."""
+
+    name = "Beacon"
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None, where: str) -> Capability:
+        params = dict(params or {})
+        period = params.pop("period", 1)
+        if params:
+            raise SpecError(f"{where}: unknown parameter {sorted(params)[0]}")
+        if not isinstance(period, (int, float)) or period <= 0:
+            raise SpecError(f"{where}: field 'period' must be a positive number, got {period!r}")
+        return cls(period=period)
+
+    def configure(self, config: ContainerConfig, node_name: str) -> None:
+        config.environment["BEACON"] = str(self.params["period"])
+
+
+@pytest.fixture(autouse=True)
+def beacon() -> Iterator[None]:
+    base.lookup("LanAccess", "import")  # loads the real capabilities first
+    base.REGISTRY["beacon"] = Beacon
+    yield
+    base.REGISTRY.pop("beacon", None)
+
+
+def one_line(exc: pytest.ExceptionInfo[SpecError]) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
+
+def test_defaults_for_an_empty_node() -> None:
+    spec = HomeSpec.parse({"hub": None, "lamp": {}})
+    assert spec.names() == ["hub", "lamp"]
+    hub = spec.nodes["hub"]
+    assert (hub.image, hub.capabilities, hub.env, hub.command) == (DEFAULT_IMAGE, [], {}, None)
+    assert hub.docker_network == "default"
+
+
+def test_full_node_spec() -> None:
+    spec = HomeSpec.parse(
+        {
+            "hub": {
+                "image": "my/image:1",
+                "capabilities": ["LanAccess", {"Beacon": {"period": 5}}],
+                "env": {"A": 1, "B": True, "C": None},
+                "command": ["sleep", 10],
+                "docker_network": "IPv6",
+            }
+        }
+    )
+    hub = spec.nodes["hub"]
+    assert hub.image == "my/image:1"
+    assert [c.name for c in hub.capabilities] == ["LanAccess", "Beacon"]
+    assert hub.capability("beacon").params == {"period": 5}
+    assert hub.env == {"A": "1", "B": "true", "C": ""}
+    assert hub.command == ["sleep", "10"]
+    assert hub.docker_network == "ipv6"
+
+
+def test_capabilities_as_a_mapping_and_env_as_a_list() -> None:
+    node = NodeSpec.parse("n", {"capabilities": {"Beacon": {"period": 2}}, "env": ["X=1=2"]})
+    assert node.capabilities[0].params == {"period": 2}
+    assert node.env == {"X": "1=2"}
+
+
+def test_cirque_keys() -> None:
+    spec = HomeSpec.parse(
+        {
+            "ap": {"type": "wifi_ap", "capability": ["LanAccess", "Beacon"]},
+            "dev": {"base_image": "generic_node_image", "docker_network": "internal"},
+            "tc": {"capability": ["TrafficControl"], "traffic_control": {"loss": 10}},
+        }
+    )
+    assert spec.nodes["ap"].image == "wifi-ap"
+    assert spec.nodes["ap"].capability("Beacon").params == {"period": 1}
+    assert spec.nodes["dev"].image == "generic_node_image"
+    assert spec.nodes["dev"].docker_network == "internal"
+    assert spec.nodes["tc"].capability("TrafficControl").loss == 10
+
+
+def test_cirque_mount_pairs_ask_for_mount(tmp_path: Path) -> None:
+    node = NodeSpec.parse("n", {"mount_pairs": [[str(tmp_path), "/data"]]})
+    mount = node.capability("Mount")
+    assert mount is not None
+    assert [(m.source, m.target) for m in mount.mounts] == [(str(tmp_path), "/data")]
+
+
+def test_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "home.yaml"
+    path.write_text("hub:\n  capabilities: [Beacon]\nlamp: {env: {MODE: eco}}\n")
+    spec = HomeSpec.parse(path)
+    assert spec.names() == ["hub", "lamp"]
+    assert spec.nodes["lamp"].env == {"MODE": "eco"}
+    assert spec.source == str(path)
+
+
+def test_existing_spec_is_returned() -> None:
+    spec = HomeSpec.parse({"a": {}})
+    assert HomeSpec.parse(spec) is spec
+
+
+# ---- bad input ----------------------------------------------------------------------
+
+
+def test_unknown_capability_names_node_and_lists_known() -> None:
+    with pytest.raises(SpecError) as exc:
+        HomeSpec.parse({"hub": {"capabilities": ["Teleport"]}})
+    text = one_line(exc)
+    assert "node hub" in text and "'Teleport'" in text and "Beacon" in text
+
+
+def test_bad_capability_parameter_names_the_field() -> None:
+    with pytest.raises(SpecError) as exc:
+        HomeSpec.parse({"hub": {"capabilities": [{"Beacon": {"period": -1}}]}})
+    assert "node hub capability Beacon" in one_line(exc) and "period" in one_line(exc)
+
+
+def test_real_capability_bad_parameters() -> None:
+    with pytest.raises(SpecError) as exc:
+        NodeSpec.parse("n", {"capabilities": [{"TrafficControl": {"loss": 150}}]})
+    assert "loss" in one_line(exc)
+    with pytest.raises(SpecError) as exc:
+        NodeSpec.parse(
+            "n", {"capabilities": [{"Mount": {"source": "/no/such/dir", "target": "/x"}}]}
+        )
+    assert "/no/such/dir" in one_line(exc)
+
+
+def test_capability_listed_twice() -> None:
+    with pytest.raises(SpecError, match="listed twice"):
+        NodeSpec.parse("n", {"capabilities": ["Beacon", "beacon"]})
+
+
+def test_capability_parameters_given_twice_cirque_style() -> None:
+    with pytest.raises(SpecError, match="given twice"):
+        NodeSpec.parse(
+            "n",
+            {"capability": [{"TrafficControl": {"loss": 1}}], "traffic_control": {"loss": 2}},
+        )
+
+
+def test_duplicate_node_in_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "home.yaml"
+    path.write_text("hub: {}\nlamp: {}\nhub: {image: other}\n")
+    with pytest.raises(SpecError) as exc:
+        HomeSpec.parse(path)
+    text = one_line(exc)
+    assert f"{path}:3" in text and "duplicate key 'hub'" in text and "line 1" in text
+
+
+def test_duplicate_field_in_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "home.yaml"
+    path.write_text("hub:\n  image: a\n  image: b\n")
+    with pytest.raises(SpecError, match=r"home.yaml:3: duplicate key 'image'"):
+        HomeSpec.parse(path)
+
+
+def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "home.yaml"
+    path.write_text("hub:\n  image: base\n lamp: [unclosed\n")
+    with pytest.raises(SpecError) as exc:
+        HomeSpec.parse(path)
+    text = one_line(exc)
+    assert text.startswith(f"{path}:3: invalid YAML")
+
+
+def test_missing_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="not found"):
+        HomeSpec.parse(tmp_path / "nope.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing\n")
+    with pytest.raises(SpecError, match="empty"):
+        HomeSpec.parse(empty)
+
+
+def test_node_error_in_yaml_has_file_line(tmp_path: Path) -> None:
+    path = tmp_path / "home.yaml"
+    path.write_text("hub: {}\nlamp:\n  colour: red\n")
+    with pytest.raises(SpecError) as exc:
+        HomeSpec.parse(path)
+    assert one_line(exc).startswith(f"{path}:2 node lamp: unknown field 'colour'")
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"colour": "red"}, "unknown field 'colour'"),
+        ({"image": ""}, "field 'image'"),
+        ({"image": "two words"}, "field 'image'"),
+        ({"env": "A=1"}, "field 'env'"),
+        ({"env": {"1BAD": "x"}}, "invalid variable name"),
+        ({"env": {"A": [1]}}, "must be a scalar"),
+        ({"command": {"run": 1}}, "field 'command'"),
+        ({"command": []}, "field 'command'"),
+        ({"capabilities": 5}, "field 'capabilities'"),
+        ({"capabilities": [{"A": {}, "B": {}}]}, "must be a name or"),
+        ({"capabilities": [{"Beacon": 3}]}, "must be a mapping"),
+        ({"docker_network": "overlay"}, "unknown network 'overlay'"),
+        ("just text", "must be a mapping of fields"),
+    ],
+)
+def test_bad_fields(node: Any, expected: str) -> None:
+    with pytest.raises(SpecError) as exc:
+        HomeSpec.parse({"hub": node})
+    text = one_line(exc)
+    assert "node hub" in text and expected in text
+
+
+@pytest.mark.parametrize("name", ["", "-lead", "has space", "a/b", "x" * 64, 7])
+def test_bad_node_names(name: Any) -> None:
+    with pytest.raises(SpecError, match="invalid node name"):
+        HomeSpec.parse({name: {}})
+
+
+def test_home_spec_must_be_a_mapping() -> None:
+    with pytest.raises(SpecError, match="mapping of node name"):
+        HomeSpec.parse([{"hub": {}}])
