@@ -88,8 +88,10 @@ class Medium:
         socket_path: str,
         clock: Callable[[], float] = time.monotonic,
         log: Callable[[str], None] | None = None,
+        switch_carrier: Callable[[int, bool], None] = set_carrier,
     ) -> None:
         self.model = model
+        self._switch_carrier = switch_carrier
         self.clock = clock
         self.endpoints: dict[str, Endpoint] = {}
         self.capture: PcapWriter | None = None
@@ -214,10 +216,10 @@ class Medium:
     ) -> None:
         if name in self.endpoints:
             raise SpecError(f"medium: endpoint {name!r} is already attached; detach it first")
+        self._switch_carrier(fd, carrier)
         self.model.add_node(name, position or (0.0, 0.0, 0.0))
         os.set_blocking(fd, False)
         endpoint = Endpoint(name=name, fd=fd, carrier=carrier)
-        set_carrier(fd, carrier)
         self.endpoints[name] = endpoint
         self._by_fd[fd] = endpoint
         self._selector.register(fd, selectors.EVENT_READ, self._on_readable)
@@ -237,7 +239,7 @@ class Medium:
 
     def set_endpoint_carrier(self, name: str, on: bool) -> None:
         endpoint = self._endpoint(name)
-        set_carrier(endpoint.fd, on)
+        self._switch_carrier(endpoint.fd, on)
         endpoint.carrier = on
         self._log(f"endpoint {name}: carrier {'on' if on else 'off'}")
 
@@ -310,6 +312,10 @@ class Medium:
 
     def _op_ping(self, fds: list[int]) -> dict[str, Any]:
         return {"endpoints": list(self.endpoints)}
+
+    def _op_stop(self, fds: list[int]) -> None:
+        """Stop relaying after this reply; every endpoint's interface disappears."""
+        self.stop()
 
     def _op_attach(
         self,
