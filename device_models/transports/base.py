@@ -43,6 +43,20 @@ class DeliveryCounts:
         return self.sent - self.delivered - self.failed
 
 
+def metadata(message: Message) -> dict[str, str]:
+    """The metadata every transport carries beside the body, under the same names.
+
+    MQTT v5 user properties, HTTP headers (prefixed ``X-Cirque-``), AMQP application
+    properties; the content type travels in each protocol's own content-type field.
+    """
+    return {
+        "schema": message.schema,
+        "created": message.created,
+        "device-id": message.device_id,
+        "model-id": message.model_id,
+    }
+
+
 # (device_id, method, payload) -> (status, response)
 MethodHandler = Callable[[str, str, dict], Awaitable[tuple[int, dict]]]
 

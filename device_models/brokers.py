@@ -1,0 +1,383 @@
+"""Real brokers for tests and benchmarks: mosquitto and RabbitMQ on free loopback ports.
+
+Each broker is started with its own configuration in its own temporary directory and
+stopped by whoever started it; a test can stop and start it again on the same port to
+play a broker restart. Mosquitto runs as a host process where the host has it, else in a
+container of images/mqtt-broker on the host network (a container also gets its own
+``nofile`` limit, which a broker holding tens of thousands of connections needs).
+RabbitMQ runs as a host process of the Debian ``rabbitmq-server`` package.
+
+Docker is imported lazily: the device models must work where Docker is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from pytest_cirque.errors import CirqueError, WaitTimeout
+
+MOSQUITTO_IMAGE = "mqtt-broker"
+MQTT_BROKER_LABEL = "io.cirque.role"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class _NotYet(Exception):
+    """A condition waited on does not hold yet."""
+
+
+def wait_until(condition, what: str, timeout: float, log=lambda: "") -> None:
+    """Poll ``condition`` with backoff until true; else WaitTimeout naming ``what`` with the log."""
+    try:
+        for attempt in Retrying(
+            stop=stop_after_delay(timeout),
+            wait=wait_exponential(multiplier=0.02, max=0.5),
+            retry=retry_if_exception_type(_NotYet),
+            reraise=True,
+        ):
+            with attempt:
+                if not condition():
+                    raise _NotYet
+    except _NotYet:
+        raise WaitTimeout(f"waited {timeout:g} s for {what}", log=log()) from None
+
+
+class Broker(ABC):
+    """A broker on 127.0.0.1:``port`` that can be stopped and started again on that port."""
+
+    scheme = ""
+    host = "127.0.0.1"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"cirque-{self.scheme}-"))
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @abstractmethod
+    def start(self, timeout: float = 30.0) -> None:
+        """Start and wait until it accepts connections."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop; the port and the state directory stay reserved for a later start."""
+
+    @abstractmethod
+    def running(self) -> bool: ...
+
+    def log(self, lines: int = 40) -> str:
+        """The last lines of the broker's log, for failed waits."""
+        path = self.workdir / "broker.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def close(self) -> None:
+        """Stop for good and remove the state directory."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Broker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _wait_accepting(self, timeout: float) -> None:
+        def ready() -> bool:
+            if not self.running():
+                raise WaitTimeout(
+                    f"{self.scheme} broker on port {self.port} exited while starting",
+                    log=self.log(),
+                )
+            return _accepts(self.host, self.port)
+
+        wait_until(ready, f"{self.scheme} broker to accept on {self.url}", timeout, self.log)
+
+
+def mosquitto_config(port: int, data_dir: str, log_file: str) -> str:
+    """A mosquitto 2 configuration for tests: loopback only, anonymous, persistent sessions.
+
+    Persistence lets a subscriber's session (subscriptions and queued QoS 1 messages)
+    outlive a broker restart, as it would on a production broker. The queue limits are
+    raised so that a recorder that falls behind at thousands of messages per second
+    gets every message instead of mosquitto's default 1,000 queued per client.
+    """
+    return "\n".join(
+        [
+            f"listener {port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {data_dir.rstrip('/')}/",
+            "autosave_interval 0",
+            "max_queued_messages 1000000",
+            "max_inflight_messages 1000",
+            "max_keepalive 600",
+            "set_tcp_nodelay true",
+            "sys_interval 1",
+            f"log_dest file {log_file}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "connection_messages false",
+            "",
+        ]
+    )
+
+
+class MosquittoProcess(Broker):
+    """The host's mosquitto as a child process with its own configuration."""
+
+    scheme = "mqtt"
+
+    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+        super().__init__(port)
+        self.binary = binary or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self._process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        config = self.workdir / "mosquitto.conf"
+        config.write_text(
+            mosquitto_config(self.port, str(self.workdir), str(self.workdir / "broker.log"))
+        )
+        self._process = subprocess.Popen(
+            [self.binary, "-c", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "broker.log", "ab"),  # noqa: SIM115 (the child owns it)
+            start_new_session=True,
+        )
+        self._wait_accepting(timeout)
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "-h"], capture_output=True, text=True).stdout
+        return out.splitlines()[0].strip() if out else "unknown"
+
+    def stop(self) -> None:
+        """SIGTERM (mosquitto saves its sessions), then wait; SIGKILL only if it hangs."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class MosquittoContainer(Broker):
+    """mosquitto in a container of images/mqtt-broker on the host network.
+
+    Used where the host has no mosquitto, and for brokers that need more open files than
+    a host process may have (``nofile``). Labelled under io.cirque. and removed by
+    ``stop``.
+    """
+
+    scheme = "mqtt"
+
+    def __init__(self, port: int | None = None, *, nofile: int = 65536, run_id: str = "") -> None:
+        super().__init__(port)
+        self.nofile = nofile
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self._container = None
+
+    def _client(self):
+        import docker  # lazily: the device models must not need Docker
+
+        return docker.from_env()
+
+    def _image(self, client) -> str:
+        from pytest_cirque.image_builder import ensure_image
+
+        image = ensure_image(MOSQUITTO_IMAGE, client=client)
+        return getattr(image, "id", None) or str(image)
+
+    def start(self, timeout: float = 60.0) -> None:
+        import docker
+
+        client = self._client()
+        config = mosquitto_config(self.port, "/var/lib/cirque-broker", "/dev/stderr")
+        config = config.replace("log_dest file /dev/stderr", "log_dest stderr")
+        script = (
+            "mkdir -p /var/lib/cirque-broker && "
+            f"printf '%s' '{config}' > /etc/cirque-mosquitto.conf && "
+            "exec mosquitto -c /etc/cirque-mosquitto.conf"
+        )
+        self._container = client.containers.run(
+            self._image(client),
+            ["sh", "-c", script],
+            name=f"cirque-{self.run_id}-mqtt-{self.port}",
+            detach=True,
+            network_mode="host",
+            ulimits=[docker.types.Ulimit(name="nofile", soft=self.nofile, hard=self.nofile)],
+            labels={
+                "io.cirque.run": self.run_id,
+                "io.cirque.home": "device-models",
+                "io.cirque.owner": f"{socket.gethostname()}:{os.getpid()}",
+                MQTT_BROKER_LABEL: "mqtt-broker",
+            },
+        )
+        self._wait_accepting(timeout)
+
+    def running(self) -> bool:
+        if self._container is None:
+            return False
+        try:
+            self._container.reload()
+        except Exception:
+            return False
+        return self._container.status in ("created", "running")
+
+    def log(self, lines: int = 40) -> str:
+        if self._container is None:
+            return ""
+        try:
+            return self._container.logs(tail=lines).decode(errors="replace")
+        except Exception:
+            return ""
+
+    def stop(self) -> None:
+        container, self._container = self._container, None
+        if container is None:
+            return
+        try:
+            container.stop(timeout=10)
+        finally:
+            container.remove(force=True)
+
+
+def start_mqtt_broker(port: int | None = None) -> Broker:
+    """A running mosquitto: the host's where installed, else a container."""
+    broker: Broker
+    if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
+        broker = MosquittoProcess(port)
+    else:
+        broker = MosquittoContainer(port)
+    try:
+        broker.start()
+    except BaseException:
+        broker.close()
+        raise
+    return broker
+
+
+class RabbitMQProcess(Broker):
+    """A RabbitMQ node of the host's rabbitmq-server package, alone in its own directory.
+
+    The node gets a unique name, its own AMQP and distribution ports, its own Mnesia and
+    log directories and its own Erlang cookie (HOME), so it never meets a system
+    RabbitMQ or another test session's node. Erlang's shared port mapper (epmd) is
+    started by the first node on the host and left running, as Erlang intends.
+    """
+
+    scheme = "amqp"
+    server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+    def __init__(self, port: int | None = None) -> None:
+        super().__init__(port)
+        self.dist_port = free_port()
+        self.node_name = f"cirque-{uuid.uuid4().hex[:10]}@localhost"
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@{self.host}:{self.port}/"
+
+    @classmethod
+    def available(cls) -> bool:
+        return Path(cls.server).exists()
+
+    def start(self, timeout: float = 60.0) -> None:
+        if not self.available():
+            raise CirqueError(
+                f"RabbitMQ is not installed ({self.server} missing): "
+                "run scripts/setup or apt-get install rabbitmq-server"
+            )
+        (self.workdir / "enabled_plugins").write_text("[].\n")
+        (self.workdir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
+        env = dict(
+            os.environ,
+            HOME=str(self.workdir),
+            RABBITMQ_NODENAME=self.node_name,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_MNESIA_BASE=str(self.workdir / "mnesia"),
+            RABBITMQ_LOG_BASE=str(self.workdir / "log"),
+            RABBITMQ_CONFIG_FILE=str(self.workdir / "rabbitmq"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.workdir / "enabled_plugins"),
+            RABBITMQ_PID_FILE=str(self.workdir / "rabbitmq.pid"),
+        )
+        self._process = subprocess.Popen(
+            [self.server],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=open(self.workdir / "broker.log", "ab"),  # noqa: SIM115 (the child owns it)
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_accepting(timeout)
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM to the node's process group, wait for it to go."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        # The Erlang VM may outlive the wrapper script for a moment: wait for the port.
+        wait_until(
+            lambda: not _accepts(self.host, self.port),
+            f"RabbitMQ node {self.node_name} to release port {self.port}",
+            30,
+            self.log,
+        )
+
+
+def start_amqp_broker(port: int | None = None) -> Broker:
+    broker = RabbitMQProcess(port)
+    try:
+        broker.start()
+    except BaseException:
+        broker.close()
+        raise
+    return broker

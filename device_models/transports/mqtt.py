@@ -1,0 +1,567 @@
+"""MQTT v5 transport: paho-mqtt driven by the simulator's asyncio loop, no thread per connection.
+
+Each paho client's socket is registered with the event loop (paho's external-loop
+callbacks), so thousands of connections share one thread. Devices get a connection
+each (client id = device id) or share a small pool (``pooled=True``).
+
+Delivery: telemetry is published at QoS 1 by default and counted delivered on PUBACK.
+Each connection keeps at most ``max_inflight`` messages unacknowledged; the rest wait
+in its backlog (our own queue, so paho never scans a long queue on every PUBACK), and
+while a connection is down its messages wait there until the reconnect. A message not
+acknowledged within ``message_timeout`` seconds, beyond ``max_queued`` waiting, or still
+pending when ``stop`` gives up flushing, is counted failed. So ``sent == delivered +
+failed`` once nothing is pending, and no message disappears without being counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import struct
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from pytest_cirque.errors import TransportError
+
+from .base import DeliveryCounts, Message, MethodHandler, Transport, metadata
+
+TELEMETRY_TOPIC = "devices/{device_id}/messages/events"
+PROPERTIES_TOPIC = "devices/{device_id}/properties/reported"
+METHOD_TOPIC = "devices/{device_id}/methods/{method}/{request_id}"
+METHOD_RESPONSE_TOPIC = "devices/{device_id}/methods/res/{status}/{request_id}"
+
+#: paho results that mean "queued, will go out once connected".
+_QUEUED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int]:
+    """Host and port of an ``mqtt://host[:port]`` URL (1883 by default)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "mqtt" or not parts.hostname:
+        raise TransportError(f"bad MQTT broker URL {url!r}: write it as mqtt://HOST[:PORT]")
+    try:
+        port = parts.port or 1883
+    except ValueError as exc:
+        raise TransportError(f"bad MQTT broker URL {url!r}: {exc}") from None
+    return parts.hostname, port
+
+
+def _utf8(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("!H", len(data)) + data
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value % 128, value // 128
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class PackedProperties(Properties):
+    """PUBLISH properties encoded once, up front.
+
+    paho's Properties costs tens of microseconds per message to build and pack, which
+    caps a publisher at a few thousand messages per second; telemetry needs only a
+    content type and user properties, so they are encoded here directly (MQTT v5
+    section 3.3.2.3: 0x03 Content Type, 0x26 User Property).
+    """
+
+    def __init__(self, content_type: str, user_properties: dict[str, str]) -> None:
+        body = b"\x03" + _utf8(content_type)
+        for key, value in user_properties.items():
+            body += b"\x26" + _utf8(key) + _utf8(value)
+        object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
+        object.__setattr__(self, "names", {})
+        object.__setattr__(self, "_packed", _varint(len(body)) + body)
+        object.__setattr__(self, "ContentType", content_type)
+        object.__setattr__(self, "UserProperty", list(user_properties.items()))
+
+    def pack(self) -> bytes:
+        return self._packed
+
+    def __str__(self) -> str:
+        return f"[ContentType: {self.ContentType}, UserProperty: {self.UserProperty}]"
+
+
+def _topic_pattern(template: str) -> re.Pattern[str]:
+    """A regex that matches a topic built from ``template`` and captures its fields."""
+    pattern = re.escape(template)
+    for name in ("device_id", "method", "request_id"):
+        pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>[^/]+)")
+    return re.compile(f"^{pattern}$")
+
+
+def _subscription(template: str, device_id: str) -> str:
+    """The subscription filter for one device's method requests."""
+    return template.replace("{device_id}", device_id).format(method="+", request_id="+")
+
+
+@dataclass
+class _Connection:
+    """One paho client with the devices it carries and its unacknowledged messages."""
+
+    client: paho.Client
+    label: str
+    devices: set[str] = field(default_factory=set)
+    inflight: dict[int, float] = field(default_factory=dict)  # mid -> monotonic send time
+    backlog: deque[tuple[str, bytes, Properties, float]] = field(default_factory=deque)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    reconnecting: asyncio.Task | None = None
+    closing: bool = False
+    last_error: str = ""
+
+
+class MqttTransport(Transport):
+    """Telemetry, reported properties and methods over MQTT v5."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pooled: bool = False,
+        pool_size: int = 4,
+        qos: int = 1,
+        telemetry_topic: str = TELEMETRY_TOPIC,
+        properties_topic: str = PROPERTIES_TOPIC,
+        method_topic: str = METHOD_TOPIC,
+        method_response_topic: str = METHOD_RESPONSE_TOPIC,
+        client_id_prefix: str = "",
+        keepalive: int = 60,
+        connect_timeout: float = 10.0,
+        message_timeout: float = 60.0,
+        flush_timeout: float = 10.0,
+        max_inflight: int = 1000,
+        max_queued: int = 100_000,
+        connect_concurrency: int = 256,
+    ) -> None:
+        self.host, self.port = parse_mqtt_url(url)
+        self.url = url
+        if qos not in (0, 1):
+            raise TransportError(f"MQTT qos {qos!r} not supported: use 0 or 1")
+        self.pooled = pooled
+        self.pool_size = max(1, pool_size)
+        self.qos = qos
+        self.telemetry_topic = telemetry_topic
+        self.properties_topic = properties_topic
+        self.method_topic = method_topic
+        self.method_response_topic = method_response_topic
+        self._method_pattern = _topic_pattern(method_topic)
+        self.client_id_prefix = client_id_prefix
+        self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
+        self.message_timeout = message_timeout
+        self.flush_timeout = flush_timeout
+        self.max_inflight = max_inflight
+        self.max_queued = max_queued
+        self.connect_concurrency = connect_concurrency
+        self.counts = DeliveryCounts()
+        #: Reported-property updates, counted apart from telemetry.
+        self.property_counts = DeliveryCounts()
+        self._routes: dict[str, _Connection] = {}
+        self._pool: list[_Connection] = []
+        self._handler: MethodHandler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ticker: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._property_mids: dict[tuple[int, int], float] = {}
+        self._pool_tag = uuid.uuid4().hex[:8]
+        self._stopped = False
+
+    # --- what the simulator calls -------------------------------------------------
+
+    @property
+    def last_error(self) -> str:
+        """The most recent connection problem, one line, or "" when all is well."""
+        errors = [c.last_error for c in self._connections() if c.last_error]
+        return errors[-1] if errors else ""
+
+    @property
+    def connected_devices(self) -> int:
+        return sum(len(c.devices) for c in self._connections() if c.connected.is_set())
+
+    async def start(self, device_ids: Iterable[str]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ticker = asyncio.create_task(self._tick(), name="mqtt-misc")
+        if self.pooled:
+            labels = [
+                f"{self.client_id_prefix}cirque-pool-{self._pool_tag}-{i}"
+                for i in range(self.pool_size)
+            ]
+            self._pool = [self._new_connection(label) for label in labels]
+            await self._connect_all(self._pool)
+        await self.add_devices(device_ids)
+
+    async def add_devices(self, device_ids: Iterable[str]) -> None:
+        self._require_started()
+        new = [d for d in device_ids if d not in self._routes]
+        if self.pooled:
+            for device_id in new:
+                connection = min(self._pool, key=lambda c: len(c.devices))
+                self._attach(connection, device_id)
+            return
+        connections = []
+        for device_id in new:
+            connection = self._new_connection(self.client_id_prefix + device_id)
+            self._attach(connection, device_id)
+            connections.append(connection)
+        await self._connect_all(connections)
+
+    async def remove_devices(self, device_ids: Iterable[str]) -> None:
+        for device_id in list(device_ids):
+            connection = self._routes.pop(device_id, None)
+            if connection is None:
+                continue
+            connection.devices.discard(device_id)
+            if self.pooled:
+                connection.client.unsubscribe(_subscription(self.method_topic, device_id))
+            else:
+                await self._close(connection)
+
+    async def send(self, message: Message) -> None:
+        connection = self._route(message.device_id)
+        properties = PackedProperties(message.content_type, metadata(message))
+        topic = self.telemetry_topic.format(device_id=message.device_id)
+        self.counts.sent += 1
+        if len(connection.backlog) >= self.max_queued:
+            self.counts.failed += 1
+            connection.last_error = (
+                f"{connection.label}: more than {self.max_queued} messages waiting for "
+                f"{self.url}; counted failed"
+            )
+            return
+        connection.backlog.append((topic, message.body, properties, time.monotonic()))
+        self._drain(connection)
+
+    def _drain(self, connection: _Connection) -> None:
+        """Publish from the backlog while connected and the in-flight window has room."""
+        client = connection.client
+        while (
+            connection.backlog
+            and connection.connected.is_set()
+            and len(connection.inflight) < self.max_inflight
+        ):
+            topic, body, properties, _queued_at = connection.backlog.popleft()
+            info = client.publish(topic, body, qos=self.qos, properties=properties)
+            if info.rc in _QUEUED:
+                connection.inflight[info.mid] = time.monotonic()  # PUBACK (QoS 0: written)
+            else:
+                self.counts.failed += 1
+                connection.last_error = (
+                    f"MQTT publish to {topic} refused: {paho.error_string(info.rc)}"
+                )
+
+    async def report_properties(self, device_id: str, properties: dict) -> None:
+        """Publish the device's properties, retained, so a late subscriber sees the latest."""
+        connection = self._route(device_id)
+        topic = self.properties_topic.format(device_id=device_id)
+        body = json.dumps(properties, separators=(",", ":"), sort_keys=True).encode()
+        self.property_counts.sent += 1
+        info = connection.client.publish(topic, body, qos=1, retain=True)
+        if info.rc not in _QUEUED:
+            self.property_counts.failed += 1
+            return
+        self._property_mids[(id(connection), info.mid)] = time.monotonic()
+
+    def on_method(self, handler: MethodHandler) -> None:
+        self._handler = handler
+
+    async def stop(self) -> None:
+        """Wait (at most ``flush_timeout``) for acknowledgements, count the rest failed, close."""
+        if self._stopped:
+            return
+        self._stopped = True
+        deadline = time.monotonic() + self.flush_timeout
+        with contextlib.suppress(TimeoutError):
+            async for attempt in AsyncRetrying(
+                stop=stop_after_delay(max(0.0, deadline - time.monotonic())),
+                wait=wait_exponential(multiplier=0.01, max=0.2),
+                retry=retry_if_exception_type(_StillPending),
+                reraise=True,
+            ):
+                with attempt:
+                    if any(c.inflight or c.backlog for c in self._connections()):
+                        raise _StillPending
+        await asyncio.gather(*(self._close(c) for c in self._connections()))
+        self._routes.clear()
+        self._pool.clear()
+        if self._ticker:
+            self._ticker.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # --- connections ---------------------------------------------------------------
+
+    def _require_started(self) -> None:
+        if self._loop is None or self._stopped:
+            raise TransportError(
+                f"MQTT transport to {self.url} is not running: call start() before using it"
+            )
+
+    def _route(self, device_id: str) -> _Connection:
+        self._require_started()
+        try:
+            return self._routes[device_id]
+        except KeyError:
+            raise TransportError(
+                f"device {device_id!r} is not connected to {self.url}: add it first"
+            ) from None
+
+    def _connections(self) -> list[_Connection]:
+        if self.pooled:
+            return list(self._pool)
+        return list({id(c): c for c in self._routes.values()}.values())
+
+    def _attach(self, connection: _Connection, device_id: str) -> None:
+        self._routes[device_id] = connection
+        connection.devices.add(device_id)
+        if self.pooled and connection.connected.is_set():
+            connection.client.subscribe(_subscription(self.method_topic, device_id), qos=1)
+
+    def _new_connection(self, client_id: str) -> _Connection:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        # Unlimited inside paho: the window is ours (see the module docstring).
+        client.max_inflight_messages_set(0)
+        connection = _Connection(client=client, label=client_id)
+        loop = self._loop
+        assert loop is not None
+
+        def socket_open(_client, _userdata, sock):
+            loop.add_reader(sock, client.loop_read)
+
+        def socket_close(_client, _userdata, sock):
+            loop.remove_reader(sock)
+            loop.remove_writer(sock)
+
+        def register_write(_client, _userdata, sock):
+            loop.add_writer(sock, client.loop_write)
+
+        def unregister_write(_client, _userdata, sock):
+            loop.remove_writer(sock)
+
+        client.on_socket_open = socket_open
+        client.on_socket_close = socket_close
+        client.on_socket_register_write = register_write
+        client.on_socket_unregister_write = unregister_write
+        client.on_connect = lambda *args: self._on_connect(connection, *args)
+        client.on_disconnect = lambda *args: self._on_disconnect(connection, *args)
+        client.on_publish = lambda *args: self._on_publish(connection, *args)
+        client.on_message = lambda *args: self._on_message(connection, *args)
+        return connection
+
+    async def _connect_all(self, connections: list[_Connection]) -> None:
+        """Open the connections, a bounded number at a time; raise one clear line on failure."""
+        gate = asyncio.Semaphore(self.connect_concurrency)
+
+        async def connect(connection: _Connection) -> None:
+            async with gate:
+                await self._connect(connection)
+
+        results = await asyncio.gather(*(connect(c) for c in connections), return_exceptions=True)
+        problems = [r for r in results if isinstance(r, BaseException)]
+        if problems:
+            for connection in connections:
+                await self._close(connection)
+                for device_id in connection.devices:
+                    self._routes.pop(device_id, None)
+            first = problems[0]
+            raise TransportError(
+                f"{first} ({len(problems)} of {len(connections)} connections failed)"
+            ) from None
+
+    async def _connect(self, connection: _Connection) -> None:
+        """Connect and wait for CONNACK, retrying with backoff up to ``connect_timeout``."""
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_delay(self.connect_timeout),
+                wait=wait_exponential(multiplier=0.05, max=2),
+                retry=retry_if_exception_type((OSError, TimeoutError)),
+                reraise=True,
+            ):
+                with attempt:
+                    if attempt.retry_state.attempt_number == 1:
+                        connection.client.connect(
+                            self.host, self.port, keepalive=self.keepalive, clean_start=True
+                        )
+                    else:
+                        connection.client.reconnect()
+                    await asyncio.wait_for(connection.connected.wait(), self.connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            connection.last_error = (
+                f"MQTT broker {self.url} unreachable for {connection.label} after "
+                f"{self.connect_timeout:g} s ({reason}): start the broker or fix the URL"
+            )
+            raise TransportError(connection.last_error) from None
+
+    async def _close(self, connection: _Connection) -> None:
+        connection.closing = True
+        if connection.reconnecting:
+            connection.reconnecting.cancel()
+        self._fail_pending(connection, "transport stopped before the broker acknowledged")
+        if connection.connected.is_set():
+            connection.client.disconnect()
+            connection.client.loop_write()  # send DISCONNECT now; paho then closes the socket
+        connection.connected.clear()
+        sock = connection.client.socket()
+        if sock is not None and self._loop is not None:
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+            sock.close()
+
+    def _fail_pending(self, connection: _Connection, reason: str) -> None:
+        pending = len(connection.inflight) + len(connection.backlog)
+        if pending:
+            self.counts.failed += pending
+            connection.inflight.clear()
+            connection.backlog.clear()
+            connection.last_error = f"{connection.label}: {pending} message(s) {reason}"
+
+    async def _reconnect(self, connection: _Connection) -> None:
+        """Reconnect with exponential backoff until it works or the transport stops."""
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential(multiplier=0.1, max=5),
+            retry=retry_if_exception_type((OSError, TimeoutError)),
+        ):
+            with attempt:
+                if connection.closing:
+                    return
+                connection.client.reconnect()
+                await asyncio.wait_for(connection.connected.wait(), self.connect_timeout)
+        self.counts.reconnects += 1
+
+    async def _tick(self) -> None:
+        """paho's housekeeping (keepalive pings) and the delivery deadline, once a second."""
+        while True:
+            now = time.monotonic()
+            for connection in self._connections():
+                if connection.connected.is_set():
+                    connection.client.loop_misc()
+                expired = [
+                    m for m, t in connection.inflight.items() if now - t > self.message_timeout
+                ]
+                for mid in expired:
+                    del connection.inflight[mid]
+                backlog = connection.backlog
+                while backlog and now - backlog[0][3] > self.message_timeout:
+                    backlog.popleft()
+                    expired.append(-1)
+                if expired:
+                    self.counts.failed += len(expired)
+                    connection.last_error = (
+                        f"{len(expired)} message(s) of {connection.label} not acknowledged by "
+                        f"{self.url} within {self.message_timeout:g} s; counted failed"
+                    )
+            stale = [k for k, t in self._property_mids.items() if now - t > self.message_timeout]
+            for key in stale:
+                del self._property_mids[key]
+            self.property_counts.failed += len(stale)
+            await asyncio.sleep(1.0)
+
+    # --- paho callbacks (run on the event loop thread) -------------------------------
+
+    def _on_connect(self, connection, _client, _userdata, _flags, reason_code, _props) -> None:
+        if reason_code.is_failure:
+            connection.last_error = (
+                f"MQTT broker {self.url} refused {connection.label}: {reason_code}"
+            )
+            return
+        connection.last_error = ""
+        subscriptions = [(_subscription(self.method_topic, d), 1) for d in connection.devices]
+        for start in range(0, len(subscriptions), 100):
+            connection.client.subscribe(subscriptions[start : start + 100])
+        connection.connected.set()
+        self._drain(connection)
+
+    def _on_disconnect(self, connection, _client, _userdata, _flags, reason_code, _props) -> None:
+        connection.connected.clear()
+        if connection.closing or self._stopped:
+            return
+        connection.last_error = (
+            f"connection {connection.label} to {self.url} lost ({reason_code}); reconnecting"
+        )
+        if connection.reconnecting is None or connection.reconnecting.done():
+            connection.reconnecting = self._spawn(self._reconnect(connection))
+
+    def _on_publish(self, connection, _client, _userdata, mid, _reason_code, _props) -> None:
+        if connection.inflight.pop(mid, None) is not None:
+            self.counts.delivered += 1
+            if connection.backlog:
+                self._drain(connection)
+        elif self._property_mids.pop((id(connection), mid), None) is not None:
+            self.property_counts.delivered += 1
+
+    def _on_message(self, connection, _client, _userdata, message) -> None:
+        match = self._method_pattern.match(message.topic)
+        if match is None or match["device_id"] not in connection.devices:
+            return
+        self._spawn(
+            self._answer(
+                connection,
+                match["device_id"],
+                match["method"],
+                match["request_id"],
+                message.payload,
+                message.properties,
+            )
+        )
+
+    def _spawn(self, coroutine) -> asyncio.Task:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _answer(self, connection, device_id, method, request_id, payload, request_props):
+        """Run a method request through the handler and publish its status and response."""
+        status, response = await self._call_handler(device_id, method, payload)
+        body = json.dumps(response, separators=(",", ":")).encode()
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.ContentType = "application/json"
+        topic = self.method_response_topic.format(
+            device_id=device_id, status=status, request_id=request_id
+        )
+        # An MQTT v5 requester may name its own response topic and correlation data.
+        if request_props is not None and getattr(request_props, "ResponseTopic", None):
+            topic = request_props.ResponseTopic
+            properties.UserProperty = [("status", str(status))]
+        if request_props is not None and getattr(request_props, "CorrelationData", None):
+            properties.CorrelationData = request_props.CorrelationData
+        connection.client.publish(topic, body, qos=1, properties=properties)
+
+    async def _call_handler(self, device_id: str, method: str, payload: bytes) -> tuple[int, dict]:
+        if self._handler is None:
+            return 501, {"error": f"device {device_id} accepts no methods here"}
+        try:
+            arguments = json.loads(payload) if payload.strip() else {}
+        except ValueError as exc:
+            return 400, {"error": f"method {method} payload is not JSON: {exc}"}
+        if not isinstance(arguments, dict):
+            return 400, {"error": f"method {method} payload must be a JSON object"}
+        try:
+            status, response = await self._handler(device_id, method, arguments)
+        except Exception as exc:
+            return 500, {"error": f"method {method} on {device_id} failed: {exc}"}
+        return int(status), response if isinstance(response, dict) else {"result": response}
+
+
+class _StillPending(Exception):
+    """Raised while waiting for the last acknowledgements in ``stop``."""
