@@ -1,0 +1,604 @@
+"""Project images: built on first use, once per machine, tagged by a hash of their recipe.
+
+Each folder under ``images/`` is a recipe: a Dockerfile plus the files it copies. Its tag is
+``cirque/<name>:<hash12>``, where the hash covers every file of the folder and the identity
+of each parent image, so a changed recipe (or a changed parent) builds a new tag and an
+unchanged one never rebuilds. Images are a machine-wide cache, not a run's objects: nothing
+here deletes them.
+
+A Dockerfile names its parent in one of two ways:
+
+- ``ARG BASE`` then ``FROM ${BASE}``: a Debian bookworm image the builder chooses:
+  ``debian:bookworm-slim`` when present locally or pullable, otherwise a rootfs
+  bootstrapped with mmdebstrap from the machine's own apt sources and ``docker import``-ed
+  as ``cirque/debian:bookworm-<hash12>`` (never as ``debian:*``, so a user's own image is
+  never shadowed).
+- ``FROM cirque/<name>``: another project image; the builder builds it first and pins the
+  reference to its exact tag.
+
+Several processes (xdist workers, parallel sessions) may ask for the same image at once:
+a file lock per tag in the user's cache directory makes one of them build while the others
+wait, and each checks again after taking the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import docker
+import docker.errors
+import filelock
+import requests.exceptions
+
+from pytest_cirque.errors import DockerUnavailable, ImageError
+
+Progress = Callable[[str], None]
+
+#: Repository of every project image; tags are recipe hashes.
+REPOSITORY = "cirque"
+#: The Debian base a recipe's ``FROM ${BASE}`` gets when it exists or can be pulled.
+DEBIAN_IMAGE = "debian:bookworm-slim"
+DEBIAN_SUITE = "bookworm"
+#: How the Debian base is bootstrapped when no Debian image can be had. Part of its tag.
+MMDEBSTRAP_OPTIONS = (
+    "--variant=minbase",
+    # Like the slim images: no manuals, documentation or translations, in the rootfs and in
+    # whatever apt installs later.
+    "--dpkgopt=path-exclude=/usr/share/man/*",
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+    "--dpkgopt=path-exclude=/usr/share/locale/*",
+)
+#: Changes written into the imported rootfs so it behaves like a Debian image.
+IMPORT_CHANGES = (
+    'CMD ["bash"]',
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+)
+#: Bump to rebuild every project image (changes every recipe hash).
+HASH_VERSION = "cirque-recipe-1"
+#: Longest wait for another process's build of the same image.
+LOCK_TIMEOUT_S = 1800
+#: Lines of build output kept for the error message of a failed build.
+ERROR_TAIL_LINES = 15
+
+LABEL_IMAGE = "io.cirque.image"
+LABEL_RECIPE = "io.cirque.recipe"
+
+_FROM_LINE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(?P<ref>\S+)(?P<rest>.*)$", re.IGNORECASE)
+_PROJECT_REF = re.compile(rf"^{REPOSITORY}/(?P<name>[a-z0-9][a-z0-9._-]*)(?::latest)?$")
+_BASE_REFS = ("${BASE}", "$BASE")
+
+
+def default_images_root() -> Path:
+    """The project's recipe folders (the installed ``pytest_cirque.images`` package)."""
+    import pytest_cirque.images
+
+    return Path(pytest_cirque.images.__file__).parent
+
+
+def print_progress(line: str) -> None:
+    """Default progress: one line to stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def project_images(images_root: Path | None = None) -> list[str]:
+    """Names of the project images: the folders under images/ holding a Dockerfile."""
+    root = images_root or default_images_root()
+    return sorted(p.name for p in root.iterdir() if (p / "Dockerfile").is_file())
+
+
+# --- recipes and their hashes (pure: no Docker) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Parent:
+    """One FROM reference of a Dockerfile."""
+
+    ref: str
+    #: "debian" for ${BASE}, "project" for cirque/<name>, "external" for anything else.
+    kind: str
+    #: The project image name when kind is "project".
+    project: str = ""
+
+
+def recipe_files(folder: Path) -> list[Path]:
+    """The files of a recipe folder that go into its hash and build context, sorted."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
+            continue
+        if path.is_file():
+            files.append(path)
+    return files
+
+
+def parents(dockerfile_text: str, project_names: Iterable[str]) -> list[Parent]:
+    """The parent images a Dockerfile names, in order (build stages it names are skipped)."""
+    known = set(project_names)
+    stages: set[str] = set()
+    found: list[Parent] = []
+    for line in dockerfile_text.splitlines():
+        match = _FROM_LINE.match(line)
+        if not match:
+            continue
+        ref = match.group("ref")
+        stage = re.search(r"\bAS\s+(\S+)", match.group("rest"), re.IGNORECASE)
+        if ref.lower() in stages:
+            pass
+        elif ref in _BASE_REFS:
+            found.append(Parent(ref, "debian"))
+        elif (project := _PROJECT_REF.match(ref)) and project.group("name") in known:
+            found.append(Parent(ref, "project", project.group("name")))
+        else:
+            found.append(Parent(ref, "external"))
+        if stage:
+            stages.add(stage.group(1).lower())
+    return found
+
+
+def recipe_hash(folder: Path, parent_identities: Iterable[str]) -> str:
+    """Hash of a recipe: every file (path, content, executable bit) and its parents' identities."""
+    digest = hashlib.sha256(HASH_VERSION.encode())
+    for path in recipe_files(folder):
+        relative = path.relative_to(folder).as_posix()
+        executable = "x" if os.access(path, os.X_OK) else "-"
+        file_digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest.update(f"file {relative} {executable} {file_digest}\n".encode())
+    for identity in parent_identities:
+        digest.update(f"parent {identity}\n".encode())
+    return digest.hexdigest()
+
+
+def image_tag(name: str, full_hash: str) -> str:
+    """The tag of a project image built from a recipe with this hash."""
+    return f"{REPOSITORY}/{name}:{full_hash[:12]}"
+
+
+def debian_bootstrap_tag() -> str:
+    """The tag of the Debian base bootstrapped with mmdebstrap (hash of how it is made)."""
+    recipe = "\n".join([HASH_VERSION, DEBIAN_SUITE, *MMDEBSTRAP_OPTIONS, *IMPORT_CHANGES])
+    return f"{REPOSITORY}/debian:{DEBIAN_SUITE}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+
+
+def pin_parents(dockerfile_text: str, pinned: dict[str, str]) -> str:
+    """The Dockerfile with each project parent reference replaced by its exact tag."""
+    lines = []
+    for line in dockerfile_text.splitlines(keepends=True):
+        match = _FROM_LINE.match(line)
+        if match and match.group("ref") in pinned:
+            start, end = match.span("ref")
+            line = line[:start] + pinned[match.group("ref")] + line[end:]
+        lines.append(line)
+    return "".join(lines)
+
+
+# --- Docker side -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _docker_errors(what: str) -> Iterator[None]:
+    """Turn a lost engine into DockerUnavailable, one line."""
+    try:
+        yield
+    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+        if isinstance(exc, docker.errors.APIError):
+            raise
+        raise DockerUnavailable(
+            f"Docker engine unreachable while {what} ({exc}); start Docker or set DOCKER_HOST"
+        ) from exc
+
+
+def _local_image(client: docker.DockerClient, ref: str):
+    """The local image for a reference, or None."""
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _pull(client: docker.DockerClient, ref: str, progress: Progress) -> str | None:
+    """Pull an image; returns None on success, else why it failed (fast when offline)."""
+    repository, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "")
+    progress(f"pulling {ref}")
+    try:
+        for event in client.api.pull(repository, tag or "latest", stream=True, decode=True):
+            if "error" in event:
+                return str(event["error"]).strip()
+    except docker.errors.APIError as exc:
+        return str(exc.explanation or exc).strip()
+    except requests.exceptions.RequestException as exc:
+        return str(exc)
+    return None
+
+
+def _lock_dir() -> Path:
+    """Per-user cache directory holding the build locks."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = Path(cache) / "pytest-cirque" / "locks"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        path = Path(tempfile.gettempdir()) / f"pytest-cirque-{os.getuid()}" / "locks"
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _build_lock(tag: str, progress: Progress) -> Iterator[None]:
+    """Hold the machine-wide lock for building one tag."""
+    path = _lock_dir() / (re.sub(r"[^A-Za-z0-9._-]", "_", tag) + ".lock")
+    lock = filelock.FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        progress(f"waiting for another process building {tag}")
+        try:
+            lock.acquire(timeout=LOCK_TIMEOUT_S)
+        except filelock.Timeout:
+            raise ImageError(
+                f"waited {LOCK_TIMEOUT_S} s for another process building {tag} (lock {path}); "
+                "check that build, or stop it and retry"
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _created_at(image) -> float:
+    """When an image was created, as a Unix time."""
+    text = image.attrs.get("Created", "")
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", text)
+    if not match:
+        return 0.0
+    seconds = datetime.fromisoformat(match.group(1) + "+00:00").timestamp()
+    return seconds + float(match.group(2) or 0)
+
+
+def debian_base(client: docker.DockerClient, *, progress: Progress | None = None) -> str:
+    """The Debian image behind ``FROM ${BASE}``: existing, pulled, or bootstrapped."""
+    progress = progress or print_progress
+    bootstrap_tag = debian_bootstrap_tag()
+    with _docker_errors("looking for the Debian base image"):
+        for ref in (DEBIAN_IMAGE, bootstrap_tag):
+            if _local_image(client, ref) is not None:
+                return ref
+        if _pull(client, DEBIAN_IMAGE, progress) is None:
+            return DEBIAN_IMAGE
+        with _build_lock(bootstrap_tag, progress):
+            if _local_image(client, bootstrap_tag) is None:
+                _bootstrap_debian(client, bootstrap_tag, progress)
+    return bootstrap_tag
+
+
+def apt_sources_file(apt_dir: Path = Path("/etc/apt")) -> Path:
+    """The machine's deb822 apt sources file that serves the Debian suite of the base."""
+    candidates = sorted((apt_dir / "sources.list.d").glob("*.sources"))
+    for path in candidates:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() == "suites" and DEBIAN_SUITE in value.split():
+                return path
+    raise ImageError(
+        f"cannot bootstrap the Debian base: no deb822 apt sources file under "
+        f"{apt_dir}/sources.list.d serves '{DEBIAN_SUITE}'; load {DEBIAN_IMAGE} into Docker "
+        f"(docker load) or run on a Debian {DEBIAN_SUITE} host"
+    )
+
+
+def _bootstrap_debian(client: docker.DockerClient, tag: str, progress: Progress) -> None:
+    """Bootstrap a minimal Debian rootfs with mmdebstrap and import it as ``tag``."""
+    mmdebstrap = shutil.which("mmdebstrap")
+    if mmdebstrap is None:
+        raise ImageError(
+            f"cannot build the Debian base image: {DEBIAN_IMAGE} is not available and "
+            "mmdebstrap is not installed; install mmdebstrap and uidmap (apt-get install "
+            "mmdebstrap uidmap) or load the image (docker load)"
+        )
+    if os.geteuid() != 0 and shutil.which("newuidmap") is None:
+        raise ImageError(
+            "cannot build the Debian base image as a non-root user: newuidmap is missing; "
+            "install uidmap (apt-get install uidmap) so mmdebstrap can run in unshare mode"
+        )
+    sources = apt_sources_file()
+    progress(f"{DEBIAN_IMAGE} unavailable: bootstrapping {tag} with mmdebstrap from {sources}")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="cirque-debian-") as tmp:
+        rootfs = Path(tmp) / "rootfs.tar"
+        command = [mmdebstrap, *MMDEBSTRAP_OPTIONS, DEBIAN_SUITE, str(rootfs), str(sources)]
+        tail: deque[str] = deque(maxlen=ERROR_TAIL_LINES)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.rstrip()
+            if line:
+                tail.append(line)
+                progress(f"[mmdebstrap] {line}")
+        if process.wait() != 0:
+            raise ImageError(
+                f"mmdebstrap failed (exit {process.returncode}) bootstrapping {tag}: "
+                f"{tail[-1] if tail else 'no output'}; if it cannot create user namespaces, "
+                "install uidmap or run as root\n" + "\n".join(tail)
+            )
+        progress(f"importing {rootfs.stat().st_size // 2**20} MiB rootfs as {tag}")
+        repository, _, version = tag.rpartition(":")
+        changes = [*IMPORT_CHANGES, f"LABEL {LABEL_IMAGE}=debian {LABEL_RECIPE}={version}"]
+        with _docker_errors(f"importing {tag}"):
+            client.api.import_image_from_file(
+                str(rootfs), repository=repository, tag=version, changes=changes
+            )
+    progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A project image recipe resolved against this engine: what it builds and from what."""
+
+    name: str
+    folder: Path
+    tag: str
+    full_hash: str
+    #: Parent reference in the Dockerfile -> exact tag to build from.
+    pinned: dict[str, str]
+    #: Value for ``ARG BASE``, when the Dockerfile uses it.
+    base: str | None
+
+
+def resolve(
+    client: docker.DockerClient,
+    name: str,
+    *,
+    images_root: Path | None = None,
+    progress: Progress | None = None,
+    build_parents: bool = True,
+    _chain: tuple[str, ...] = (),
+) -> Recipe | None:
+    """Work out a project image's tag; parents are built first unless build_parents is False,
+    in which case a missing parent makes the answer None (used by doctor)."""
+    root = images_root or default_images_root()
+    folder = root / name
+    dockerfile = folder / "Dockerfile"
+    if not dockerfile.is_file():
+        raise ImageError(f"{name!r} is not a project image: no {dockerfile}")
+    if name in _chain:
+        raise ImageError(f"images/{name}/Dockerfile: FROM cycle {' -> '.join([*_chain, name])}")
+    text = dockerfile.read_text()
+    identities: list[str] = []
+    pinned: dict[str, str] = {}
+    base: str | None = None
+    for parent in parents(text, project_images(root)):
+        if parent.kind == "debian":
+            if build_parents:
+                base = debian_base(client, progress=progress)
+            else:
+                base = next(
+                    (r for r in (DEBIAN_IMAGE, debian_bootstrap_tag()) if _local_image(client, r)),
+                    None,
+                )
+                if base is None:
+                    return None
+            identities.append(f"debian {client.images.get(base).id}")
+        elif parent.kind == "project":
+            if build_parents:
+                parent_tag = _ensure_project(
+                    client,
+                    parent.project,
+                    root,
+                    rebuild=False,
+                    progress=progress,
+                    chain=(*_chain, name),
+                )
+            else:
+                recipe = resolve(
+                    client,
+                    parent.project,
+                    images_root=root,
+                    build_parents=False,
+                    _chain=(*_chain, name),
+                )
+                if recipe is None:
+                    return None
+                parent_tag = recipe.tag
+            pinned[parent.ref] = parent_tag
+            identities.append(f"project {parent_tag}")
+        else:
+            local = _local_image(client, parent.ref)
+            identities.append(f"external {parent.ref} {local.id if local else ''}")
+    full_hash = recipe_hash(folder, identities)
+    return Recipe(name, folder, image_tag(name, full_hash), full_hash, pinned, base)
+
+
+def _context(recipe: Recipe) -> io.BytesIO:
+    """The build context: the recipe's files, with its Dockerfile's parents pinned."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in recipe_files(recipe.folder):
+            relative = path.relative_to(recipe.folder).as_posix()
+            data = path.read_bytes()
+            if relative == "Dockerfile":
+                data = pin_parents(data.decode(), recipe.pinned).encode()
+            info = tarfile.TarInfo(relative)
+            info.size = len(data)
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def _build(client: docker.DockerClient, recipe: Recipe, *, nocache: bool, progress: Progress):
+    """Run the docker build of a recipe, streaming its steps to progress."""
+    progress(f"building {recipe.tag} from images/{recipe.name}")
+    started = time.monotonic()
+    tail: deque[str] = deque(maxlen=ERROR_TAIL_LINES)
+    step = "before the first step"
+    buildargs = {"BASE": recipe.base} if recipe.base else None
+    with _docker_errors(f"building {recipe.tag}"):
+        stream = client.api.build(
+            fileobj=_context(recipe),
+            custom_context=True,
+            tag=recipe.tag,
+            buildargs=buildargs,
+            labels={LABEL_IMAGE: recipe.name, LABEL_RECIPE: recipe.full_hash[:12]},
+            nocache=nocache,
+            pull=False,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            timeout=LOCK_TIMEOUT_S,
+        )
+        for event in stream:
+            if "error" in event:
+                detail = str(event.get("error", "")).strip()
+                raise ImageError(
+                    f"building {recipe.tag} (images/{recipe.name}) failed at {step!r}: "
+                    f"{detail.splitlines()[-1] if detail else 'unknown error'}\n" + "\n".join(tail)
+                )
+            for raw in str(event.get("stream", "")).splitlines():
+                line = raw.rstrip()
+                if not line:
+                    continue
+                tail.append(line)
+                if line.startswith("Step "):
+                    step = line
+                    progress(f"[{recipe.name}] {line}")
+    if _local_image(client, recipe.tag) is None:
+        raise ImageError(
+            f"building {recipe.tag} (images/{recipe.name}) ended without the image\n"
+            + "\n".join(tail)
+        )
+    progress(f"built {recipe.tag} in {time.monotonic() - started:.0f} s")
+
+
+def _ensure_project(
+    client: docker.DockerClient,
+    name: str,
+    root: Path,
+    *,
+    rebuild: bool,
+    progress: Progress | None,
+    chain: tuple[str, ...] = (),
+) -> str:
+    progress = progress or print_progress
+    asked_at = time.time()
+    recipe = resolve(client, name, images_root=root, progress=progress, _chain=chain)
+    assert recipe is not None
+    with _docker_errors(f"looking for {recipe.tag}"):
+        if not rebuild and _local_image(client, recipe.tag) is not None:
+            return recipe.tag
+        with _build_lock(recipe.tag, progress):
+            existing = _local_image(client, recipe.tag)
+            # Double check under the lock: another process may have built it meanwhile (or,
+            # for a rebuild, rebuilt it after we asked: one rebuild serves every waiter).
+            if existing is not None and (not rebuild or _created_at(existing) >= asked_at - 1):
+                return recipe.tag
+            _build(client, recipe, nocache=rebuild, progress=progress)
+    return recipe.tag
+
+
+def ensure_image(
+    client: docker.DockerClient,
+    name: str,
+    *,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+    images_root: Path | None = None,
+) -> str:
+    """The image reference to create a node from.
+
+    A project image name (a folder under images/) gives the tag of an up-to-date build,
+    built now (once per machine) when missing, or rebuilt without cache when ``rebuild``.
+    Any other name is a user's image: returned when present locally or pullable.
+    """
+    root = images_root or default_images_root()
+    if name in project_images(root):
+        return _ensure_project(client, name, root, rebuild=rebuild, progress=progress)
+    progress = progress or print_progress
+    with _docker_errors(f"looking for image {name!r}"):
+        if _local_image(client, name) is not None:
+            return name
+        why = _pull(client, name, progress)
+    if why is None:
+        return name
+    raise ImageError(
+        f"unknown image {name!r}: not a project image ({', '.join(project_images(root))}), "
+        f"not present locally, and pulling failed ({why.splitlines()[0]}); "
+        "build or load it (docker build / docker load) or use a project image"
+    )
+
+
+def build_images(
+    client: docker.DockerClient,
+    names: Iterable[str] | None = None,
+    *,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+    images_root: Path | None = None,
+) -> dict[str, str]:
+    """Build (or, with ``rebuild``, rebuild) project images; returns name -> tag."""
+    root = images_root or default_images_root()
+    wanted = list(names) if names is not None else project_images(root)
+    known = project_images(root)
+    for name in wanted:
+        if name not in known:
+            raise ImageError(f"{name!r} is not a project image; choose among: {', '.join(known)}")
+    return {
+        name: _ensure_project(client, name, root, rebuild=rebuild, progress=progress)
+        for name in wanted
+    }
+
+
+@dataclass(frozen=True)
+class ImageStatus:
+    """Whether a project image is built for its current recipe (for doctor)."""
+
+    name: str
+    #: The tag the current recipe builds, or None when a parent is not built yet.
+    tag: str | None
+    present: bool
+    #: Other local tags of this image (builds of older recipes).
+    stale: tuple[str, ...]
+
+
+def image_status(
+    client: docker.DockerClient, name: str, *, images_root: Path | None = None
+) -> ImageStatus:
+    """Whether the project image ``name`` is built for its current recipe; never builds."""
+    with _docker_errors(f"checking image {name!r}"):
+        recipe = resolve(client, name, images_root=images_root, build_parents=False)
+        tags = {
+            tag for image in client.images.list(name=f"{REPOSITORY}/{name}") for tag in image.tags
+        }
+    current = recipe.tag if recipe else None
+    return ImageStatus(
+        name,
+        current,
+        current in tags,
+        tuple(sorted(t for t in tags if t != current)),
+    )
