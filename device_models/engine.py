@@ -167,7 +167,8 @@ _FACTORY_HEAD = (
 )
 _FACTORY_TAIL = '\n;return typeof main === "function" ? main : undefined;\n};'
 
-_FRAME = re.compile(r"^\s*at (\S+) \(<input>(?::(\d+))?\)")
+# "at main (<input>:12)", "at spin (<input>)", and for syntax errors "at <input>:3".
+_FRAME = re.compile(r"^\s*at (?:(\S+) \()?<input>(?::(\d+))?\)?\s*$")
 
 
 def _first_user_frame(stack: str) -> tuple[str | None, int | None]:
@@ -176,7 +177,7 @@ def _first_user_frame(stack: str) -> tuple[str | None, int | None]:
         match = _FRAME.match(line)
         if not match:
             continue
-        name, number = match.group(1), match.group(2)
+        name, number = match.group(1) or "__cirque_factory", match.group(2)
         if name.startswith("__cirque_") and name != "__cirque_factory":
             continue
         return name, int(number) if number else None

@@ -167,7 +167,7 @@ def validate_model_file(path: str | Path) -> tuple[DeviceModel | None, list[Devi
     checker = _Checker(path, text, document)
     model = checker.build()
     if checker.errors:
-        return None, checker.errors
+        return None, sorted(checker.errors, key=lambda error: error.line)
     return model, []
 
 
@@ -260,11 +260,10 @@ class _Checker:
         return f"{self.path}:1"
 
     def fail(self, path: tuple, problem: str) -> None:
-        self.errors.append(
-            DeviceModelError(
-                f"{self.where(path)}: model {self.model_id}: {_path_text(path)}: {problem}"
-            )
-        )
+        where = self.where(path)
+        error = DeviceModelError(f"{where}: model {self.model_id}: {_path_text(path)}: {problem}")
+        error.line = int(where.rsplit(":", 1)[1])
+        self.errors.append(error)
 
     def keys(self, value: Mapping, path: tuple, allowed: tuple, required: tuple) -> None:
         for key in value:
@@ -368,7 +367,9 @@ class _Checker:
         script_path = self.text(item, "Path", path)
         params = item.get("Params")
         if "Type" in item and script_type not in SCRIPT_TYPES:
-            self.fail((*path, "Type"), f"unknown script type {item['Type']!r}; use javascript")
+            self.fail(
+                (*path, "Type"), f"unknown script type {item['Type']!r}; use javascript or internal"
+            )
             return None
         if not script_path:
             return None
@@ -387,7 +388,7 @@ class _Checker:
             return ScriptRef("internal", script_path, None, params, self.where((*path, "Path")))
         if params is not None and not isinstance(params, dict):
             self.fail((*path, "Params"), "must be an object (it becomes main's 4th argument)")
-        file = (self.path.parent / script_path).resolve()
+        file = self.path.parent / script_path
         if not file.is_file():
             self.fail(
                 (*path, "Path"),
@@ -445,7 +446,7 @@ class _Checker:
                 self.fail(
                     (*path, "Fields", field_name),
                     f"unknown field type {field_type!r}; use one of "
-                    f"{', '.join(t.capitalize() for t in telemetry.FIELD_TYPES)}",
+                    f"{', '.join(telemetry.FIELD_TYPE_NAMES)} (any case)",
                 )
                 continue
             normalized[field_name] = field_type.lower()

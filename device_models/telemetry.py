@@ -21,6 +21,8 @@ from typing import Any
 
 #: The schema field types of the seed, lower-cased (the seed's stock files mix cases).
 FIELD_TYPES = ("object", "binary", "text", "boolean", "integer", "double", "datetime")
+#: The same, spelled as the seed's document spells them (for messages).
+FIELD_TYPE_NAMES = ("Object", "Binary", "Text", "Boolean", "Integer", "Double", "DateTime")
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
@@ -29,7 +31,7 @@ class TelemetryProblem(ValueError):
     """A message cannot be rendered or fails its schema; ``field`` names what is wrong."""
 
     def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
+        super().__init__(f"{field}: {problem}" if field else problem)
         self.field = field
         self.problem = problem
 
@@ -73,12 +75,12 @@ def check(fields: Mapping[str, str], body: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         excerpt = body[max(0, exc.pos - 20) : exc.pos + 20]
         raise TelemetryProblem(
-            "MessageTemplate",
+            "",
             f"rendered message is not JSON ({exc.msg} at column {exc.colno} near {excerpt!r}); "
             "quote string placeholders in the template, leave numbers bare",
         ) from None
     if not isinstance(message, dict):
-        raise TelemetryProblem("MessageTemplate", "rendered message must be a JSON object")
+        raise TelemetryProblem("", "rendered message must be a JSON object")
     for name, field_type in fields.items():
         if name not in message:
             raise TelemetryProblem(
@@ -108,7 +110,7 @@ def type_problem(field_type: str, value: Any) -> str | None:
     elif field_type == "datetime":
         ok = isinstance(value, str) and _is_datetime(value)
     else:
-        return f"unknown field type {field_type!r}; use one of {', '.join(FIELD_TYPES)}"
+        return f"unknown field type {field_type!r}; use one of {', '.join(FIELD_TYPE_NAMES)}"
     if ok:
         return None
     return f"expected {field_type}, got {json.dumps(value)} ({_json_type(value)})"
