@@ -1,0 +1,4 @@
+"use strict";
+function main(context, previousState, previousProperties) {
+    sleep(10);
+}

@@ -1,0 +1,5 @@
+"use strict";
+function main(context, previousState, previousProperties) {
+    var broken = {;
+    updateState(broken);
+}

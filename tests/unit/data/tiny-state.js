@@ -1,0 +1,4 @@
+"use strict";
+function main(context, previousState, previousProperties) {
+    updateState({ count: previousState.count + 1 });
+}
