@@ -1,0 +1,213 @@
+"""The QuickJS script engine: main's arguments, host functions, limits, sleep, isolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pytest_cirque.device_models.engine import ModelEngine, ScriptLimits, check_scripts
+from pytest_cirque.device_models.model import load_model
+
+from pytest_cirque.errors import ScriptError
+
+DATA = Path(__file__).parent / "data"
+SCRIPTS = DATA / "scripts"
+
+
+def line_of(path: Path, text: str) -> int:
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if text in line:
+            return number
+    raise AssertionError(f"{text!r} not in {path}")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(DATA / "scripted.json")
+
+
+@pytest.fixture(scope="module")
+def engine(model):
+    return ModelEngine(model)
+
+
+def call(engine, model, method, *, device_id="scripted.1", context=None, state=None, **kw):
+    return engine.run(
+        model.methods[method],
+        device_id=device_id,
+        context={"deviceId": device_id, **(context or {})},
+        state=state if state is not None else {"count": 0},
+        properties={"Firmware": "1.0"},
+        method=True,
+        **kw,
+    )
+
+
+def test_the_seeds_elevator_script_runs_unchanged():
+    model = load_model(DATA / "seed_elevator" / "elevator-01.json")
+    engine = ModelEngine(model)
+    state = {**model.initial_state, "moving": True, "floor": 5}
+    step = engine.run(
+        model.scripts[0],
+        device_id="elevator-01.0",
+        context={"currentTime": "2024-05-01T10:00:00+00:00", "deviceId": "elevator-01.0"},
+        state=state,
+        properties=dict(model.properties),
+        seed=7,
+    )
+    (update,) = step.updates
+    assert update[0] == "state"
+    new_state = update[1]
+    assert new_state["floor"] in (4, 6)
+    assert 9.5 <= new_state["vibration"] <= 10.5
+    assert 74.25 <= new_state["temperature"] <= 75.75
+
+
+def test_main_gets_context_state_properties_and_params(engine, model):
+    step = engine.run(
+        model.scripts[0],
+        device_id="scripted.3",
+        context={"currentTime": "now", "deviceId": "scripted.3", "deviceModel": "Scripted"},
+        state={"count": 4},
+        properties={"Firmware": "1.0"},
+    )
+    assert step.result == {
+        "context": {"currentTime": "now", "deviceId": "scripted.3", "deviceModel": "Scripted"},
+        "state": {"count": 4},
+        "properties": {"Firmware": "1.0"},
+        "params": {"gain": 2},
+    }
+    assert step.updates == [("log", "echo for scripted.3")]
+
+
+def test_a_script_without_params_gets_null_as_its_fourth_argument(engine, model):
+    step = call(engine, model, "Echo", context={"Speed": 3})
+    assert step.result["params"] is None
+    assert step.result["context"]["Speed"] == 3
+
+
+def test_updates_come_back_in_order(engine, model):
+    step = call(engine, model, "Updates")
+    assert step.updates == [
+        ("state", {"a": 1}),
+        ("property", "Colour", "red"),
+        ("state", {"b": 2}),
+        ("log", "done"),
+    ]
+    assert step.sleep_ms is None
+
+
+def test_a_syntax_error_names_the_script_file_and_line():
+    model = load_model(DATA / "syntax_error.json")
+    problems = check_scripts(model)
+    syntax_js = SCRIPTS / "syntax_error.js"
+    assert str(problems[0]).startswith(f"{syntax_js}:{line_of(syntax_js, 'var broken')}: ")
+    assert "SyntaxError" in str(problems[0])
+    assert "no function main" in str(problems[1])
+    with pytest.raises(ScriptError, match="SyntaxError"):
+        ModelEngine(model)
+
+
+def test_an_exception_in_main_names_file_line_device_and_cause(engine, model):
+    with pytest.raises(ScriptError) as caught:
+        call(engine, model, "Throw", device_id="scripted.0")
+    throws_js = SCRIPTS / "throws.js"
+    message = str(caught.value)
+    assert message.startswith(f"{throws_js}:{line_of(throws_js, 'throw new Error')}: ")
+    assert "device scripted.0" in message
+    assert "exception in main: Error: sensor unplugged" in message
+    assert "\n" not in message
+
+
+def test_an_infinite_loop_fails_that_call_only(engine, model):
+    with pytest.raises(ScriptError) as caught:
+        call(engine, model, "Loop", context={"always": True})
+    loop_js = SCRIPTS / "infinite_loop.js"
+    message = str(caught.value)
+    assert message.startswith(f"{loop_js}:")
+    line = int(message[len(str(loop_js)) + 1 :].split(":")[0])
+    assert line_of(loop_js, "function spin") <= line < line_of(loop_js, "function main")
+    assert "time limit of 100 ms exceeded" in message
+    assert "device scripted.1" in message
+    assert call(engine, model, "Updates").updates[0] == ("state", {"a": 1})
+
+
+def test_a_memory_bomb_fails_that_call_only(engine, model):
+    with pytest.raises(ScriptError) as caught:
+        call(engine, model, "Bomb")
+    message = str(caught.value)
+    assert "memory limit of 8 MiB exceeded" in message
+    assert message.startswith(f"{SCRIPTS / 'memory_bomb.js'}:")
+    assert call(engine, model, "Updates").updates[0] == ("state", {"a": 1})
+
+
+def test_endless_recursion_is_a_stack_overflow(engine, model):
+    with pytest.raises(ScriptError, match="stack overflow"):
+        call(engine, model, "Recurse")
+
+
+def test_limits_are_settable(model):
+    engine = ModelEngine(model, ScriptLimits(time_seconds=0.02))
+    with pytest.raises(ScriptError, match="time limit of 20 ms"):
+        call(engine, model, "Loop", context={"always": True})
+
+
+def test_sleep_stops_the_call_and_a_replay_goes_on_from_there(engine, model):
+    steps = []
+    resume = skip = 0
+    while True:
+        step = call(
+            engine,
+            model,
+            "Sleepy",
+            context={"StepMilliseconds": 250},
+            resume=resume,
+            skip=skip,
+            seed=42,
+            start_ms=1_000_000,
+        )
+        steps.append(step)
+        skip += len(step.updates)
+        if step.sleep_ms is None:
+            break
+        resume += 1
+    assert [s.sleep_ms for s in steps] == [250, 250, 250, None]
+    assert [s.updates for s in steps] == [
+        [("property", "Stage", "download")],
+        [("property", "Stage", "apply")],
+        [("property", "Stage", "reboot")],
+        [("state", {"stages_done": 3})],
+    ]
+    result = steps[-1].result
+    assert result["elapsed"] == 750  # Date follows the sleeps, not the replays
+    assert len(set(result["draws"])) == 3
+    again = call(engine, model, "Sleepy", resume=3, skip=3, seed=42, start_ms=0)
+    assert again.result["draws"] == result["draws"]  # same seed, same path
+
+
+def test_sleep_is_for_method_scripts_only(engine, model):
+    with pytest.raises(ScriptError, match=r"sleep\(\) is only available in method scripts"):
+        engine.run(
+            model.methods["StateSleep"],
+            device_id="scripted.1",
+            context={},
+            state={},
+            properties={},
+            method=False,
+        )
+
+
+def test_a_call_leaves_nothing_behind_for_the_next(engine, model):
+    first = call(engine, model, "Leak").result
+    second = call(engine, model, "Leak", device_id="scripted.2").result
+    for found in (first, second):
+        assert found["calls"] == 1
+        assert found["global"] == "undefined"
+        assert found["proto"] == "undefined"
+        assert found["globalError"] == "TypeError"
+        assert found["protoError"] == "TypeError"
+        assert found["mathError"] == "TypeError"
+
+
+def test_main_may_return_the_state_the_old_way(engine, model):
+    assert call(engine, model, "ReturnsState", state={"count": 1}).result == {"count": 2}
