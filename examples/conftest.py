@@ -11,6 +11,7 @@ Two patterns worth copying:
 from __future__ import annotations
 
 import pytest
+
 from pytest_cirque.node import Node
 
 

@@ -36,6 +36,11 @@ def test_logs_show_the_main_process_output(box):
 
 def test_a_background_command_runs_until_it_ends_or_is_killed(box):
     server = box.exec_background(["sleep", "300"])
+    box.wait_until(
+        lambda: box.exec(["pgrep", "-f", "sleep 300"]).exit_code == 0,
+        "the background command to be running",
+        timeout=10,
+    )
     assert server.running
     server.kill()
     box.wait_until(lambda: not server.running, "the killed command to end", timeout=10)

@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_cirque import identity
@@ -70,69 +69,34 @@ def docker_client() -> Any:
     return connect()
 
 
-@dataclass
-class HomeListing:
-    """What the labels of one home's Docker objects tell about it."""
+def find_home(client: Any, name: str) -> dict[str, Any]:
+    """The home of that id (or of a unique part of it), else a one-line error that points
+    at `cirque ls`."""
+    from pytest_cirque import cleanup
 
-    home: str
-    run: str = ""
-    worker: str = ""
-    owner: str = ""
-    kept: bool = False
-    nodes: dict[str, Any] = field(default_factory=dict)  # node name -> container
-    containers: list[Any] = field(default_factory=list)
-    networks: list[Any] = field(default_factory=list)
-
-    @property
-    def owner_alive(self) -> bool:
-        owner = identity.Owner.from_label(self.owner)
-        return owner is not None and owner.is_alive()
-
-
-def list_homes(client: Any) -> dict[str, HomeListing]:
-    """Every home on this engine, by home id, from its labelled containers and networks."""
-    homes: dict[str, HomeListing] = {}
-
-    def listing(labels: dict[str, str]) -> HomeListing:
-        entry = homes.setdefault(labels[identity.HOME], HomeListing(labels[identity.HOME]))
-        entry.run = entry.run or labels.get(identity.RUN, "")
-        entry.worker = entry.worker or labels.get(identity.WORKER, "")
-        entry.owner = entry.owner or labels.get(identity.OWNER, "")
-        entry.kept = entry.kept or labels.get(identity.KEPT, "") not in ("", "0", "false")
-        return entry
-
-    for container in client.containers.list(all=True, filters={"label": identity.HOME}):
-        entry = listing(container.labels)
-        entry.containers.append(container)
-        if container.labels.get(identity.ROLE) == identity.ROLE_KEPT_MARKER:
-            entry.kept = True
-        elif container.labels.get(identity.ROLE) == identity.ROLE_NODE:
-            entry.nodes[container.labels.get(identity.NODE, container.name)] = container
-    for network in client.networks.list(filters={"label": identity.HOME}):
-        listing(network.attrs.get("Labels") or {}).networks.append(network)
-    return homes
-
-
-def find_home(client: Any, name: str) -> HomeListing:
-    """The home of that id, or a one-line error that points at `cirque ls`."""
-    homes = list_homes(client)
+    homes = cleanup.list_homes(client)
     if name in homes:
         return homes[name]
-    close = [home for home in homes if name in home]
+    close = sorted(home for home in homes if name in home)
     if len(close) == 1:
         return homes[close[0]]
-    hint = f"did you mean one of: {', '.join(sorted(close))}" if close else "`cirque ls` lists them"
+    hint = f"it matches several: {', '.join(close)}" if close else "`cirque ls` lists them"
     raise CirqueError(f"no home named {name!r} on this Docker engine; {hint}")
 
 
 def find_node(client: Any, home_name: str, node_name: str) -> Any:
-    """The container of a node of a home, or a one-line error naming the known nodes."""
+    """The container of a node of a home, or a one-line error naming the home's nodes."""
     home = find_home(client, home_name)
-    container = home.nodes.get(node_name)
-    if container is None:
-        known = ", ".join(sorted(home.nodes)) or "none"
-        raise NodeError(f"home {home.home} has no node {node_name!r} (its nodes: {known})")
-    return container
+    labels = [
+        f"{identity.HOME}={home['home']}",
+        f"{identity.ROLE}={identity.ROLE_NODE}",
+        f"{identity.NODE}={node_name}",
+    ]
+    found = client.containers.list(all=True, filters={"label": labels})
+    if not found:
+        known = ", ".join(home["nodes"]) or "none"
+        raise NodeError(f"home {home['home']} has no node {node_name!r} (its nodes: {known})")
+    return found[0]
 
 
 # --- the commands
@@ -161,21 +125,22 @@ def print_flush(line: str) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    homes = list_homes(docker_client())
+    from pytest_cirque import cleanup
+
+    homes = cleanup.list_homes(docker_client())
     if not homes:
         print("no homes")
         return 0
     rows = [("HOME", "RUN", "WORKER", "OWNER", "KEPT", "NODES")]
-    for home in sorted(homes.values(), key=lambda h: h.home):
-        nodes = " ".join(f"{name}({c.status})" for name, c in sorted(home.nodes.items()))
+    for home in sorted(homes.values(), key=lambda h: h["home"]):
         rows.append(
             (
-                home.home,
-                home.run,
-                home.worker,
-                "alive" if home.owner_alive else "gone",
-                "kept" if home.kept else "-",
-                nodes or "-",
+                home["home"],
+                home["run"],
+                home["worker"],
+                "alive" if home["alive"] else "gone",
+                "kept" if home["kept"] else "-",
+                " ".join(home["nodes"]) or "-",
             )
         )
     print_table(rows)
@@ -230,9 +195,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     from pytest_cirque import cleanup
 
     client = docker_client()
-    home = find_home(client, args.home)
-    removed = cleanup.remove_home(client, home.home)
-    print(f"removed home {home.home} ({len(removed)} objects)")
+    home = find_home(client, args.home)["home"]
+    removed = cleanup.remove_home(client, home)
+    print(f"removed home {home} ({len(removed)} objects)")
     return 0
 
 

@@ -57,7 +57,6 @@ SETTINGS_KEY = pytest.StashKey["cirque_config.CirqueSettings"]()
 HOME_SPEC_KEY = pytest.StashKey["HomeSpec"]()
 HOME_NAME_KEY = pytest.StashKey["str | None"]()
 TEST_HOMES_KEY = pytest.StashKey[list["Home"]]()
-KEPT_KEY = pytest.StashKey[set[str]]()
 SESSION_HOME_KEY = pytest.StashKey["Home"]()
 
 
@@ -212,7 +211,6 @@ def pytest_configure(config: pytest.Config) -> None:
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
     config.stash[SETTINGS_KEY] = cirque_config.resolve(config)
-    config.stash[KEPT_KEY] = set()
     config.pluginmanager.register(KeptHomes(), "cirque-kept-homes")
 
 
@@ -298,8 +296,8 @@ def report_homes(item: pytest.Item, report: pytest.TestReport, homes: list[Home]
                 log = f"(log unavailable: {exc})"
             report.sections.append((f"cirque log {home.name}/{node_name}", log or "(empty)"))
             written += _write(folder / f"{home.name}.{node_name}.log", log)
-        if settings.keep and home.name not in item.config.stash[KEPT_KEY]:
-            report.sections.append((KEPT_SECTION, keep_home(item.config, home)))
+        if settings.keep and not home.kept:
+            report.sections.append((KEPT_SECTION, keep_home(home)))
     if written:
         report.sections.append(("cirque logs", f"written to {folder}"))
 
@@ -312,16 +310,15 @@ def _write(path: Path, text: str) -> list[str]:
     return [str(path)]
 
 
-def keep_home(config: pytest.Config, home: Home) -> str:
-    """Mark the home kept (it survives teardown) and say how to reach it."""
-    config.stash[KEPT_KEY].add(home.name)
+def keep_home(home: Home) -> str:
+    """Mark the home kept (it survives teardown and reaping) and say how to reach it."""
     try:
-        how = home.keep()
+        home.keep()
     except Exception as exc:
-        how = f"(could not mark it kept: {exc})"
+        return f"home {home.name} could not be kept ({exc}); it is removed with the session"
     node = next(iter(home.nodes), "NODE")
     lines = [
-        f"home {home.name} is still running: {how}".rstrip(),
+        f"home {home.name} is kept running for a look:",
         "  cirque ls",
         f"  cirque exec {home.name} {node} CMD...",
         f"  cirque shell {home.name} {node}",
@@ -329,10 +326,6 @@ def keep_home(config: pytest.Config, home: Home) -> str:
         f"  cirque down {home.name}    (removes it when you are done)",
     ]
     return "\n".join(lines)
-
-
-def is_kept(config: pytest.Config, home: Home) -> bool:
-    return home.name in config.stash[KEPT_KEY]
 
 
 # --- fixtures
@@ -406,12 +399,11 @@ def _create_home(
     return home
 
 
-def _destroy_all(config: pytest.Config, homes: list[Home]) -> None:
-    """Destroy homes newest first; every one is attempted, then the first error is raised."""
+def _destroy_all(homes: list[Home]) -> None:
+    """Destroy homes newest first (kept ones stay); every one is attempted, then the first
+    error is raised."""
     errors: list[BaseException] = []
     for home in reversed(homes):
-        if is_kept(config, home):
-            continue
         try:
             home.destroy()
         except BaseException as exc:
@@ -431,11 +423,12 @@ def home(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Home]:
             "test, its class or its module",
             pytrace=False,
         )
-    made = _create_home(request, cirque, spec, request.node.stash.get(HOME_NAME_KEY, None))
+    name = request.node.stash.get(HOME_NAME_KEY, None) or request.node.name
+    made = _create_home(request, cirque, spec, name)
     try:
         yield made
     finally:
-        _destroy_all(request.config, [made])
+        _destroy_all([made])
 
 
 @pytest.fixture
@@ -449,13 +442,13 @@ def home_factory(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Cal
     ) -> Home:
         where = f"{request.node.nodeid}: home_factory"
         parsed = parse_home_spec(spec, Path(request.node.path).parent, where)
-        made.append(_create_home(request, cirque, parsed, name))
+        made.append(_create_home(request, cirque, parsed, name or request.node.name))
         return made[-1]
 
     try:
         yield make_home
     finally:
-        _destroy_all(request.config, made)
+        _destroy_all(made)
 
 
 @pytest.fixture(scope="session")
@@ -490,4 +483,4 @@ def session_home(
         yield shared
     finally:
         del config.stash[SESSION_HOME_KEY]
-        _destroy_all(config, [shared])
+        _destroy_all([shared])

@@ -80,7 +80,7 @@ def test_yaml_spec_path_is_relative_to_the_test_file(pytester: pytest.Pytester) 
     result = pytester.runpytest("-s")
     result.assert_outcomes(passed=1)
     assert created_lines(result) == [
-        "CREATED name=None caps={'hub': [('LanAccess', None)], 'lamp': []}"
+        "CREATED name=test_from_yaml caps={'hub': [('LanAccess', None)], 'lamp': []}"
     ]
 
 
