@@ -13,6 +13,7 @@ Docker is imported lazily: the device models must work where Docker is absent.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -121,16 +122,19 @@ class Broker(ABC):
         wait_until(ready, f"{self.scheme} broker to accept on {self.url}", timeout, self.log)
 
 
-def mosquitto_config(port: int, data_dir: str, log_file: str) -> str:
+def mosquitto_config(port: int, data_dir: str, log_file: str, user: str = "") -> str:
     """A mosquitto 2 configuration for tests: loopback only, anonymous, persistent sessions.
 
     Persistence lets a subscriber's session (subscriptions and queued QoS 1 messages)
     outlive a broker restart, as it would on a production broker. The queue limits are
     raised so that a recorder that falls behind at thousands of messages per second
     gets every message instead of mosquitto's default 1,000 queued per client.
+    ``user`` keeps a broker started by root as that user (mosquitto otherwise drops to
+    its own account, which cannot write the test's directory); others ignore it.
     """
     return "\n".join(
         [
+            *([f"user {user}"] if user else []),
             f"listener {port} 127.0.0.1",
             "allow_anonymous true",
             "persistence true",
@@ -164,7 +168,12 @@ class MosquittoProcess(Broker):
     def start(self, timeout: float = 30.0) -> None:
         config = self.workdir / "mosquitto.conf"
         config.write_text(
-            mosquitto_config(self.port, str(self.workdir), str(self.workdir / "broker.log"))
+            mosquitto_config(
+                self.port,
+                str(self.workdir),
+                str(self.workdir / "broker.log"),
+                user=pwd.getpwuid(os.geteuid()).pw_name,
+            )
         )
         self._process = subprocess.Popen(
             [self.binary, "-c", str(config)],
@@ -219,8 +228,7 @@ class MosquittoContainer(Broker):
     def _image(self, client) -> str:
         from pytest_cirque.image_builder import ensure_image
 
-        image = ensure_image(MOSQUITTO_IMAGE, client=client)
-        return getattr(image, "id", None) or str(image)
+        return ensure_image(client, MOSQUITTO_IMAGE)
 
     def start(self, timeout: float = 60.0) -> None:
         import docker
@@ -229,7 +237,7 @@ class MosquittoContainer(Broker):
         config = mosquitto_config(self.port, "/var/lib/cirque-broker", "/dev/stderr")
         config = config.replace("log_dest file /dev/stderr", "log_dest stderr")
         script = (
-            "mkdir -p /var/lib/cirque-broker && "
+            "mkdir -p /var/lib/cirque-broker && chown mosquitto /var/lib/cirque-broker && "
             f"printf '%s' '{config}' > /etc/cirque-mosquitto.conf && "
             "exec mosquitto -c /etc/cirque-mosquitto.conf"
         )

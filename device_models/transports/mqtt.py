@@ -123,6 +123,7 @@ class _Connection:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     reconnecting: asyncio.Task | None = None
     closing: bool = False
+    subscribing: list[asyncio.Future] = field(default_factory=list)
     last_error: str = ""
 
 
@@ -179,6 +180,7 @@ class MqttTransport(Transport):
         self._ticker: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._property_mids: dict[tuple[int, int], float] = {}
+        self._suback: dict[tuple[int, int], asyncio.Future] = {}
         self._pool_tag = uuid.uuid4().hex[:8]
         self._stopped = False
 
@@ -210,9 +212,11 @@ class MqttTransport(Transport):
         self._require_started()
         new = [d for d in device_ids if d not in self._routes]
         if self.pooled:
+            acks = []
             for device_id in new:
                 connection = min(self._pool, key=lambda c: len(c.devices))
-                self._attach(connection, device_id)
+                acks += self._attach(connection, device_id)
+            await self._subscribed(acks)
             return
         connections = []
         for device_id in new:
@@ -326,11 +330,30 @@ class MqttTransport(Transport):
             return list(self._pool)
         return list({id(c): c for c in self._routes.values()}.values())
 
-    def _attach(self, connection: _Connection, device_id: str) -> None:
+    def _attach(self, connection: _Connection, device_id: str) -> list[asyncio.Future]:
         self._routes[device_id] = connection
         connection.devices.add(device_id)
         if self.pooled and connection.connected.is_set():
-            connection.client.subscribe(_subscription(self.method_topic, device_id), qos=1)
+            return self._subscribe(connection, [_subscription(self.method_topic, device_id)])
+        return []
+
+    def _subscribe(self, connection: _Connection, topics: list[str]) -> list[asyncio.Future]:
+        """Subscribe (QoS 1), 100 filters a packet; futures done on SUBACK."""
+        acks = []
+        for start in range(0, len(topics), 100):
+            chunk = [(topic, 1) for topic in topics[start : start + 100]]
+            _rc, mid = connection.client.subscribe(chunk)
+            if mid is not None:
+                ack = self._suback[(id(connection), mid)] = (
+                    asyncio.get_running_loop().create_future()
+                )
+                acks.append(ack)
+        return acks
+
+    async def _subscribed(self, acks: list[asyncio.Future]) -> None:
+        """Wait for SUBACKs, so a method request right after start is never missed."""
+        if acks:
+            await asyncio.wait_for(asyncio.gather(*acks), self.connect_timeout)
 
     def _new_connection(self, client_id: str) -> _Connection:
         client = paho.Client(
@@ -365,6 +388,7 @@ class MqttTransport(Transport):
         client.on_disconnect = lambda *args: self._on_disconnect(connection, *args)
         client.on_publish = lambda *args: self._on_publish(connection, *args)
         client.on_message = lambda *args: self._on_message(connection, *args)
+        client.on_subscribe = lambda *args: self._on_subscribe(connection, *args)
         return connection
 
     async def _connect_all(self, connections: list[_Connection]) -> None:
@@ -404,6 +428,7 @@ class MqttTransport(Transport):
                     else:
                         connection.client.reconnect()
                     await asyncio.wait_for(connection.connected.wait(), self.connect_timeout)
+                    await self._subscribed(connection.subscribing)
         except (OSError, TimeoutError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             connection.last_error = (
@@ -485,9 +510,8 @@ class MqttTransport(Transport):
             )
             return
         connection.last_error = ""
-        subscriptions = [(_subscription(self.method_topic, d), 1) for d in connection.devices]
-        for start in range(0, len(subscriptions), 100):
-            connection.client.subscribe(subscriptions[start : start + 100])
+        topics = [_subscription(self.method_topic, d) for d in connection.devices]
+        connection.subscribing = self._subscribe(connection, topics)
         connection.connected.set()
         self._drain(connection)
 
@@ -500,6 +524,11 @@ class MqttTransport(Transport):
         )
         if connection.reconnecting is None or connection.reconnecting.done():
             connection.reconnecting = self._spawn(self._reconnect(connection))
+
+    def _on_subscribe(self, connection, _client, _userdata, mid, _reason_codes, _props) -> None:
+        ack = self._suback.pop((id(connection), mid), None)
+        if ack is not None and not ack.done():
+            ack.set_result(None)
 
     def _on_publish(self, connection, _client, _userdata, mid, _reason_code, _props) -> None:
         if connection.inflight.pop(mid, None) is not None:
