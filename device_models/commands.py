@@ -132,7 +132,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     for line in list(simulation.errors)[:10]:
         print(f"error: {line}", file=out)
     counts = simulation.transport.counts
-    return 1 if counts.failed or simulation.error_count else 0
+    undelivered = counts.failed + (counts.sent - counts.delivered - counts.failed)
+    return 1 if undelivered or simulation.error_count else 0
 
 
 class _Progress:
@@ -161,6 +162,9 @@ class _Progress:
             f"delivered {counts.delivered} | failures {counts.failed} | "
             f"script errors {simulation.error_count} | reconnects {counts.reconnects}"
         )
+        pending = counts.sent - counts.delivered - counts.failed
+        if final and pending:
+            line += f" | never settled {pending}"
         if final:
             prefix = "\r\033[K" if self.tty else ""
             print(f"{prefix}done: {line}", file=self.out, flush=True)

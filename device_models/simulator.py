@@ -156,12 +156,18 @@ class Simulation:
             for _ in range(self._initial_counts.get(model.id, 0))
         ]
         self.transport.on_method(self.call_method)
-        await self.transport.start([d.id for d in devices])
+        try:
+            await self.transport.start([d.id for d in devices])
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.transport.stop()  # whatever did connect is closed again
+            self._stopped = True
+            raise
         await self._join(devices)
         self._scheduler = asyncio.create_task(self._schedule_loop(), name="cirque-simulation")
 
     async def stop(self) -> None:
-        """Stop the schedules, let pending sends finish (bounded), and stop the transport."""
+        """Stop the schedules, then the transport, which flushes (bounded) what is pending."""
         if self._stopped or not self._started:
             self._stopped = True
             return
@@ -169,11 +175,15 @@ class Simulation:
         if self._scheduler:
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
+        # Let every send already scheduled reach the transport, so it is counted there,
+        # then let the transport flush (bounded) and settle what it could not deliver.
+        for _ in range(2):
+            await asyncio.sleep(0)
+        await self.transport.stop()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=_STOP_FLUSH_SECONDS)
             for task in self._tasks:
                 task.cancel()
-        await self.transport.stop()
 
     def pause(self) -> None:
         """Hold every schedule; nothing runs or is sent until ``resume``."""
@@ -295,8 +305,8 @@ class Simulation:
 
     async def _join(self, devices: list[Device]) -> None:
         """Report each device's initial properties, then put its timers on the schedule."""
-        for device in devices:
-            await self.transport.report_properties(device.id, dict(device.properties))
+        for device in devices:  # as tasks: a slow or absent peer must not hold up the start
+            self._spawn(self.transport.report_properties(device.id, dict(device.properties)))
         now = asyncio.get_running_loop().time()
         for device in devices:
             model = device.model
@@ -440,6 +450,15 @@ class Simulation:
 _MISSING = object()
 
 
+async def _cancel_leftover_tasks() -> None:
+    """Cancel what is still pending on the loop (e.g. after a failed start) and wait for it."""
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class SimulationRunner:
     """Runs a simulation's asyncio loop in a thread, for synchronous callers.
 
@@ -518,6 +537,8 @@ class SimulationRunner:
         loop, self._loop = self._loop, None
         if loop is None:
             return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_cancel_leftover_tasks(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         if self._thread:
             self._thread.join()
