@@ -1,0 +1,419 @@
+"""Capabilities on real Docker: LAN segments, loss and rate measured with real traffic,
+mounts, credential files, an interactive shell, and a virtual display seen through VNC.
+
+Loss and rate bounds are statistical and wide (see each test), so they cannot flake, yet a
+capability that did nothing, or did the wrong thing, fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytest_cirque.capabilities import traffic_control
+from pytest_cirque.capabilities.interactive import shell_command
+from pytest_cirque.capabilities.weave import DEFAULT_TARGET
+
+from pytest_cirque import identity
+from pytest_cirque.docker_backend import Backend
+from pytest_cirque.errors import CapabilityUnavailable, SpecError
+from pytest_cirque.home import Home
+from pytest_cirque.node import Node
+from pytest_cirque.service import Cirque
+
+
+def run_objects(service: Cirque) -> list[str]:
+    """Every Docker object labelled with the service's run id."""
+    found = Backend(service.client).find([f"{identity.RUN}={service.run_id}"])
+    return sorted(f"{o.kind}:{o.name}" for o in found)
+
+
+@pytest.fixture
+def service() -> Iterator[Cirque]:
+    svc = Cirque(worker=os.environ.get("PYTEST_XDIST_WORKER", "main"))
+    try:
+        yield svc
+    finally:
+        svc.close()
+        assert run_objects(svc) == [], "objects left behind"
+
+
+def can_ping(node: Node, address: str, count: int = 1) -> bool:
+    return node.exec(f"ping -c {count} -W 1 {address}", timeout=30).exit_code == 0
+
+
+def gateway(node: Node) -> str:
+    route = node.exec("ip -4 route show default", check=True).stdout
+    return re.search(r"default via (\S+)", route)[1]
+
+
+def received_pings(node: Node, address: str, count: int) -> int:
+    """Echo replies received out of ``count`` requests sent quickly."""
+    result = node.exec(f"ping -q -n -c {count} -i 0.01 -W 1 {address}", timeout=120)
+    match = re.search(r"(\d+) packets transmitted, (\d+) received", result.stdout)
+    assert match, f"ping exited {result.exit_code}: {result.stdout!r} {result.stderr!r}"
+    assert int(match[1]) == count
+    return int(match[2])
+
+
+# ---- LanAccess ----------------------------------------------------------------------------
+
+
+def test_lan_access_nodes_reach_each_other_and_plain_nodes_only_the_gateway(service: Cirque):
+    home = service.create_home(
+        {
+            "a1": {"capabilities": ["LanAccess"]},
+            "a2": {"capabilities": ["LanAccess"]},
+            "plain": {},
+        }
+    )
+    a1, a2, plain = home["a1"], home["a2"], home["plain"]
+    assert can_ping(a1, a2.ip) and can_ping(a2, a1.ip)
+    assert can_ping(a1, "a2")  # by name, too
+    assert not can_ping(plain, a1.ip)
+    assert not can_ping(plain, a2.ip)
+    assert not can_ping(a1, plain.ip)
+    for node in (a1, a2, plain):
+        assert can_ping(node, gateway(node)), f"{node.name} cannot reach its gateway"
+
+
+# ---- TrafficControl -----------------------------------------------------------------------
+
+PINGS = 200
+# Round-trip loss 50% over 200 pings: received ~ Binomial(200, 0.5), mean 100, sd 7.07.
+# [57, 143] is mean +- 6 sd: outside it by chance about once in 500 million runs.
+LOSS_BOUNDS = (57, 143)
+
+
+def test_loss_50_percent_loses_half_the_round_trips_both_ways(service: Cirque):
+    home = service.create_home(
+        {
+            "lossy": {"capabilities": ["LanAccess", {"TrafficControl": {"loss": 50}}]},
+            "peer": {"capabilities": ["LanAccess"]},
+        }
+    )
+    lossy, peer = home["lossy"], home["peer"]
+    low, high = LOSS_BOUNDS
+    outgoing = received_pings(lossy, peer.ip, PINGS)
+    assert low <= outgoing <= high, f"{outgoing}/{PINGS} replies from the lossy node's pings"
+    incoming = received_pings(peer, lossy.ip, PINGS)
+    assert low <= incoming <= high, f"{incoming}/{PINGS} replies to pings of the lossy node"
+
+
+def test_loss_0_percent_loses_nothing(service: Cirque):
+    home = service.create_home(
+        {
+            "clean": {"capabilities": ["LanAccess", {"TrafficControl": {"loss": 0}}]},
+            "peer": {"capabilities": ["LanAccess"]},
+        }
+    )
+    assert received_pings(home["clean"], home["peer"].ip, PINGS) == PINGS
+
+
+RECEIVER = r"""
+import socket, sys, time
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("0.0.0.0", 5001))
+server.listen(1)
+print("listening", flush=True)
+conn, _ = server.accept()
+total, first = 0, None
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    if first is None:
+        first = time.monotonic()
+    total += len(data)
+print(total, time.monotonic() - first, flush=True)
+"""
+
+SENDER = r"""
+import socket, sys
+conn = socket.create_connection((sys.argv[1], 5001), timeout=60)
+conn.sendall(b"x" * int(sys.argv[2]))
+conn.shutdown(socket.SHUT_WR)
+conn.recv(1)
+"""
+
+
+def transfer_kbit_per_s(sender: Node, receiver: Node, size: int) -> float:
+    """Payload rate of one TCP transfer from sender to receiver, timed at the receiver."""
+    receiver.put_file("/tmp/receiver.py", RECEIVER)
+    sender.put_file("/tmp/sender.py", SENDER)
+    listening = receiver.exec_background("python3 /tmp/receiver.py")
+    receiver.wait_until(
+        lambda: "listening" in listening.stdout, "the transfer receiver to listen", timeout=30
+    )
+    sender.exec(f"python3 /tmp/sender.py {receiver.ip} {size}", timeout=120, check=True)
+    result = listening.wait(timeout=60)
+    total, seconds = result.stdout.split()[-2:]
+    assert int(total) == size
+    return size * 8 / 1000 / float(seconds)
+
+
+RATE_KBIT = 1000
+
+
+def test_rate_limits_what_the_node_sends(service: Cirque):
+    home = service.create_home(
+        {
+            "slow": {"capabilities": ["LanAccess", {"TrafficControl": {"rateKbit": RATE_KBIT}}]},
+            "peer": {"capabilities": ["LanAccess"]},
+        }
+    )
+    slow, peer = home["slow"], home["peer"]
+    # 3 s at the configured rate. TCP/IP and Ethernet headers take ~5% of what tbf counts,
+    # and the burst lets a few kB through early: the payload rate lands near 950 kbit/s.
+    shaped = transfer_kbit_per_s(slow, peer, 375_000)
+    assert 0.6 * RATE_KBIT <= shaped <= 1.1 * RATE_KBIT, f"shaped transfer ran at {shaped:.0f}"
+    # The other direction is not shaped: it must run far faster, or the limit proves nothing.
+    unshaped = transfer_kbit_per_s(peer, slow, 375_000)
+    assert unshaped > 5 * RATE_KBIT, f"unshaped transfer ran at only {unshaped:.0f} kbit/s"
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"loss": 101}, "field 'loss': must be <= 100"),
+        ({"latencyMs": -1}, "field 'latencyMs': must be >= 0"),
+        ({"rateKbit": "fast"}, "field 'rateKbit': must be a number"),
+        ({"bandwidth": 5}, "unknown field(s) bandwidth"),
+    ],
+)
+def test_bad_traffic_control_creates_nothing(service: Cirque, params, expected):
+    with pytest.raises(SpecError) as error:
+        service.create_home({"ok": {}, "bad": {"capabilities": [{"TrafficControl": params}]}})
+    assert expected in str(error.value) and "\n" not in str(error.value)
+    assert run_objects(service) == [] and service.homes() == []
+
+
+@pytest.mark.skipif(traffic_control.netem_available(), reason="this kernel has netem")
+def test_latency_without_netem_creates_nothing_and_says_why(service: Cirque):
+    with pytest.raises(CapabilityUnavailable) as error:
+        service.create_home({"n": {"traffic_control": {"latencyMs": 20, "loss": 1}}})
+    assert "netem" in str(error.value) and "userspace LAN medium" in str(error.value)
+    assert run_objects(service) == []
+
+
+# ---- Mount, Weave, Interactive ------------------------------------------------------------
+
+
+def test_mount_read_only_and_read_write(service: Cirque, tmp_path: Path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # the node's root may not be the host user
+    (shared / "hello.txt").write_text("from the host\n")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "settings.ini").write_text("mode=eco\n")
+    home = service.create_home(
+        {
+            "n": {
+                "capabilities": [
+                    {"Mount": {"source": str(config), "target": "/etc/device", "read_only": True}}
+                ],
+                "mount_pairs": [[str(shared), "/shared"]],
+            }
+        }
+    )
+    node = home["n"]
+    assert node.exec("cat /shared/hello.txt", check=True).stdout == "from the host\n"
+    node.exec("echo from the node > /shared/reply.txt", check=True)
+    assert (shared / "reply.txt").read_text() == "from the node\n"
+    assert node.exec("cat /etc/device/settings.ini", check=True).stdout == "mode=eco\n"
+    refused = node.exec("touch /etc/device/new")
+    assert refused.exit_code != 0 and "Read-only file system" in refused.stderr
+    node.exec("rm -f /shared/reply.txt", check=True)
+
+
+@pytest.mark.parametrize(
+    ("mount", "expected"),
+    [
+        ({"source": "/nonexistent/cirque/path", "target": "/x"}, "does not exist"),
+        ({"source": "relative/dir", "target": "/x"}, "is relative"),
+        ({"source": "/tmp", "target": "relative"}, "is relative"),
+    ],
+)
+def test_bad_mount_creates_nothing(service: Cirque, mount, expected):
+    with pytest.raises(SpecError) as error:
+        service.create_home({"ok": {}, "bad": {"capabilities": [{"Mount": mount}]}})
+    assert expected in str(error.value) and "node bad" in str(error.value)
+    assert run_objects(service) == []
+
+
+def test_weave_credentials_file_and_daemon_name(service: Cirque, tmp_path: Path):
+    cert = tmp_path / "device_provisioning.config"
+    cert.write_text("serial=0001\n")
+    cert.chmod(0o644)
+    home = service.create_home(
+        {"dev": {"capabilities": [{"Weave": {"file": str(cert), "daemon": "devd"}}]}}
+    )
+    node = home["dev"]
+    assert node.exec(f"cat {DEFAULT_TARGET}", check=True).stdout == "serial=0001\n"
+    env = node.exec("echo $CIRQUE_CREDENTIALS_FILE $CIRQUE_DAEMON", check=True).stdout
+    assert env.split() == [DEFAULT_TARGET, "devd"]
+
+
+def test_weave_refuses_a_missing_file(service: Cirque, tmp_path: Path):
+    with pytest.raises(SpecError, match="does not exist"):
+        service.create_home({"dev": {"capabilities": [{"Weave": {"file": str(tmp_path / "x")}}]}})
+    assert run_objects(service) == []
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker command line tool")
+def test_interactive_node_takes_a_shell_on_a_terminal(service: Cirque):
+    home = service.create_home({"phone": {"capabilities": ["Interactive"]}, "hub": {}})
+    phone = home["phone"]
+    config = service.client.api.inspect_container(phone.container_id)["Config"]
+    assert config["OpenStdin"] and config["Tty"]
+    assert not service.client.api.inspect_container(home["hub"].container_id)["Config"]["Tty"]
+    controller, terminal = pty.openpty()
+    shell = subprocess.Popen(
+        shell_command(phone.container_id),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        close_fds=True,
+    )
+    os.close(terminal)
+    try:
+        os.write(controller, b"tty && echo answer=$((6*7)); exit\n")
+        seen = b""
+        while b"answer=42" not in seen:
+            chunk = os.read(controller, 4096)  # raises OSError once the shell is gone
+            seen += chunk
+        assert shell.wait(timeout=30) == 0
+        assert b"/dev/pts/" in seen  # the shell had a terminal
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+        os.close(controller)
+
+
+# ---- XVNC ---------------------------------------------------------------------------------
+
+
+def png_pixels(png: bytes) -> tuple[int, int, set[tuple[int, ...]]]:
+    """Width, height and the set of colours of a non-interlaced PNG (grey, RGB, palette)."""
+    assert png.startswith(b"\x89PNG\r\n\x1a\n"), "not a PNG"
+    offset, chunks = 8, {}
+    idat = b""
+    while offset < len(png):
+        (length,), kind = (
+            struct.unpack(">I", png[offset : offset + 4]),
+            png[offset + 4 : offset + 8],
+        )
+        data = png[offset + 8 : offset + 8 + length]
+        if kind == b"IDAT":
+            idat += data
+        else:
+            chunks[kind] = data
+        offset += 12 + length
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
+    assert interlace == 0
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour]
+    bits_per_pixel = depth * channels
+    stride = (width * bits_per_pixel + 7) // 8
+    step = max(1, bits_per_pixel // 8)
+    raw = zlib.decompress(idat)
+    rows, previous = [], bytearray(stride)
+    for y in range(height):
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        for i in range(stride):
+            left = line[i - step] if i >= step else 0
+            up, up_left = previous[i], previous[i - step] if i >= step else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                guess = left + up - up_left
+                pa, pb, pc = abs(guess - left), abs(guess - up), abs(guess - up_left)
+                best = left if pa <= pb and pa <= pc else up if pb <= pc else up_left
+                line[i] = (line[i] + best) & 0xFF
+        rows.append(bytes(line))
+        previous = line
+    colours: set[tuple[int, ...]] = set()
+    palette = chunks.get(b"PLTE", b"")
+    for line in rows:
+        if depth < 8:
+            per_byte = 8 // depth
+            values = [
+                (byte >> (8 - depth * (k + 1))) & ((1 << depth) - 1)
+                for byte in line
+                for k in range(per_byte)
+            ][:width]
+            samples = [(v,) for v in values]
+        else:
+            size = bits_per_pixel // 8
+            samples = [tuple(line[x * size : (x + 1) * size]) for x in range(width)]
+        for sample in samples:
+            if colour == 3:
+                colours.add(tuple(palette[sample[0] * 3 : sample[0] * 3 + 3]))
+            else:
+                colours.add(sample[:3] if depth == 8 else sample)
+    return width, height, colours
+
+
+def rfb_banner(address: str) -> bytes:
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.settimeout(10)
+        banner = b""
+        while len(banner) < 12:
+            chunk = conn.recv(12 - len(banner))
+            if not chunk:
+                break
+            banner += chunk
+    return banner
+
+
+def test_xvnc_display_screenshot_and_vnc(service: Cirque):
+    home: Home = service.create_home(
+        {
+            "panel": {
+                # The xvnc image doubles as an X client node: it has xsetroot.
+                "image": "xvnc",
+                "capabilities": [{"XVNC": {"geometry": "320x240"}}],
+            }
+        }
+    )
+    panel = home["panel"]
+    assert panel.exec("echo $DISPLAY", check=True).stdout == ":0\n"
+
+    width, height, colours = png_pixels(panel.screenshot())
+    assert (width, height) == (320, 240)
+    assert colours == {(0, 0, 0)}, "a fresh display is blank (black)"
+
+    # An X client in the node draws a red and blue plaid on the root window.
+    panel.exec("xsetroot -mod 8 8 -fg '#ff0000' -bg '#0000ff'", check=True)
+    width, height, colours = png_pixels(panel.screenshot())
+    assert (width, height) == (320, 240)
+    assert {(255, 0, 0), (0, 0, 255)} <= colours, f"colours on screen: {sorted(colours)[:5]}"
+
+    vnc = next(c for c in home.describe()["nodes"]["panel"]["capabilities"] if c["name"] == "XVNC")
+    assert vnc["vnc"].startswith("127.0.0.1:")
+    assert re.fullmatch(rb"RFB 003\.00\d\n", rfb_banner(vnc["vnc"]))
+
+
+def test_screenshot_without_xvnc_says_what_to_add(service: Cirque):
+    home = service.create_home({"plain": {}})
+    with pytest.raises(Exception, match="needs the XVNC capability"):
+        home["plain"].screenshot()
