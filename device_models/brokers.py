@@ -110,6 +110,14 @@ class Broker(ABC):
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    def _check_port_free(self) -> None:
+        """Refuse a port someone already listens on (its accepts would look like ours)."""
+        if _accepts(self.host, self.port):
+            raise CirqueError(
+                f"cannot start a {self.scheme} broker on {self.host}:{self.port}: the port is "
+                "already in use; pick another port or stop what listens there"
+            )
+
     def _wait_accepting(self, timeout: float) -> None:
         def ready() -> bool:
             if not self.running():
@@ -166,6 +174,7 @@ class MosquittoProcess(Broker):
         self._process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> None:
+        self._check_port_free()
         config = self.workdir / "mosquitto.conf"
         config.write_text(
             mosquitto_config(
@@ -207,14 +216,17 @@ class MosquittoProcess(Broker):
 class MosquittoContainer(Broker):
     """mosquitto in a container of images/mqtt-broker on the host network.
 
-    Used where the host has no mosquitto, and for brokers that need more open files than
-    a host process may have (``nofile``). Labelled under io.cirque. and removed by
-    ``stop``.
+    Used where the host has no mosquitto. ``nofile`` sets the container's open-files
+    limit; Docker cannot raise it above the daemon's own hard limit (20,000 on the
+    project's machines, so 20,000 MQTT connections need several brokers there).
+    Labelled under io.cirque. and removed by ``stop``, also when it fails to start.
     """
 
     scheme = "mqtt"
 
-    def __init__(self, port: int | None = None, *, nofile: int = 65536, run_id: str = "") -> None:
+    def __init__(
+        self, port: int | None = None, *, nofile: int | None = None, run_id: str = ""
+    ) -> None:
         super().__init__(port)
         self.nofile = nofile
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -233,6 +245,7 @@ class MosquittoContainer(Broker):
     def start(self, timeout: float = 60.0) -> None:
         import docker
 
+        self._check_port_free()
         client = self._client()
         config = mosquitto_config(self.port, "/var/lib/cirque-broker", "/dev/stderr")
         config = config.replace("log_dest file /dev/stderr", "log_dest stderr")
@@ -241,13 +254,15 @@ class MosquittoContainer(Broker):
             f"printf '%s' '{config}' > /etc/cirque-mosquitto.conf && "
             "exec mosquitto -c /etc/cirque-mosquitto.conf"
         )
-        self._container = client.containers.run(
+        ulimits = []
+        if self.nofile:
+            ulimits = [docker.types.Ulimit(name="nofile", soft=self.nofile, hard=self.nofile)]
+        self._container = client.containers.create(
             self._image(client),
             ["sh", "-c", script],
             name=f"cirque-{self.run_id}-mqtt-{self.port}",
-            detach=True,
             network_mode="host",
-            ulimits=[docker.types.Ulimit(name="nofile", soft=self.nofile, hard=self.nofile)],
+            ulimits=ulimits,
             labels={
                 "io.cirque.run": self.run_id,
                 "io.cirque.home": "device-models",
@@ -255,7 +270,12 @@ class MosquittoContainer(Broker):
                 MQTT_BROKER_LABEL: "mqtt-broker",
             },
         )
-        self._wait_accepting(timeout)
+        try:
+            self._container.start()
+            self._wait_accepting(timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def running(self) -> bool:
         if self._container is None:
@@ -280,6 +300,8 @@ class MosquittoContainer(Broker):
             return
         try:
             container.stop(timeout=10)
+        except Exception:
+            pass  # not started or already gone: removing is what matters
         finally:
             container.remove(force=True)
 
@@ -331,6 +353,7 @@ class RabbitMQProcess(Broker):
                 f"RabbitMQ is not installed ({self.server} missing): "
                 "run scripts/setup or apt-get install rabbitmq-server"
             )
+        self._check_port_free()
         (self.workdir / "enabled_plugins").write_text("[].\n")
         (self.workdir / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users = none\n"
