@@ -1,0 +1,286 @@
+"""The plugin against real Docker, through pytester: homes live exactly as long as their
+test, failures carry logs, --cirque-keep keeps, bad input creates nothing, Ctrl-C and
+``-n 4`` leave nothing behind.
+
+Each test gives the inner pytest run its own run id (``--testrunuid``), counts the Docker
+objects labelled with it afterwards, and removes whatever is left even when it fails.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from pytest_cirque import cleanup, cli
+from pytest_cirque.docker_backend import Backend
+
+
+@pytest.fixture
+def client() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def run_id(client: docker.DockerClient) -> Iterator[str]:
+    """A fresh run id for the inner run; its objects are removed after the test, always."""
+    run = "pt" + uuid.uuid4().hex[:6]  # run ids are 8 characters
+    yield run
+    backend = Backend(client)
+    cleanup.remove_objects(backend, backend.find([f"io.cirque.run={run}"]))
+
+
+def run_objects(client: docker.DockerClient, run: str) -> list[str]:
+    """Names of every container, network and volume labelled with this run."""
+    label = {"label": f"io.cirque.run={run}"}
+    return sorted(
+        [c.name for c in client.containers.list(all=True, filters=label)]
+        + [n.name for n in client.networks.list(filters=label)]
+        + [v.name for v in client.volumes.list(filters=label)]
+    )
+
+
+def created_since(client: docker.DockerClient, since: float, run: str) -> list[str]:
+    """Containers and networks of this run created since ``since`` (from Docker's events)."""
+    events = client.events(
+        since=int(since) - 1,
+        until=int(time.time()) + 1,
+        decode=True,
+        filters={"event": "create", "type": ["container", "network"]},
+    )
+    names = [event.get("Actor", {}).get("Attributes", {}).get("name", "") for event in events]
+    return [name for name in names if f"cirque-{run}-" in name]
+
+
+def run_inner(pytester: pytest.Pytester, run: str, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "--testrunuid", run, *args)
+
+
+LIFECYCLE = """
+import docker
+import pytest
+
+SPEC = {
+    "sensor": {"command": ["sh", "-c", "echo hello-from-sensor; exec sleep infinity"]},
+    "hub": {},
+}
+
+
+def node_containers(home):
+    labels = [f"io.cirque.home={home.name}", "io.cirque.role=node"]
+    found = docker.from_env().containers.list(filters={"label": labels})
+    return {c.labels["io.cirque.node"]: c.status for c in found}
+
+
+@pytest.mark.home(SPEC)
+def test_passes(home):
+    assert node_containers(home) == {"sensor": "running", "hub": "running"}
+
+
+@pytest.mark.home(SPEC)
+def test_fails(home):
+    sensor = home["sensor"]
+    sensor.wait_until(lambda: "hello-from-sensor" in sensor.logs(), "the greeting", timeout=20)
+    assert node_containers(home) == {"sensor": "running", "hub": "running"}
+    assert False, "deliberate failure"
+"""
+
+
+def test_home_lives_during_its_test_and_is_gone_after_even_on_failure(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str
+) -> None:
+    pytester.makepyfile(test_lifecycle=LIFECYCLE)
+    result = run_inner(pytester, run_id)
+    result.assert_outcomes(passed=1, failed=1)
+    home = f"cirque-{run_id}-main-test_fails"
+    # The failure report carries the topology and each node's recent log.
+    result.stdout.fnmatch_lines(
+        [
+            f"*cirque topology {home}*",
+            f"home {home} (running)",
+            f"*cirque log {home}/sensor*",
+            "hello-from-sensor",
+            f"*cirque log {home}/hub*",
+            "*cirque logs*",
+            "written to *cirque-logs*test_lifecycle.py_test_fails",
+        ]
+    )
+    folder = pytester.path / "cirque-logs" / "test_lifecycle.py_test_fails"
+    assert "hello-from-sensor" in (folder / f"{home}.sensor.log").read_text()
+    assert "node hub" in (folder / f"{home}.topology.txt").read_text()
+    assert not (pytester.path / "cirque-logs" / "test_lifecycle.py_test_passes").exists()
+    assert run_objects(client, run_id) == []
+
+
+def test_keep_leaves_a_failed_home_up_and_cirque_down_removes_it(
+    pytester: pytest.Pytester,
+    client: docker.DockerClient,
+    run_id: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytester.makepyfile(test_lifecycle=LIFECYCLE)
+    result = run_inner(pytester, run_id, "--cirque-keep")
+    result.assert_outcomes(passed=1, failed=1)
+    home = f"cirque-{run_id}-main-test_fails"
+    result.stdout.fnmatch_lines(
+        [
+            "*cirque: homes kept for inspection*",
+            f"home {home} is kept running for a look:",
+            "  cirque ls",
+            f"  cirque exec {home} sensor CMD...",
+            f"  cirque shell {home} sensor",
+            f"  cirque logs {home} sensor",
+            f"  cirque down {home}    (removes it when you are done)",
+        ]
+    )
+    left = run_objects(client, run_id)
+    assert f"{home}-sensor" in left and f"{home}-hub" in left
+    assert not any("test_passes" in name for name in left)
+
+    capsys.readouterr()  # what the inner run printed
+    assert cli.main(["ls"]) == 0
+    listing = next(line for line in capsys.readouterr().out.splitlines() if home in line)
+    assert listing.split()[1:] == [run_id, "main", "gone", "kept", "hub", "sensor"]
+
+    assert cli.main(["exec", home, "sensor", "sh", "-c", "echo still-here"]) == 0
+    assert capsys.readouterr().out == "still-here\n"
+
+    assert cli.main(["down", home]) == 0
+    assert f"removed home {home}" in capsys.readouterr().out
+    assert run_objects(client, run_id) == []
+
+
+def test_bad_markers_specs_and_images_create_nothing(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str
+) -> None:
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.home({"hub": {"capabilities": ["Teleport"]}})
+        def test_unknown_capability(home):
+            pass
+
+        @pytest.mark.home({"hub": {"capabilities": [{"TrafficControl": {"latencyMs": -5}}]}})
+        def test_negative_latency(home):
+            pass
+
+        @pytest.mark.home({"hub": {}})
+        @pytest.mark.capabilities("LanAccess", nodes=["nobody"])
+        def test_marker_names_a_missing_node(home):
+            pass
+
+        @pytest.mark.home({"hub": {"image": "cirque-test-no-such-image:1"}})
+        def test_unknown_image(home):
+            pass
+
+        def test_two_homes_one_bad(home_factory):
+            home_factory({"a": {}, "b": {"capabilities": [{"Mount": {"source": "/nope/x"}}]}})
+        """
+    )
+    started = time.time()
+    result = run_inner(pytester, run_id)
+    result.assert_outcomes(errors=4, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_unknown_capability: @pytest.mark.home node hub: unknown capability*",
+            "*::test_negative_latency: @pytest.mark.home node hub*latencyMs*",
+            "*::test_marker_names_a_missing_node: @pytest.mark.capabilities: nodes=*",
+            "*::test_unknown_image: *unknown image 'cirque-test-no-such-image:1'*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert created_since(client, started, run_id) == []
+    assert run_objects(client, run_id) == []
+
+
+def test_ctrl_c_during_a_test_still_tears_everything_down(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str
+) -> None:
+    pytester.makepyfile(
+        test_interrupted="""
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def shared(session_home):
+            return session_home
+
+        @pytest.fixture(scope="session")
+        def cirque_session_home_spec():
+            return {"shared": {}}
+
+        @pytest.mark.home({"a": {}, "b": {}})
+        def test_interrupted(home, shared, home_factory):
+            home_factory({"c": {}})
+            raise KeyboardInterrupt
+
+        def test_never_reached():
+            pass
+        """
+    )
+    result = run_inner(pytester, run_id)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    assert run_objects(client, run_id) == []
+
+
+def test_xdist_workers_each_make_homes_and_leave_nothing(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str
+) -> None:
+    pytester.makepyfile(
+        test_parallel="""
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("n", range(8))
+        @pytest.mark.home({"node": {}})
+        def test_homes(home, home_factory, n):
+            worker = os.environ["PYTEST_XDIST_WORKER"]
+            assert f"-{worker}-" in home.name
+            other = home_factory({"peer": {"capabilities": ["LanAccess"]}}, name=f"extra{n}")
+            assert other.name != home.name
+            assert home["node"].exec("true").exit_code == 0
+        """
+    )
+    result = run_inner(pytester, run_id, "-n", "4")
+    result.assert_outcomes(passed=8)
+    assert run_objects(client, run_id) == []
+
+
+def test_session_home_is_shared_and_removed_at_the_end(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def cirque_session_home_spec():
+            return "session.yaml"
+        """
+    )
+    Path(pytester.path / "session.yaml").write_text("box: {env: {ROLE: shared}}\n")
+    pytester.makepyfile(
+        test_shared="""
+        seen = set()
+
+        def test_first(session_home):
+            seen.add(session_home.name)
+            session_home["box"].put_file("/tmp/mark", b"first")
+
+        def test_second(session_home):
+            seen.add(session_home.name)
+            assert len(seen) == 1
+            assert session_home["box"].get_file("/tmp/mark") == b"first"
+            assert session_home["box"].exec("echo $ROLE").stdout == "shared\\n"
+        """
+    )
+    result = run_inner(pytester, run_id)
+    result.assert_outcomes(passed=2)
+    assert run_objects(client, run_id) == []
