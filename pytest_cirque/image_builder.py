@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import io
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -54,6 +55,9 @@ REPOSITORY = "cirque"
 #: The Debian base a recipe's ``FROM ${BASE}`` gets when it exists or can be pulled.
 DEBIAN_IMAGE = "debian:bookworm-slim"
 DEBIAN_SUITE = "bookworm"
+#: mmdebstrap's hook that merges /usr without installing the usrmerge package (and the perl
+#: it drags in: about 50 MB); used when the installed mmdebstrap ships it.
+MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 #: How the Debian base is bootstrapped when no Debian image can be had. Part of its tag.
 MMDEBSTRAP_OPTIONS = (
     "--variant=minbase",
@@ -63,6 +67,11 @@ MMDEBSTRAP_OPTIONS = (
     "--dpkgopt=path-exclude=/usr/share/doc/*",
     "--dpkgopt=path-include=/usr/share/doc/*/copyright",
     "--dpkgopt=path-exclude=/usr/share/locale/*",
+    # Like Debian's Docker images: apt writes no package caches (80 MB) or translations into
+    # the image's layers (the options stay in the rootfs, so later apt runs obey them too).
+    '--aptopt=Dir::Cache::pkgcache ""',
+    '--aptopt=Dir::Cache::srcpkgcache ""',
+    '--aptopt=Acquire::Languages "none"',
 )
 #: Changes written into the imported rootfs so it behaves like a Debian image.
 IMPORT_CHANGES = (
@@ -170,9 +179,17 @@ def image_tag(name: str, full_hash: str) -> str:
     return f"{REPOSITORY}/{name}:{full_hash[:12]}"
 
 
+def mmdebstrap_options() -> list[str]:
+    """The mmdebstrap options of the Debian base bootstrap on this machine."""
+    options = list(MMDEBSTRAP_OPTIONS)
+    if MERGED_USR_HOOK.is_dir():
+        options.append(f"--hook-dir={MERGED_USR_HOOK}")
+    return options
+
+
 def debian_bootstrap_tag() -> str:
     """The tag of the Debian base bootstrapped with mmdebstrap (hash of how it is made)."""
-    recipe = "\n".join([HASH_VERSION, DEBIAN_SUITE, *MMDEBSTRAP_OPTIONS, *IMPORT_CHANGES])
+    recipe = "\n".join([HASH_VERSION, DEBIAN_SUITE, *mmdebstrap_options(), *IMPORT_CHANGES])
     return f"{REPOSITORY}/debian:{DEBIAN_SUITE}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
@@ -228,15 +245,29 @@ def _pull(client: docker.DockerClient, ref: str, progress: Progress) -> str | No
 
 
 def _lock_dir() -> Path:
-    """Per-user cache directory holding the build locks."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = Path(cache) / "pytest-cirque" / "locks"
+    """Per-user cache directory holding the build locks.
+
+    Found from the user's passwd entry rather than $HOME, so that sessions which point HOME
+    elsewhere (pytester does) still share the user's locks.
+    """
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        path = Path(tempfile.gettempdir()) / f"pytest-cirque-{os.getuid()}" / "locks"
-        path.mkdir(parents=True, exist_ok=True)
-    return path
+        home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        home = Path(os.path.expanduser("~"))
+    for path in (
+        home / ".cache" / "pytest-cirque" / "locks",
+        Path(tempfile.gettempdir()) / f"pytest-cirque-{os.getuid()}" / "locks",
+    ):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(path, os.W_OK):
+            return path
+    raise ImageError(
+        f"no writable directory for image build locks (tried {home}/.cache and "
+        f"{tempfile.gettempdir()}); make one of them writable"
+    )
 
 
 @contextlib.contextmanager
@@ -306,6 +337,12 @@ def apt_sources_file(apt_dir: Path = Path("/etc/apt")) -> Path:
     )
 
 
+def _first_error(lines: Iterable[str]) -> str:
+    """The first "E:" line of mmdebstrap's output (its cause), else its last line."""
+    lines = list(lines)
+    return next((line for line in lines if line.startswith("E:")), lines[-1] if lines else "")
+
+
 def _bootstrap_debian(client: docker.DockerClient, tag: str, progress: Progress) -> None:
     """Bootstrap a minimal Debian rootfs with mmdebstrap and import it as ``tag``."""
     mmdebstrap = shutil.which("mmdebstrap")
@@ -325,7 +362,7 @@ def _bootstrap_debian(client: docker.DockerClient, tag: str, progress: Progress)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cirque-debian-") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
-        command = [mmdebstrap, *MMDEBSTRAP_OPTIONS, DEBIAN_SUITE, str(rootfs), str(sources)]
+        command = [mmdebstrap, *mmdebstrap_options(), DEBIAN_SUITE, str(rootfs), str(sources)]
         tail: deque[str] = deque(maxlen=ERROR_TAIL_LINES)
         process = subprocess.Popen(
             command,
@@ -344,9 +381,12 @@ def _bootstrap_debian(client: docker.DockerClient, tag: str, progress: Progress)
         if process.wait() != 0:
             raise ImageError(
                 f"mmdebstrap failed (exit {process.returncode}) bootstrapping {tag}: "
-                f"{tail[-1] if tail else 'no output'}; if it cannot create user namespaces, "
-                "install uidmap or run as root\n" + "\n".join(tail)
+                f"{_first_error(tail)}; if it cannot create user namespaces, install uidmap "
+                "or run as root\n" + "\n".join(tail)
             )
+        if _local_image(client, tag) is not None:
+            progress(f"{tag} appeared meanwhile (another user's build); not importing")
+            return
         progress(f"importing {rootfs.stat().st_size // 2**20} MiB rootfs as {tag}")
         repository, _, version = tag.rpartition(":")
         changes = [*IMPORT_CHANGES, f"LABEL {LABEL_IMAGE}=debian {LABEL_RECIPE}={version}"]
@@ -355,6 +395,15 @@ def _bootstrap_debian(client: docker.DockerClient, tag: str, progress: Progress)
                 str(rootfs), repository=repository, tag=version, changes=changes
             )
     progress(f"built {tag} in {time.monotonic() - started:.0f} s")
+
+
+def _debian_identity(client: docker.DockerClient, base: str) -> str:
+    """What a recipe hash records of its Debian base: our bootstrap's tag (itself a recipe
+    hash, stable even if another user re-imports it), else the image id (a pulled
+    debian:bookworm-slim changes with each Debian point release)."""
+    if base.startswith(f"{REPOSITORY}/"):
+        return base
+    return client.images.get(base).id
 
 
 @dataclass(frozen=True)
@@ -404,7 +453,7 @@ def resolve(
                 )
                 if base is None:
                     return None
-            identities.append(f"debian {client.images.get(base).id}")
+            identities.append(f"debian {_debian_identity(client, base)}")
         elif parent.kind == "project":
             if build_parents:
                 parent_tag = _ensure_project(
