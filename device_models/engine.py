@@ -70,74 +70,69 @@ _HARNESS = r"""
 var __cirque_scripts = {};
 var __cirque_call, __cirque_check;
 (function () {
+  // One call runs at a time, so the host functions, Math and Date below are made once
+  // and read the running call's record; they are frozen with everything else.
   var RealDate = Date, RealMath = Math, parse = JSON.parse, stringify = JSON.stringify;
-  function seeded(seed) {  // mulberry32: small, fast, good enough for telemetry
-    var a = seed >>> 0;
-    return function random() {
-      a = (a + 0x6D2B79F5) >>> 0;
-      var t = RealMath.imul(a ^ (a >>> 15), a | 1);
-      t ^= t + RealMath.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+  var call = null;  // the running call: {a: input, updates: [JSON texts], now, seed, ...}
+  function random() {  // mulberry32, seeded per call: small, fast, repeatable
+    var a = call.seed = (call.seed + 0x6D2B79F5) >>> 0;
+    var t = RealMath.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + RealMath.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
-  function copy(value) { return value === undefined ? null : parse(stringify(value)); }
-  function clock(read) {
-    function FixedDate() {
-      if (!(this instanceof FixedDate)) { return new RealDate(read()).toString(); }
-      if (arguments.length === 0) { return new RealDate(read()); }
-      var args = [null];
-      for (var i = 0; i < arguments.length; i++) { args.push(arguments[i]); }
-      return new (Function.prototype.bind.apply(RealDate, args))();
+  var math = Object.create(RealMath);
+  Object.defineProperty(math, "random", { value: random });
+  function FixedDate() {
+    if (!(this instanceof FixedDate)) { return new RealDate(call.now).toString(); }
+    if (arguments.length === 0) { return new RealDate(call.now); }
+    var args = [null];
+    for (var i = 0; i < arguments.length; i++) { args.push(arguments[i]); }
+    return new (Function.prototype.bind.apply(RealDate, args))();
+  }
+  FixedDate.now = function () { return call.now; };
+  FixedDate.UTC = RealDate.UTC;
+  FixedDate.parse = RealDate.parse;
+  FixedDate.prototype = RealDate.prototype;
+  function __cirque_log(message) {
+    call.updates.push(stringify(["log", String(message)]));
+  }
+  function __cirque_updateState(state) {
+    if (state === null || typeof state !== "object") {
+      throw new TypeError("updateState expects an object of state keys");
     }
-    FixedDate.now = function () { return read(); };
-    FixedDate.UTC = RealDate.UTC;
-    FixedDate.parse = RealDate.parse;
-    FixedDate.prototype = RealDate.prototype;
-    return FixedDate;
+    call.updates.push(stringify(["state", state]));
+  }
+  function __cirque_updateProperty(key, value) {
+    call.updates.push(stringify(["property", String(key), value === undefined ? null : value]));
+  }
+  function __cirque_sleep(ms) {
+    if (!call.a.method) { throw new Error("sleep() is only available in method scripts"); }
+    ms = Number(ms) || 0;
+    if (call.sleepsDone < call.a.resume) { call.sleepsDone++; call.now += ms; return; }
+    call.pendingSleep = ms;
+    throw new Error("sleeping");  // unwinds to __cirque_call, which reports the sleep
   }
   __cirque_call = function __cirque_call(key, input) {
     var a = parse(input);
-    var updates = [];
-    var now = a.startMs;
-    var sleepsDone = 0;
-    var pendingSleep = null;
-    var math = Object.create(RealMath);
-    Object.defineProperty(math, "random", { value: seeded(a.seed) });
-    function __cirque_log(message) { updates.push(["log", String(message)]); }
-    function __cirque_updateState(state) {
-      if (state === null || typeof state !== "object") {
-        throw new TypeError("updateState expects an object of state keys");
-      }
-      updates.push(["state", copy(state)]);
-    }
-    function __cirque_updateProperty(key, value) {
-      updates.push(["property", String(key), copy(value)]);
-    }
-    function __cirque_sleep(ms) {
-      if (!a.method) { throw new Error("sleep() is only available in method scripts"); }
-      ms = Number(ms) || 0;
-      if (sleepsDone < a.resume) { sleepsDone++; now += ms; return; }
-      pendingSleep = ms;
-      throw new Error("sleeping");  // unwinds to __cirque_call, which reports the sleep
-    }
+    call = { a: a, updates: [], now: a.startMs, seed: a.seed >>> 0, sleepsDone: 0,
+             pendingSleep: null };
     var main = __cirque_scripts[key](__cirque_log, __cirque_updateState,
-        __cirque_updateProperty, __cirque_sleep, math, clock(function () { return now; }));
+        __cirque_updateProperty, __cirque_sleep, math, FixedDate);
     var result = null;
     try {
       result = main(a.context, a.state, a.properties, a.params);
     } catch (e) {
-      if (pendingSleep === null) { throw e; }
+      if (call.pendingSleep === null) { throw e; }
     }
-    return stringify({
-      updates: updates.slice(a.skip),
-      sleep: pendingSleep,
-      result: pendingSleep === null && result !== undefined ? result : null
-    });
+    var sleep = call.pendingSleep;
+    return '{"updates":[' + call.updates.slice(a.skip).join(",") + '],"sleep":' +
+        stringify(sleep) + ',"result":' +
+        (sleep === null && result !== undefined ? stringify(result) || "null" : "null") + "}";
   };
   __cirque_check = function __cirque_check(key) {
     function __cirque_ignore() {}
     var main = __cirque_scripts[key](__cirque_ignore, __cirque_ignore, __cirque_ignore,
-        __cirque_ignore, RealMath, RealDate);
+        __cirque_ignore, math, FixedDate);
     return typeof main === "function";
   };
 })();
@@ -166,6 +161,8 @@ _FACTORY_HEAD = (
     "(log, updateState, updateProperty, sleep, Math, Date) {{"
 )
 _FACTORY_TAIL = '\n;return typeof main === "function" ? main : undefined;\n};'
+
+_REBASE_EVERY_CALLS = 500
 
 # "at main (<input>:12)", "at spin (<input>)", and for syntax errors "at <input>:3".
 _FRAME = re.compile(r"^\s*at (?:(\S+) \()?<input>(?::(\d+))?\)?\s*$")
@@ -215,6 +212,20 @@ class ModelEngine:
         self.problems = [error for ref in model.javascript() if (error := self._compile(ref))]
         if self.problems and raise_first:
             raise self.problems[0]
+        self._calls_until_rebase = 0
+
+    def _rebase_memory_limit(self) -> None:
+        """Allow ``memory_bytes`` above what the context holds between calls.
+
+        Measuring the context walks its whole heap (tens of microseconds), so this runs
+        after a failed call and every few hundred calls, not before each call; garbage of
+        a call is freed as it goes (reference counting), so the base moves little.
+        """
+        self._context.set_memory_limit(-1)
+        self._context.gc()
+        used = self._context.memory()["memory_used_size"]
+        self._context.set_memory_limit(used + self.limits.memory_bytes)
+        self._calls_until_rebase = _REBASE_EVERY_CALLS
 
     def _compile(self, ref: ScriptRef) -> ScriptError | None:
         key = str(ref.file)
@@ -275,16 +286,15 @@ class ModelEngine:
                 "startMs": start_ms,
             }
         )
-        used = self._context.memory()["memory_used_size"]
-        self._context.set_memory_limit(used + self.limits.memory_bytes)
+        self._calls_until_rebase -= 1
+        if self._calls_until_rebase <= 0:
+            self._rebase_memory_limit()
         try:
             output = self._call(key, call_input)
         except quickjs.StackOverflow as exc:
             raise self._error(ref, f"device {device_id}", "stack overflow", exc) from None
         except quickjs.JSException as exc:
             raise self._error(ref, f"device {device_id}", "exception in main", exc) from None
-        finally:
-            self._context.set_memory_limit(-1)
         reply = json.loads(output)
         return Step(
             updates=[tuple(update) for update in reply["updates"]],
@@ -294,7 +304,7 @@ class ModelEngine:
 
     def _error(self, ref: ScriptRef, who: str, what: str, exc: Exception) -> ScriptError:
         """One line naming script file:line, who ran it and the cause."""
-        self._context.gc()
+        self._calls_until_rebase = 0  # a failed call may have left garbage: measure again
         message = str(exc)
         first = message.splitlines()[0] if message.strip() else "null"
         function, line = _first_user_frame(message)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 import math
 import re
@@ -43,9 +44,9 @@ def placeholders(template: str) -> list[str]:
 
 def render(template: str, state: Mapping[str, Any]) -> str:
     """The template with every ``${name}`` replaced by the state's value for ``name``."""
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
+    literals, names = _split(template)
+    parts = [literals[0]]
+    for name, literal in zip(names, literals[1:], strict=True):
         if name not in state:
             known = ", ".join(sorted(state)) or "none"
             raise TelemetryProblem(
@@ -53,9 +54,16 @@ def render(template: str, state: Mapping[str, Any]) -> str:
                 f"no state key {name!r} (state keys: {known}); add it to InitialState "
                 "or set it with updateState",
             )
-        return _as_text(state[name])
+        parts.append(_as_text(state[name]))
+        parts.append(literal)
+    return "".join(parts)
 
-    return PLACEHOLDER.sub(substitute, template)
+
+@functools.lru_cache(maxsize=1024)
+def _split(template: str) -> tuple[list[str], list[str]]:
+    """A template's literal text around its placeholders, and the placeholders' names."""
+    pieces = PLACEHOLDER.split(template)
+    return pieces[0::2], pieces[1::2]
 
 
 def _as_text(value: Any) -> str:
