@@ -1,0 +1,181 @@
+"""A home's networks on real Docker: LAN isolation, the LanAccess segment, the
+docker_network variants, and subnets chosen without collision."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ipaddress
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_cirque import identity, networks
+from pytest_cirque.docker_backend import Backend
+from pytest_cirque.errors import CirqueError
+from pytest_cirque.home import Home
+from pytest_cirque.node import Node
+from pytest_cirque.service import Cirque
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def run_objects(service: Cirque) -> list[str]:
+    found = Backend(service.client).find([f"{identity.RUN}={service.run_id}"])
+    return sorted(f"{o.kind}:{o.name}" for o in found)
+
+
+@pytest.fixture
+def service() -> Iterator[Cirque]:
+    svc = Cirque(worker=WORKER)
+    try:
+        yield svc
+    finally:
+        svc.close()
+        assert run_objects(svc) == []
+
+
+def reaches(node: Node, address: str) -> bool:
+    flag = "-6 " if ":" in address else ""
+    return node.exec(f"ping {flag}-c1 -W1 {address}", timeout=15).exit_code == 0
+
+
+def outside_address() -> str:
+    """The host's own default gateway: beyond the host, reached only through its NAT."""
+    route = networks.default_route_interface()
+    assert route is not None, "the host has no default route"
+    return route[2]
+
+
+@pytest.fixture(scope="module")
+def lan_home() -> Iterator[Home]:
+    svc = Cirque(worker=WORKER)
+    try:
+        yield svc.create_home(
+            {
+                "plain1": {},
+                "plain2": {},
+                "open1": {"capabilities": ["LanAccess"]},
+                "open2": {"capabilities": ["LanAccess"]},
+            }
+        )
+    finally:
+        svc.close()
+        assert run_objects(svc) == []
+
+
+def test_two_segments_with_their_own_subnets(lan_home: Home) -> None:
+    segments = {n["segment"]: n for n in lan_home.describe()["networks"]}
+    assert set(segments) == {"lan", "lan-access"}
+    lan, access = (ipaddress.ip_network(segments[s]["subnet"]) for s in ("lan", "lan-access"))
+    assert not lan.overlaps(access)
+    assert segments["lan"]["isolated"] == "true" and segments["lan-access"]["isolated"] == "false"
+    assert ipaddress.ip_address(lan_home["plain1"].ip) in lan
+    assert ipaddress.ip_address(lan_home["open1"].ip) in access
+
+
+def test_plain_nodes_reach_only_the_gateway(lan_home: Home) -> None:
+    plain1, plain2 = lan_home["plain1"], lan_home["plain2"]
+    assert reaches(plain1, plain1.network.gateway)
+    assert not reaches(plain1, plain2.ip)
+    assert not reaches(plain2, plain1.ip)
+    assert not reaches(plain1, lan_home["open1"].ip)
+
+
+def test_lan_access_nodes_reach_each_other_by_address_and_name(lan_home: Home) -> None:
+    open1, open2 = lan_home["open1"], lan_home["open2"]
+    assert reaches(open1, open2.ip)
+    assert reaches(open2, "open1")
+    assert reaches(open1, open1.network.gateway)
+    assert not reaches(open1, lan_home["plain1"].ip)
+
+
+def test_default_network_has_a_way_out(lan_home: Home) -> None:
+    assert reaches(lan_home["plain1"], outside_address())
+
+
+def test_internal_network_has_no_way_out(service: Cirque) -> None:
+    home = service.create_home(
+        {
+            "sealed": {"docker_network": "internal", "capabilities": ["LanAccess"]},
+            "peer": {"docker_network": "internal", "capabilities": ["LanAccess"]},
+        }
+    )
+    sealed = home["sealed"]
+    assert sealed.network.variant == "internal"
+    assert reaches(sealed, home["peer"].ip)
+    assert not reaches(sealed, outside_address())
+
+
+def test_ipv6_network(service: Cirque) -> None:
+    home = service.create_home(
+        {
+            "six1": {"docker_network": "ipv6", "capabilities": ["LanAccess"]},
+            "six2": {"docker_network": "ipv6", "capabilities": ["LanAccess"]},
+        }
+    )
+    six1, six2 = home["six1"], home["six2"]
+    subnet = ipaddress.IPv6Network(six1.network.ipv6_subnet)
+    assert subnet.subnet_of(ipaddress.IPv6Network("fd00::/8"))
+    assert len(six1.ipv6) == 1 and ipaddress.IPv6Address(six1.ipv6[0]) in subnet
+    assert six1.ipv6[0] in six1.exec("ip -6 addr show eth0").stdout
+    assert reaches(six1, six2.ipv6[0])
+    assert six1.ip  # IPv4 as well
+
+
+def test_ipvlan_is_macvlan_on_the_host_lan(
+    service: Cirque, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if networks.kernel_has_ipvlan():
+        pytest.skip("this kernel has ipvlan: the macvlan fallback is not used here")
+    monkeypatch.setattr(networks, "_ipvlan_notice_given", False)
+    with pytest.warns(RuntimeWarning, match="no ipvlan; using macvlan"):
+        home = service.create_home({"hybrid": {"docker_network": "ipvlan"}})
+    node = home["hybrid"]
+    route = networks.default_route_interface()
+    assert route is not None
+    assert node.network.driver == "macvlan"
+    assert ipaddress.ip_address(node.ip) in route[1].network
+    assert node.ip in node.exec("ip -4 addr show eth0").stdout
+    info = service.client.api.inspect_network(node.network.id)
+    assert info["Driver"] == "macvlan" and info["Options"]["parent"] == route[0]
+
+
+def test_exhausted_pool_is_one_line_and_leaves_nothing(
+    service: Cirque, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pool of two /24s that no other test uses: one home with both segments fills it.
+    monkeypatch.setenv("CIRQUE_SUBNET_POOL", "10.214.250.0/23")
+    if networks.candidate_subnets(networks.subnet_pool(), service.backend.used_subnets(), "x"):
+        first = service.create_home({"a": {}, "b": {"capabilities": ["LanAccess"]}})
+    else:
+        first = None
+    before = run_objects(service)
+    with pytest.raises(CirqueError) as exc:
+        service.create_home({"c": {}}, name="overflow")
+    text = str(exc.value)
+    assert "no free /24" in text and "CIRQUE_SUBNET_POOL" in text and "\n" not in text
+    assert run_objects(service) == before
+    if first is not None:
+        first.destroy()
+
+
+def test_concurrent_homes_get_distinct_subnets() -> None:
+    services = [Cirque(worker=WORKER) for _ in range(3)]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            homes = list(
+                pool.map(
+                    lambda i: services[i % 3].create_home(
+                        {"a": {}, "b": {"capabilities": ["LanAccess"]}}
+                    ),
+                    range(6),
+                )
+            )
+        subnets = [net.subnet for home in homes for net in home.networks.networks.values()]
+        assert len(subnets) == 12 == len(set(subnets))
+    finally:
+        for svc in services:
+            svc.close()
+    for svc in services:
+        assert run_objects(svc) == []
