@@ -62,6 +62,9 @@ class Endpoint:
     fd: int
     carrier: bool = True
     macs: set[bytes] = field(default_factory=set)
+    #: Position and carrier given at attach time, restored by a reset.
+    attached_at: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    attached_carrier: bool = True
     counters: Counter[str] = field(default_factory=Counter)
 
     def describe(self) -> dict[str, Any]:
@@ -91,6 +94,7 @@ class Medium:
         switch_carrier: Callable[[int, bool], None] = set_carrier,
     ) -> None:
         self.model = model
+        self._initial = (model.phy, model.airtime, model.queue_ms)
         self._switch_carrier = switch_carrier
         self.clock = clock
         self.endpoints: dict[str, Endpoint] = {}
@@ -219,7 +223,13 @@ class Medium:
         self._switch_carrier(fd, carrier)
         self.model.add_node(name, position or (0.0, 0.0, 0.0))
         os.set_blocking(fd, False)
-        endpoint = Endpoint(name=name, fd=fd, carrier=carrier)
+        endpoint = Endpoint(
+            name=name,
+            fd=fd,
+            carrier=carrier,
+            attached_at=self.model.position(name),
+            attached_carrier=carrier,
+        )
         self.endpoints[name] = endpoint
         self._by_fd[fd] = endpoint
         self._selector.register(fd, selectors.EVENT_READ, self._on_readable)
@@ -312,6 +322,23 @@ class Medium:
 
     def _op_ping(self, fds: list[int]) -> dict[str, Any]:
         return {"endpoints": list(self.endpoints)}
+
+    def _op_reset(self, fds: list[int]) -> None:
+        """Back to the medium as attached: default model, attach positions and carriers, no
+        capture. Lets one medium serve test after test, each starting clean."""
+        phy, airtime, queue_ms = self._initial
+        model = LinkModel(phy, airtime=airtime, queue_ms=queue_ms, rng=self.model.rng)
+        for endpoint in self.endpoints.values():
+            model.add_node(endpoint.name, endpoint.attached_at)
+            if endpoint.carrier != endpoint.attached_carrier:
+                self.set_endpoint_carrier(endpoint.name, endpoint.attached_carrier)
+            endpoint.counters.clear()
+        self.model = model
+        self.drops.clear()
+        self._due.clear()
+        if self.capture is not None:
+            self._op_capture_stop(fds)
+        self._log("medium: reset")
 
     def _op_stop(self, fds: list[int]) -> None:
         """Stop relaying after this reply; every endpoint's interface disappears."""

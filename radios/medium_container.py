@@ -275,6 +275,10 @@ class MediumContainer:
     def carrier(self, endpoint: str, on: bool) -> None:
         self.request("carrier", name=endpoint, on=on)
 
+    def reset(self) -> None:
+        """Back to the medium as attached (positions, carriers, no impairment, no capture)."""
+        self.request("reset")
+
     def status(self) -> dict[str, Any]:
         return self.request("status")
 
@@ -300,7 +304,13 @@ class MediumContainer:
             target.write_bytes(data.read() if data else b"")
         return target
 
-    def exec(self, command: str) -> tuple[int, str]:
-        """Run a shell command in the medium container (e.g. tcpdump -r on a capture)."""
-        result = self.container.exec_run(["sh", "-c", command])
-        return result.exit_code, result.output.decode(errors="replace")
+    def read_capture(self, path: str, expression: str = "") -> str:
+        """A capture decoded by tcpdump in place (one line per frame)."""
+        # As nobody: root in this capability-less container cannot switch users, which
+        # tcpdump tries when started as root.
+        command = ["tcpdump", "-n", "-r", path, *expression.split()]
+        result = self.container.exec_run(command, user="nobody")
+        output = result.output.decode(errors="replace")
+        if result.exit_code != 0:
+            raise NodeError(f"medium {self.name}: tcpdump cannot read {path}: {output.strip()}")
+        return output

@@ -187,6 +187,23 @@ def test_bad_requests_are_refused_in_one_line(
     assert "\n" not in reply["error"]
 
 
+def test_reset_restores_the_medium_as_attached(
+    medium: Medium, nodes: dict, carriers: list, tmp_path: Path
+) -> None:
+    medium.model.move("b", (5000.0, 0.0))
+    medium.model.set_link("a", "c", cut=True)
+    medium.model.set_medium(data_rate_mbps=11)
+    medium.set_endpoint_carrier("c", False)
+    medium.handle(json.dumps({"op": "capture_start", "path": str(tmp_path / "x.pcap")}))
+    assert medium.handle('{"op": "reset"}') == {"ok": True}
+    assert medium.capture is None
+    assert medium.model.position("b") == (0.0, 0.0, 0.0)
+    assert medium.model.phy.data_rate_mbps == 54
+    assert carriers[-1][1] is True and medium.endpoints["c"].carrier
+    send(medium, "a", frame(BROADCAST, mac(1)))
+    assert len(received(nodes["b"])) == 1 and len(received(nodes["c"])) == 1
+
+
 def test_detach_closes_and_forgets(medium: Medium, nodes: dict) -> None:
     medium.detach("b")
     assert "b" not in medium.model.nodes
