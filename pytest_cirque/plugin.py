@@ -235,9 +235,40 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     if report.failed and call.when in ("setup", "call"):
+        shorten_cirque_traceback(item, call, report)
         homes = homes_of(item)
         if homes:
             report_homes(item, report, homes)
+
+
+def shorten_cirque_traceback(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport
+) -> None:
+    """A CirqueError says what is wrong in its one line: show the test's own frames that
+    led there, without pytest-cirque's frames below them."""
+    excinfo = call.excinfo
+    if excinfo is None or not excinfo.errisinstance(CirqueError):
+        return
+    if item.config.getoption("fulltrace", False) or not isinstance(item, pytest.Function):
+        return
+    entries = list(excinfo.traceback)
+    starts = [i for i, entry in enumerate(entries) if Path(entry.path) == Path(item.path)]
+    if not starts:
+        return
+    user_frames = [
+        entry
+        for entry in entries[starts[0] :]
+        if not str(entry.frame.f_globals.get("__name__", "")).startswith("pytest_cirque")
+    ]
+    style = item.config.getoption("tbstyle", "auto")
+    # pytest < 8 takes no callable tbfilter (TypeError): then pytest's own report stays.
+    with contextlib.suppress(TypeError):
+        report.longrepr = excinfo.getrepr(
+            funcargs=True,
+            showlocals=item.config.getoption("showlocals", False),
+            style="long" if style == "auto" else style,
+            tbfilter=lambda _: type(excinfo.traceback)(user_frames),
+        )
 
 
 class KeptHomes:

@@ -164,3 +164,25 @@ def test_a_bad_spec_fails_even_without_the_home_fixture(pytester: pytest.Pyteste
     )
     result = pytester.runpytest()
     result.assert_outcomes(errors=1)
+
+
+def test_a_spec_error_in_the_test_body_shows_the_test_line_and_the_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(REFUSING_CONFTEST.replace("raise AssertionError", "return object()#"))
+    pytester.makepyfile(
+        """
+        def test_body(home_factory):
+            home_factory({"hub": {"capabilities": [{"TrafficControl": {"loss": -1}}]}})
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            '>       home_factory({"hub": {"capabilities": *',
+            "E       pytest_cirque.errors.SpecError: *::test_body: home_factory node hub*loss*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*spec.py*")
+    result.stdout.no_fnmatch_line("*plugin.py*")
