@@ -182,7 +182,7 @@ def test_keep_survives_close_and_reap_until_down(service: Cirque) -> None:
     assert f"cirque down {home.name}" in how
     service.close()
     assert f"container:{home.name}-a" in run_objects(service)
-    cleanup.reap(service.client, dead_only=False)  # even the live-owner sweep spares it
+    cleanup.reap(service.client)
     assert f"container:{home.name}-a" in run_objects(service)
     assert cleanup.list_homes(service.client)[home.name]["kept"] is True
     removed = cleanup.remove_home(service.client, home.name)
