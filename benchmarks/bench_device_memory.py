@@ -123,6 +123,7 @@ async def measure(devices: int, seconds: float) -> dict:
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
             "kernel": platform.release(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # a shared machine
         },
     }
 

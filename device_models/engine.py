@@ -97,7 +97,7 @@ var __cirque_call, __cirque_check;
     call.updates.push(stringify(["log", String(message)]));
   }
   function __cirque_updateState(state) {
-    if (state === null || typeof state !== "object") {
+    if (state === null || typeof state !== "object" || Array.isArray(state)) {
       throw new TypeError("updateState expects an object of state keys");
     }
     call.updates.push(stringify(["state", state]));

@@ -344,13 +344,17 @@ class Simulation:
             if not device.alive:
                 continue
             model = device.model
-            if timer == _STATE_TIMER:
-                self._run_state_scripts(device)
-                self._push(due + model.state_interval, device, timer)
-            else:
-                self.lateness.append(loop.time() - due)
-                self._send_telemetry(device, timer)
-                self._push(due + model.telemetry[timer].interval, device, timer)
+            try:
+                if timer == _STATE_TIMER:
+                    self._push(due + model.state_interval, device, timer)
+                    self._run_state_scripts(device)
+                else:
+                    self._push(due + model.telemetry[timer].interval, device, timer)
+                    self.lateness.append(loop.time() - due)
+                    self._send_telemetry(device, timer)
+            except Exception as exc:  # a bug must not end every device's schedule
+                log.exception("device %s: timer %s failed", device.id, timer)
+                self._record(f"device {device.id}: internal error: {exc!r}")
             fired += 1
             if fired % 64 == 0:
                 await asyncio.sleep(0)  # let sends, methods and the transport's I/O run

@@ -211,3 +211,11 @@ def test_a_call_leaves_nothing_behind_for_the_next(engine, model):
 
 def test_main_may_return_the_state_the_old_way(engine, model):
     assert call(engine, model, "ReturnsState", state={"count": 1}).result == {"count": 2}
+
+
+def test_update_state_wants_an_object_and_says_where_it_was_called(engine, model):
+    with pytest.raises(ScriptError) as caught:
+        call(engine, model, "BadUpdate")
+    bad_js = SCRIPTS / "bad_update.js"
+    assert str(caught.value).startswith(f"{bad_js}:{line_of(bad_js, 'updateState(')}: ")
+    assert "updateState expects an object of state keys" in str(caught.value)

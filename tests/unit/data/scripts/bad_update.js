@@ -1,0 +1,4 @@
+"use strict";
+function main(context, previousState, previousProperties) {
+    updateState([1, 2, 3]);
+}
