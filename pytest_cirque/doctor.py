@@ -1,0 +1,627 @@
+"""`cirque doctor`: what this host supports, and what that means for the capabilities.
+
+Kernel features are first looked up without privilege in the host's files (/proc/modules,
+/sys/module, /lib/modules/<release>/modules.builtin and modules.dep, /proc/net,
+/dev/net/tun). Features that only show when used (qdiscs, link types, iptables matches
+built into the kernel) are then tried for real in a short-lived helper container from the
+base image with NET_ADMIN, inside that container's own network namespace, so the host is
+left untouched and the user needs no privilege beyond the Docker socket. Each check says
+which way it was made.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import resource
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_cirque import image_builder
+
+OK = "ok"
+MISSING = "missing"
+WARN = "warn"
+ERROR = "error"
+SKIPPED = "skipped"
+STATUSES = (OK, MISSING, WARN, ERROR, SKIPPED)
+
+#: Seconds the helper container may take for all its probes.
+PROBE_TIMEOUT_S = 60
+
+
+@dataclass
+class Check:
+    """One line of the report: what was checked, what was found, what it means."""
+
+    name: str
+    status: str
+    detail: str
+    #: What the finding means for pytest-cirque's capabilities.
+    meaning: str = ""
+    #: How it was checked (host files, helper container, API).
+    method: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"check {self.name}: unknown status {self.status!r}")
+
+
+# --- kernel features (host files: pure, rooted at a path so tests can build a tree) ----
+
+
+@dataclass(frozen=True)
+class KernelFeature:
+    """A kernel feature, the modules that provide it, and how to try it in a netns."""
+
+    name: str
+    modules: tuple[str, ...]
+    #: Meaning when present / when missing.
+    if_present: str
+    if_missing: str
+    #: Shell command run in the helper container's own netns (exit 0 = supported), or "".
+    probe: str = ""
+    #: An entry of /proc/net/ip_tables_matches that shows the feature without privilege.
+    iptables_match: str = ""
+    #: A device node whose presence shows the feature.
+    device: str = ""
+    #: A generic netlink family the feature registers (asked without privilege).
+    genl_family: str = ""
+    #: Without it no home can be made at all: reported as an error, not as missing.
+    critical: bool = False
+
+
+#: Parent link for the link-type probes: a veth end, else a dummy link.
+_PROBE_PARENT = "$(ip link show cq-v0 >/dev/null 2>&1 && echo cq-v0 || echo cq-d0)"
+
+KERNEL_FEATURES: tuple[KernelFeature, ...] = (
+    KernelFeature(
+        "veth",
+        ("veth",),
+        "container networking works",
+        "Docker cannot connect containers to networks: no homes can be made",
+        probe="ip link add cq-v0 type veth peer name cq-v1",
+        critical=True,
+    ),
+    KernelFeature(
+        "bridge",
+        ("bridge",),
+        "each home gets its own LAN bridges",
+        "no home LANs: Docker bridge networks cannot be created",
+        probe="ip link add cq-br0 type bridge",
+        critical=True,
+    ),
+    KernelFeature(
+        "tun",
+        ("tun",),
+        "userspace radio media can give nodes TAP interfaces (wlan0, wpan0)",
+        "no TAP devices: the WiFi and Thread media cannot attach radios to nodes",
+        device="dev/net/tun",
+    ),
+    KernelFeature(
+        "macvlan",
+        ("macvlan",),
+        "hybrid networks with devices outside Docker can use macvlan",
+        "no hybrid networks (docker_network ipvlan/macvlan) with devices outside Docker",
+        probe=f"ip link add cq-d0 type dummy 2>/dev/null; "
+        f"ip link add link {_PROBE_PARENT} name cq-mv0 type macvlan mode bridge",
+    ),
+    KernelFeature(
+        "ipvlan",
+        ("ipvlan",),
+        "docker_network ipvlan uses ipvlan, as Cirque did",
+        "docker_network ipvlan uses macvlan instead (same reach, one MAC per node)",
+        probe=f"ip link add cq-d0 type dummy 2>/dev/null; "
+        f"ip link add link {_PROBE_PARENT} name cq-ipv0 type ipvlan mode l2",
+    ),
+    KernelFeature(
+        "tbf",
+        ("sch_tbf",),
+        "TrafficControl rateKbit shapes the node's LAN interface with tbf",
+        "TrafficControl rateKbit is unavailable",
+        probe="tc qdisc add dev lo root tbf rate 1mbit burst 32kbit latency 400ms",
+    ),
+    KernelFeature(
+        "netem",
+        ("sch_netem",),
+        "TrafficControl latencyMs/jitterMs/loss use netem on the node's LAN interface",
+        "no netem: TrafficControl latency/jitter come from userspace media; "
+        "loss uses iptables statistic and rate uses tbf",
+        probe="tc qdisc add dev lo root netem delay 1ms",
+    ),
+    KernelFeature(
+        "iptables-statistic",
+        ("xt_statistic",),
+        "TrafficControl loss drops packets with the iptables statistic match",
+        "TrafficControl loss is unavailable without netem",
+        probe="iptables -w -A OUTPUT -m statistic --mode random --probability 0.5 -j ACCEPT",
+        iptables_match="statistic",
+    ),
+    KernelFeature(
+        "hwsim",
+        ("mac80211_hwsim",),
+        "mac80211_hwsim is present but not needed: WiFi is simulated in userspace",
+        "no hwsim: WiFi is simulated in userspace (TAP radios joined by the WiFi medium)",
+        genl_family="MAC80211_HWSIM",
+    ),
+    KernelFeature(
+        "802.15.4",
+        ("ieee802154", "mac802154"),
+        "kernel 802.15.4 is present but not needed: Thread is simulated in userspace",
+        "no 802.15.4: Thread radios are simulated in userspace (no kernel wpan interfaces)",
+        genl_family="nl802154",
+    ),
+)
+
+
+class HostKernel:
+    """Read-only view of the kernel's modules through the host's files."""
+
+    def __init__(
+        self,
+        root: Path = Path("/"),
+        release: str | None = None,
+        genl_family_exists: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.root = root
+        self.release = release or platform.release()
+        self.loaded = self._names_from(root / "proc/modules", column=0)
+        #: Whether the kernel can load modules at all (it has /proc/modules).
+        self.modular = self.loaded is not None
+        self.modules_dir = root / "lib/modules" / self.release
+        self.builtin = self._module_names(self.modules_dir / "modules.builtin")
+        self.loadable = self._module_names(self.modules_dir / "modules.dep")
+        self.iptables_matches = self._names_from(root / "proc/net/ip_tables_matches", column=0)
+        self._genl = genl_family_exists or genl_family_exists_here
+
+    @staticmethod
+    def _names_from(path: Path, column: int) -> set[str] | None:
+        try:
+            text = path.read_text()
+        except OSError:
+            return None
+        return {line.split()[column] for line in text.splitlines() if line.split()}
+
+    @staticmethod
+    def _module_names(path: Path) -> set[str] | None:
+        """Module names in modules.builtin or modules.dep ("kernel/x/y/name.ko[.xz]: ...")."""
+        try:
+            text = path.read_text()
+        except OSError:
+            return None
+        names = set()
+        for line in text.splitlines():
+            entry = line.split(":", 1)[0].strip()
+            if entry:
+                names.add(_normal(re.sub(r"\.ko(\.\w+)?$", "", entry.rsplit("/", 1)[-1])))
+        return names
+
+    def module_state(self, module: str) -> str:
+        """ "loaded", "builtin", "loadable" (a module file, not loaded), "absent", "builtin or
+        absent" (a kernel without loadable modules) or "unknown" (the files that would tell
+        are missing)."""
+        name = _normal(module)
+        if self.loaded is not None and name in {_normal(m) for m in self.loaded}:
+            return "loaded"
+        if self.builtin is not None and name in self.builtin:
+            return "builtin"
+        if (self.root / "sys/module" / name).is_dir():
+            return "builtin" if not self.modular else "loaded"
+        if self.loadable is not None and name in self.loadable:
+            return "loadable"
+        if self.builtin is not None and self.loadable is not None:
+            return "absent"
+        if not self.modular:
+            return "builtin or absent"
+        return "unknown"
+
+    def genl_family(self, family: str) -> bool | None:
+        """Whether a generic netlink family is registered; None when asking could make the
+        kernel load a module (asking for MAC80211_HWSIM would create radios on the host)."""
+        if self.modular:
+            return None
+        try:
+            return self._genl(family)
+        except OSError:
+            return None
+
+    def sources(self) -> str:
+        """Which host files could be read (for the report's "checked" column)."""
+        used = ["/proc/modules" if self.modular else "no /proc/modules", "/sys/module"]
+        if self.builtin is not None:
+            used.append(f"/lib/modules/{self.release}/modules.builtin")
+        if self.loadable is not None:
+            used.append("modules.dep")
+        return ", ".join(used)
+
+
+def genl_family_exists_here(family: str) -> bool:
+    """Ask the kernel (generic netlink CTRL_CMD_GETFAMILY; no privilege needed) whether a
+    family is registered."""
+    netlink_generic, genl_id_ctrl, ctrl_cmd_getfamily, ctrl_attr_family_name = 16, 0x10, 3, 2
+    nlmsg_error, nlm_f_request = 2, 1
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, netlink_generic) as sock:
+        sock.settimeout(5)
+        name = family.encode() + b"\0"
+        attr = struct.pack("HH", 4 + len(name), ctrl_attr_family_name) + name
+        attr += b"\0" * (-len(attr) % 4)
+        body = struct.pack("BBH", ctrl_cmd_getfamily, 1, 0) + attr
+        header = struct.pack("IHHII", 16 + len(body), genl_id_ctrl, nlm_f_request, 1, 0)
+        sock.sendto(header + body, (0, 0))
+        reply = sock.recv(65536)
+    _, reply_type = struct.unpack_from("IH", reply)
+    if reply_type == nlmsg_error:
+        return struct.unpack_from("i", reply, 16)[0] == 0
+    return reply_type == genl_id_ctrl
+
+
+def _normal(module: str) -> str:
+    return module.replace("-", "_")
+
+
+def kernel_check(feature: KernelFeature, host: HostKernel, probe: tuple[bool, str] | None) -> Check:
+    """Verdict on one kernel feature: a probe that ran decides; otherwise the host files."""
+    states = {m: host.module_state(m) for m in feature.modules}
+    methods = [f"host files ({host.sources()})"]
+    evidence: list[str] = []
+    registered = host.genl_family(feature.genl_family) if feature.genl_family else None
+    if registered is not None:
+        states = {m: ("builtin" if registered else "absent") for m in states}
+        methods.append(f"generic netlink family {feature.genl_family}")
+        evidence.append(f"netlink family {feature.genl_family} {'' if registered else 'not '}found")
+    present_on_host = all(s in ("loaded", "builtin") for s in states.values())
+    undecided = all(s in ("unknown", "builtin or absent") for s in states.values())
+    if feature.iptables_match and host.iptables_matches is not None:
+        methods.append("/proc/net/ip_tables_matches")
+        if feature.iptables_match in host.iptables_matches:
+            present_on_host = True
+            evidence.append(f"iptables match '{feature.iptables_match}' registered")
+    if feature.device:
+        methods.append(f"/{feature.device}")
+        exists = (host.root / feature.device).exists()
+        evidence.append(f"/{feature.device} {'exists' if exists else 'missing'}")
+        present_on_host = exists and (present_on_host or undecided or "loadable" in states.values())
+        undecided = False
+    host_text = "; ".join([", ".join(f"{m} {s}" for m, s in states.items()), *evidence])
+    if probe is not None:
+        works, output = probe
+        methods.append("tried in a helper container's own netns (NET_ADMIN)")
+        detail = f"{'works' if works else 'fails: ' + output} (host: {host_text})"
+        status = OK if works else MISSING
+    else:
+        detail = host_text
+        status = OK if present_on_host else MISSING
+    method = "; ".join(methods)
+    if status == OK:
+        return Check(feature.name, OK, detail, feature.if_present, method)
+    if probe is None and "loadable" in states.values():
+        loadable = [m for m, s in states.items() if s == "loadable"]
+        return Check(
+            feature.name,
+            WARN,
+            f"{detail}; not loaded: loads on demand, or with modprobe {' '.join(loadable)} as root",
+            feature.if_missing + " (until the module is loaded)",
+            method,
+        )
+    if probe is None and undecided:
+        return Check(
+            feature.name,
+            WARN,
+            f"{detail}; cannot tell from the host files",
+            f"if absent: {feature.if_missing}",
+            method,
+        )
+    status = ERROR if feature.critical else MISSING
+    return Check(feature.name, status, detail, feature.if_missing, method)
+
+
+# --- probes in a helper container ------------------------------------------------------
+
+
+def probe_script(features: Iterable[KernelFeature]) -> str:
+    """A shell script printing "<feature> ok" or "<feature> fail <first error line>"."""
+    lines = ["exec 2>&1"]
+    for feature in features:
+        if not feature.probe:
+            continue
+        lines.append(
+            f"if out=$({feature.probe} 2>&1); then echo '{feature.name} ok'; "
+            f'else echo "{feature.name} fail $(echo "$out" | head -n 1)"; fi'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_probe_output(text: str) -> dict[str, tuple[bool, str]]:
+    """Feature name -> (works, first error line) from the probe script's output."""
+    results: dict[str, tuple[bool, str]] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        verdict, _, message = rest.partition(" ")
+        if verdict in ("ok", "fail"):
+            results[name] = (verdict == "ok", message.strip() or "no output")
+    return results
+
+
+def run_probes(client, image: str) -> dict[str, tuple[bool, str]]:
+    """Run the probe script in a fresh helper container (own netns, NET_ADMIN), removed after."""
+    from pytest_cirque import identity
+
+    run = identity.RunIdentity.create(worker="doctor")
+    home_id = run.home_id("doctor")
+    container = client.containers.create(
+        image,
+        entrypoint=["sh", "-c", probe_script(KERNEL_FEATURES)],
+        command=[],
+        name=identity.object_name(home_id, "probe"),
+        labels=run.labels(home_id, identity.ROLE_NETADMIN),
+        network_mode="none",
+        cap_add=["NET_ADMIN"],
+    )
+    try:
+        container.start()
+        container.wait(timeout=PROBE_TIMEOUT_S)
+        output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    return parse_probe_output(output)
+
+
+# --- the other checks -------------------------------------------------------------------
+
+
+def docker_check(client) -> Check:
+    """Engine and client versions; the client must already be connected."""
+    import docker
+
+    version = client.version()
+    cli = shutil.which("docker")
+    parts = [
+        f"engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})",
+        f"docker-py {docker.__version__}",
+    ]
+    if cli:
+        try:
+            out = subprocess.run(
+                [cli, "version", "--format", "{{.Client.Version}}"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                parts.append(f"docker CLI {out.stdout.strip()}")
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return Check("docker", OK, ", ".join(parts), "homes can be created", "Docker API")
+
+
+def docker_unreachable(exc: BaseException) -> Check:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    hint = "start Docker or set DOCKER_HOST"
+    if "ermission denied" in text:
+        hint = "add your user to the docker group (then log in again)"
+    return Check(
+        "docker",
+        ERROR,
+        f"unreachable: {text}",
+        f"no homes can be made: {hint}",
+        "Docker API",
+    )
+
+
+def image_checks(client, images_root: Path | None = None) -> list[Check]:
+    """Each project image: built for its current recipe, outdated, or missing."""
+    checks = []
+    for name in image_builder.project_images(images_root):
+        status = image_builder.image_status(client, name, images_root=images_root)
+        check_name = f"image {name}"
+        if status.present:
+            checks.append(Check(check_name, OK, f"{status.tag} is built", "", "Docker API"))
+            continue
+        what = f"{status.tag} not built" if status.tag else "not built (its parent is not built)"
+        if status.stale:
+            what += f"; older builds: {', '.join(status.stale)}"
+        checks.append(
+            Check(
+                check_name,
+                MISSING,
+                what,
+                "builds on first use (minutes), or now with: cirque images build",
+                "Docker API",
+            )
+        )
+    return checks
+
+
+def debian_base_check(client) -> Check:
+    """Where the Debian base of the images comes from on this host."""
+    for ref in (image_builder.DEBIAN_IMAGE, image_builder.debian_bootstrap_tag()):
+        try:
+            client.images.get(ref)
+        except Exception:
+            continue
+        return Check("debian base", OK, f"{ref} is present", "", "Docker API")
+    return Check(
+        "debian base",
+        MISSING,
+        f"neither {image_builder.DEBIAN_IMAGE} nor {image_builder.debian_bootstrap_tag()} "
+        "is present",
+        "the first build pulls debian:bookworm-slim, or bootstraps it with mmdebstrap",
+        "Docker API",
+    )
+
+
+def mmdebstrap_check() -> Check:
+    """Whether the Debian base can be bootstrapped here without a registry."""
+    meaning = "bootstraps the Debian base when debian:bookworm-slim cannot be pulled"
+    path = shutil.which("mmdebstrap")
+    if path is None:
+        return Check(
+            "mmdebstrap",
+            WARN,
+            "not installed",
+            meaning + ": install mmdebstrap and uidmap (apt-get install mmdebstrap uidmap)",
+            "PATH",
+        )
+    try:
+        version = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        version = "version unknown"
+    try:
+        sources = str(image_builder.apt_sources_file())
+    except Exception as exc:
+        return Check("mmdebstrap", WARN, f"{version}; {exc}", meaning, "PATH, /etc/apt")
+    if os.geteuid() == 0:
+        mode = "root mode"
+    elif shutil.which("newuidmap") and _has_subuid():
+        mode = "unshare mode (newuidmap, /etc/subuid)"
+    else:
+        return Check(
+            "mmdebstrap",
+            WARN,
+            f"{version}; as non-root it needs newuidmap and a /etc/subuid range",
+            meaning + ": install uidmap and give the user a subuid range (usermod --add-subuids)",
+            "PATH, /etc/subuid",
+        )
+    return Check("mmdebstrap", OK, f"{version}, {mode}, sources {sources}", meaning, "PATH")
+
+
+def _has_subuid() -> bool:
+    import pwd
+
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+        text = Path("/etc/subuid").read_text()
+    except (KeyError, OSError):
+        return False
+    return any(line.split(":")[0] in (user, str(os.getuid())) for line in text.splitlines())
+
+
+def nofile_check() -> Check:
+    """Open-files limit of this process: bounds sockets per process in simulations."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def show(value: int) -> str:
+        return "unlimited" if value == resource.RLIM_INFINITY else str(value)
+
+    detail = f"soft {show(soft)}, hard {show(hard)}"
+    meaning = (
+        f"one process holds at most {show(soft)} sockets: spread large device simulations "
+        "over processes or containers (Docker gives each container its own nofile limit)"
+    )
+    if soft != resource.RLIM_INFINITY and soft < 4096:
+        raise_hint = f"; raise it with: ulimit -n {show(hard)}" if soft < hard else ""
+        return Check("nofile", WARN, detail + raise_hint, meaning, "getrlimit")
+    return Check("nofile", OK, detail, meaning, "getrlimit")
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+def run_checks(
+    client=None,
+    *,
+    host: HostKernel | None = None,
+    images_root: Path | None = None,
+    probe: Callable[[object, str], dict[str, tuple[bool, str]]] = run_probes,
+) -> list[Check]:
+    """Every check, in report order. ``client`` is a docker client, or None to connect
+    from the environment (its failure is reported, and the other checks still run)."""
+    checks: list[Check] = []
+    if client is None:
+        try:
+            import docker
+
+            client = docker.from_env(timeout=15)
+            client.ping()
+        except Exception as exc:
+            checks.append(docker_unreachable(exc))
+            client = None
+    if client is not None:
+        try:
+            checks.append(docker_check(client))
+        except Exception as exc:
+            checks.append(docker_unreachable(exc))
+            client = None
+
+    probes: dict[str, tuple[bool, str]] = {}
+    probe_note: Check | None = None
+    if client is not None:
+        checks.append(debian_base_check(client))
+        image_results = image_checks(client, images_root)
+        checks.extend(image_results)
+        base = image_builder.image_status(client, "base", images_root=images_root)
+        if base.present and base.tag:
+            try:
+                probes = probe(client, base.tag)
+            except Exception as exc:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                probe_note = Check(
+                    "kernel probes",
+                    WARN,
+                    f"helper container failed: {first}",
+                    "kernel features below are judged from host files only",
+                    "helper container",
+                )
+        else:
+            probe_note = Check(
+                "kernel probes",
+                SKIPPED,
+                "the base image is not built, so no helper container could try the features",
+                "kernel features below are judged from host files only; "
+                "run cirque images build, then cirque doctor again",
+                "helper container",
+            )
+    else:
+        probe_note = Check(
+            "kernel probes",
+            SKIPPED,
+            "Docker is unreachable, so no helper container could try the features",
+            "kernel features below are judged from host files only",
+            "helper container",
+        )
+    if probe_note is not None:
+        checks.append(probe_note)
+
+    host = host or HostKernel()
+    for feature in KERNEL_FEATURES:
+        checks.append(kernel_check(feature, host, probes.get(feature.name)))
+    checks.append(mmdebstrap_check())
+    checks.append(nofile_check())
+    return checks
+
+
+_COLUMN = 20
+
+
+def format_report(checks: list[Check]) -> str:
+    """The report: one line per check (status, name, finding), then what it means and how
+    it was checked, indented; a summary line at the end."""
+    lines = ["cirque doctor"]
+    for check in checks:
+        lines.append(f"  {check.status:<8} {check.name:<{_COLUMN}} {check.detail}")
+        indent = " " * (2 + 9 + _COLUMN + 1)
+        if check.meaning:
+            lines.append(f"{indent}means: {check.meaning}")
+        if check.method:
+            lines.append(f"{indent}checked: {check.method}")
+    counts = {status: sum(c.status == status for c in checks) for status in STATUSES}
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    lines.append(f"summary: {summary}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Print the report; exit 1 when something blocks homes entirely (an error)."""
+    checks = run_checks(None)
+    print(format_report(checks))
+    sys.stdout.flush()
+    return 1 if any(c.status == ERROR for c in checks) else 0
