@@ -393,7 +393,6 @@ def progress_printer(config: pytest.Config) -> Callable[[str], None]:
 def cirque(request: pytest.FixtureRequest) -> Iterator[Cirque]:
     """The session's Cirque service (one per xdist worker); reaps dead runs' leftovers first
     and destroys every home it made, except kept ones, at the end, even after Ctrl-C."""
-    from pytest_cirque import cleanup
     from pytest_cirque.service import Cirque
 
     config = request.config
@@ -410,12 +409,24 @@ def cirque(request: pytest.FixtureRequest) -> Iterator[Cirque]:
     except CirqueError as exc:
         raise setup_failure(str(exc)) from None
     try:
-        removed = cleanup.reap(service.client, dead_only=True)
-        if removed:
-            progress(f"removed {len(removed)} leftover object(s) of dead runs")
+        reap_dead_runs(service, progress)
         yield service
     finally:
         service.close()
+
+
+def reap_dead_runs(service: Cirque, progress: Callable[[str], None]) -> None:
+    """Remove what dead runs left (never a live or kept one). Workers starting together
+    may race for the same leftovers; what one could not remove is said, not fatal."""
+    from pytest_cirque import cleanup
+
+    try:
+        removed = cleanup.reap(service.client, dead_only=True)
+    except CirqueError as exc:
+        progress(f"reaping dead runs' leftovers: {exc}")
+        return
+    if removed:
+        progress(f"removed {len(removed)} leftover object(s) of dead runs")
 
 
 def _create_home(

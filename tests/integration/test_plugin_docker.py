@@ -284,3 +284,27 @@ def test_session_home_is_shared_and_removed_at_the_end(
     result = run_inner(pytester, run_id)
     result.assert_outcomes(passed=2)
     assert run_objects(client, run_id) == []
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["terminal", "xdist-stderr"])
+def test_image_progress_reaches_the_terminal(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str, xdist: bool
+) -> None:
+    """Looking for (and building) an image reports progress where the user sees it, not
+    into the test's captured output: the terminal reporter, or stderr under xdist."""
+    pytester.makepyfile(
+        test_progress="""
+        import pytest
+
+        @pytest.mark.home({"hub": {"image": "cirque-test-no-such-image:2"}})
+        def test_unknown_image(home):
+            pass
+        """
+    )
+    result = run_inner(pytester, run_id, *(["-n", "1"] if xdist else []))
+    result.assert_outcomes(errors=1)
+    if xdist:
+        result.stderr.fnmatch_lines(["[[]cirque gw0[]] pulling cirque-test-no-such-image:2*"])
+    else:
+        result.stdout.fnmatch_lines(["cirque: pulling cirque-test-no-such-image:2*"])
+    result.stdout.no_fnmatch_line("*Captured stderr setup*")
