@@ -163,6 +163,7 @@ _FACTORY_HEAD = (
 _FACTORY_TAIL = '\n;return typeof main === "function" ? main : undefined;\n};'
 
 _REBASE_EVERY_CALLS = 500
+_OUT_OF_MEMORY = ("null", "InternalError: out of memory")
 
 # "at main (<input>:12)", "at spin (<input>)", and for syntax errors "at <input>:3".
 _FRAME = re.compile(r"^\s*at (?:(\S+) \()?<input>(?::(\d+))?\)?\s*$")
@@ -207,12 +208,13 @@ class ModelEngine:
         self._context.set_max_stack_size(self.limits.stack_bytes)
         self._context.eval(_HARNESS)
         self._context.set_time_limit(self.limits.time_seconds)
+        self._rebase_memory_limit()  # a script's top level runs under the limits too
         self._call = self._context.get("__cirque_call")
         self._sources: dict[str, str] = {}
         self.problems = [error for ref in model.javascript() if (error := self._compile(ref))]
         if self.problems and raise_first:
             raise self.problems[0]
-        self._calls_until_rebase = 0
+        self._calls_until_rebase = 0  # measure again once the scripts are in
 
     def _rebase_memory_limit(self) -> None:
         """Allow ``memory_bytes`` above what the context holds between calls.
@@ -309,7 +311,8 @@ class ModelEngine:
         first = message.splitlines()[0] if message.strip() else "null"
         function, line = _first_user_frame(message)
         source = self._sources.get(str(ref.file), "")
-        if first in ("null", "InternalError: out of memory"):
+        # Out of memory, QuickJS may have no memory left to describe the error either.
+        if first in _OUT_OF_MEMORY or first.startswith("(Failed obtaining QuickJS error"):
             cause = (
                 f"memory limit of {self.limits.memory_bytes // (1024 * 1024)} MiB exceeded "
                 "(ScriptLimits.memory_bytes); the script allocates without bound"
