@@ -174,3 +174,18 @@ def test_exec_without_a_command_is_one_line(home: Home) -> None:
 def test_docker_unreachable_is_one_line() -> None:
     result = cirque_cli("ls", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert "Docker engine unreachable at unix:///nonexistent/docker.sock" in one_line_error(result)
+
+
+def test_doctor_reports_docker_and_the_kernel_features() -> None:
+    result = cirque_cli("doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "cirque doctor"
+    checks = {
+        line.split()[1]: line.split()[0]
+        for line in lines
+        if line.startswith("  ") and line.split()[0] in ("ok", "missing", "error", "warning")
+    }
+    assert checks["docker"] == "ok"
+    assert {"netem", "ipvlan", "tun", "hwsim", "802.15.4"} <= set(checks)
+    assert lines[-1].startswith("summary: ")
