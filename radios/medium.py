@@ -105,7 +105,10 @@ class Medium:
         self._by_mac: dict[bytes, Endpoint] = {}
         self._due: list[tuple[float, int, Endpoint, bytes]] = []
         self._sequence = itertools.count()
-        self._selector = selectors.DefaultSelector()
+        # select(2) takes microsecond timeouts; epoll rounds them up to whole milliseconds,
+        # which would add up to a millisecond to every delayed frame. A medium has tens of
+        # descriptors, far below select's limit.
+        self._selector = selectors.SelectSelector()
         self._running = True
         self._requests: dict[int, _Request] = {}
         if os.path.exists(socket_path):

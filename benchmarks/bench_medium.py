@@ -1,0 +1,260 @@
+"""The radio medium on real Docker: RTT it adds, TCP throughput through it, and
+configured versus measured latency.
+
+Two plain nodes from the project base image get wlan0 on one medium (802.11g, airtime
+budget on). They are also joined by a labelled internal bridge network, the kernel's own
+path between the same two containers, which is the baseline the medium's added RTT is
+measured against. Throughput is TCP from python3 sockets in the nodes, with and without
+the airtime budget; the medium's CPU is its container's cgroup CPU time over the
+transfer. Everything is labelled and removed at the end.
+
+    .venv/bin/python benchmarks/bench_medium.py [--pings 300] [--seconds 8] [--out FILE]
+
+Goals (issue 4): median RTT added < 1 ms with no latency configured; TCP >= 25 Mbit/s
+with the medium under one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from pytest_cirque.radios.medium_container import MediumContainer
+
+from pytest_cirque import identity
+from pytest_cirque.image_builder import ensure_image
+
+WLAN = {"n1": "10.78.0.1", "n2": "10.78.0.2"}
+PORT = 5001
+LATENCIES_MS = (0, 1, 5, 10, 20, 50, 100)
+
+SINK = """
+import socket, sys, time
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind((sys.argv[1], int(sys.argv[2])))
+server.listen(1)
+conn, _ = server.accept()
+total, first = 0, None
+while True:
+    data = conn.recv(1 << 16)
+    if not data:
+        break
+    first = first or time.monotonic()
+    total += len(data)
+print(total, time.monotonic() - first, flush=True)
+"""
+
+SOURCE = """
+import socket, sys, time
+conn = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+chunk, end = b"x" * (1 << 16), time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    conn.sendall(chunk)
+conn.close()
+"""
+
+#: CPU time of the container's cgroup in nanoseconds (cgroup v1, then v2).
+CPU_USAGE = (
+    "cat /sys/fs/cgroup/cpuacct/cpuacct.usage 2>/dev/null"
+    " || awk '/usage_usec/ {print $2 * 1000}' /sys/fs/cgroup/cpu.stat"
+)
+
+
+def sh(container: Any, command: str) -> str:
+    result = container.exec_run(["sh", "-c", command])
+    return result.output.decode(errors="replace")
+
+
+def ping_rtts(node: Any, address: str, count: int, interval: float = 0.01) -> list[float]:
+    output = sh(node, f"ping -n -c {count} -i {interval} -W 2 {address}")
+    return [float(value) for value in re.findall(r"time=([\d.]+) ms", output)]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "count": len(values),
+        "median": round(statistics.median(values), 3),
+        "p10": round(ordered[len(ordered) // 10], 3),
+        "p90": round(ordered[len(ordered) * 9 // 10], 3),
+        "mean": round(statistics.fmean(values), 3),
+    }
+
+
+def tcp_throughput(
+    medium: MediumContainer, nodes: dict[str, Any], seconds: float
+) -> dict[str, float]:
+    sink, source = nodes["n2"], nodes["n1"]
+    sink.put_archive("/tmp", _script_archive({"sink.py": SINK, "source.py": SOURCE}))
+    source.put_archive("/tmp", _script_archive({"sink.py": SINK, "source.py": SOURCE}))
+    exec_id = sink.client.api.exec_create(
+        sink.id, ["python3", "/tmp/sink.py", WLAN["n2"], str(PORT)]
+    )["Id"]
+    stream = sink.client.api.exec_start(exec_id, stream=True)
+    time.sleep(0.5)  # benchmark only: give the sink time to listen
+    cpu_before = int(sh(medium.container, CPU_USAGE).strip())
+    started = time.monotonic()
+    sh(source, f"python3 /tmp/source.py {WLAN['n2']} {PORT} {seconds}")
+    wall = time.monotonic() - started
+    cpu_after = int(sh(medium.container, CPU_USAGE).strip())
+    total, elapsed = (float(x) for x in b"".join(stream).decode().split())
+    return {
+        "mbit_per_s": round(total * 8 / elapsed / 1e6, 2),
+        "megabytes": round(total / 1e6, 1),
+        "medium_cpu_cores": round((cpu_after - cpu_before) / 1e9 / wall, 3),
+    }
+
+
+def _script_archive(files: dict[str, str]) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def run(pings: int, seconds: float) -> dict[str, Any]:
+    client = docker.from_env()
+    run_identity = identity.RunIdentity.create()
+    home_id = run_identity.home_id("bench-medium")
+    labels = {
+        identity.RUN: run_identity.run_id,
+        identity.HOME: home_id,
+        identity.OWNER: run_identity.owner.label,
+    }
+    base = ensure_image(client, "base")
+    medium = MediumContainer(
+        client,
+        name=identity.object_name(home_id, "wifi"),
+        image=ensure_image(client, "medium"),
+        labels=labels,
+    )
+    nodes: dict[str, Any] = {}
+    network = None
+    try:
+        network = client.networks.create(
+            identity.object_name(home_id, "wired"),
+            internal=True,
+            labels={**labels, identity.ROLE: identity.ROLE_NETWORK},
+        )
+        started = time.monotonic()
+        medium.start()
+        start_s = time.monotonic() - started
+        attach_s = []
+        for name, address in WLAN.items():
+            nodes[name] = client.containers.run(
+                base,
+                name=identity.object_name(home_id, name),
+                labels={**labels, identity.ROLE: identity.ROLE_NODE, identity.NODE: name},
+                network=network.name,
+                detach=True,
+            )
+            started = time.monotonic()
+            medium.attach(nodes[name], name, addresses=[f"{address}/24"])
+            attach_s.append(time.monotonic() - started)
+        nodes["n1"].reload()
+        nodes["n2"].reload()
+        wired_n2 = nodes["n2"].attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+
+        ping_rtts(nodes["n1"], WLAN["n2"], 3)  # resolve ARP on both paths first
+        ping_rtts(nodes["n1"], wired_n2, 3)
+        wired = summary(ping_rtts(nodes["n1"], wired_n2, pings))
+        medium_rtt = summary(ping_rtts(nodes["n1"], WLAN["n2"], pings))
+
+        latency = []
+        for configured in LATENCIES_MS:
+            medium.set_link("n1", "n2", latency_ms=configured)
+            interval = max(0.01, configured / 500)
+            rtts = ping_rtts(nodes["n1"], WLAN["n2"], max(20, pings // 5), interval)
+            measured = statistics.median(rtts)
+            latency.append(
+                {
+                    "configured_one_way_ms": configured,
+                    "configured_rtt_ms": 2 * configured,
+                    "measured_rtt_median_ms": round(measured, 3),
+                    "error_ms": round(measured - 2 * configured, 3),
+                }
+            )
+        medium.set_link("n1", "n2", latency_ms=0)
+
+        throughput_airtime = tcp_throughput(medium, nodes, seconds)
+        medium.set_medium(airtime=False)
+        throughput_raw = tcp_throughput(medium, nodes, seconds)
+        status = medium.status()
+    finally:
+        for node in nodes.values():
+            with contextlib.suppress(docker.errors.NotFound):
+                node.remove(force=True)
+        medium.remove()
+        if network is not None:
+            network.remove()
+        client.close()
+
+    added = round(medium_rtt["median"] - wired["median"], 3)
+    return {
+        "benchmark": "medium",
+        "host": {
+            "cpus": _cpus(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+        },
+        "phy": "802.11g",
+        "medium_start_s": round(start_s, 2),
+        "attach_s": [round(s, 2) for s in attach_s],
+        "ping_rtt_ms": {"bridge_baseline": wired, "through_medium": medium_rtt},
+        "rtt_added_median_ms": added,
+        "rtt_added_goal_ms": 1.0,
+        "rtt_added_goal_met": added < 1.0,
+        "latency": latency,
+        "tcp": {
+            "airtime_80211g": throughput_airtime,
+            "airtime_off": throughput_raw,
+            "goal_mbit_per_s": 25,
+            "goal_met": throughput_airtime["mbit_per_s"] >= 25
+            and throughput_airtime["medium_cpu_cores"] < 1.0,
+        },
+        "drops": status["drops"],
+    }
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 0
+
+
+def _load() -> float:
+    """The machine is shared: a high load explains noisy numbers."""
+    return round(os.getloadavg()[0], 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pings", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--out", type=Path, help="also write the JSON to this file")
+    args = parser.parse_args()
+    result = run(args.pings, args.seconds)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
