@@ -217,16 +217,15 @@ def test_mount_read_only_and_read_write(service: Cirque, tmp_path: Path):
     config = tmp_path / "config"
     config.mkdir()
     (config / "settings.ini").write_text("mode=eco\n")
+    read_only = {"source": str(config), "target": "/etc/device", "read_only": True}
     home = service.create_home(
         {
-            "n": {
-                "capabilities": [
-                    {"Mount": {"source": str(config), "target": "/etc/device", "read_only": True}}
-                ],
-                "mount_pairs": [[str(shared), "/shared"]],
-            }
+            "n": {"capabilities": [{"Mount": {"mounts": [read_only, [str(shared), "/shared"]]}}]},
+            # Cirque's form, beside the node's keys.
+            "cirque": {"mount_pairs": [[str(shared), "/data"]]},
         }
     )
+    assert home["cirque"].exec("cat /data/hello.txt", check=True).stdout == "from the host\n"
     node = home["n"]
     assert node.exec("cat /shared/hello.txt", check=True).stdout == "from the host\n"
     node.exec("echo from the node > /shared/reply.txt", check=True)
