@@ -238,9 +238,12 @@ class Simulation:
         """Run a device's method script to its end; return (status, response).
 
         200 with what main returned (an object, or ``{}``); 404 for an unknown device or
-        method; 400 for a payload that is not an object; 500 when the script fails.
-        A method that sleeps holds up only its caller, never the other devices.
+        method; 400 for a payload that is not an object; 500 when the script fails; 410
+        when the device was removed while its method slept; 503 once the simulation is
+        stopped. A method that sleeps holds up only its caller, never the other devices.
         """
+        if self._stopped:
+            return 503, {"error": "the simulation is stopped; methods need a running one"}
         device = self.devices.get(device_id)
         if device is None:
             return 404, {"error": f"no device {device_id!r} in this simulation"}
@@ -277,12 +280,13 @@ class Simulation:
             except ScriptError as exc:
                 self._record(str(exc))
                 return 500, {"error": str(exc)}
-            if device.alive:
-                self._apply(device, step.updates)
+            self._apply(device, step.updates)
             applied += len(step.updates)
             if step.sleep_ms is None:
                 break
             await asyncio.sleep(max(step.sleep_ms, 0) / 1000)
+            if not device.alive or self._stopped:
+                return 410, {"error": f"device {device_id} left while {method} was running"}
             resume += 1
         if step.result is None:
             return 200, {}

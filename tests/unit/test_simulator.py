@@ -319,6 +319,43 @@ def test_method_answers(model_file, transport, run_simulation):
     assert transport.handler is not None  # methods from the peer reach the same code
 
 
+def test_a_device_removed_while_its_method_sleeps_gets_410_and_no_more_updates(
+    model_file, transport
+):
+    async def scenario():
+        simulation = Simulation(model_file, 2, transport, seed=3)
+        await simulation.start()
+        try:
+            method = asyncio.ensure_future(
+                simulation.call_method(
+                    "sim.0", "FirmwareUpdate", {"Firmware": "2.0", "StepMilliseconds": 300}
+                )
+            )
+            await wait_async(
+                lambda: any(p["FirmwareUpdateStatus"] for p in transport.reported("sim.0")),
+                "the update to start",
+            )
+            await simulation.remove_devices(["sim.0"])
+            return await method
+        finally:
+            await simulation.stop()
+
+    status, response = asyncio.run(scenario())
+    assert status == 410
+    assert "device sim.0 left while FirmwareUpdate was running" in response["error"]
+    statuses = [p["FirmwareUpdateStatus"] for p in transport.reported("sim.0")]
+    assert statuses == ["", "Downloading"]
+
+
+def test_methods_after_stop_are_refused(model_file, transport):
+    runner = SimulationRunner(Simulation(model_file, 1, transport))
+    runner.start()
+    simulation = runner.simulation
+    runner.run(simulation.stop())
+    assert runner.call_method("sim.0", "SetState", {"x": 1})[0] == 503
+    runner.stop()
+
+
 def test_a_failing_script_stops_only_its_own_device(tmp_path, transport, run_simulation):
     script = (DATA / "scripts" / "throws.js").read_text()
     simulation = run_simulation(write_model(tmp_path, state_script=script), count=3)
