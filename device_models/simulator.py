@@ -97,6 +97,11 @@ class Simulation:
     ``jitter`` bounds each device's random start offset in seconds (default: its model's
     shortest interval). ``seed`` makes the offsets and the scripts' random numbers
     repeatable.
+
+    To look at while it runs: ``devices`` (id -> Device), ``errors`` (the last script and
+    message failures, one line each; ``error_count`` counts them all),
+    ``transport.counts`` (sent, delivered, failed), ``messages_rendered``, and
+    ``lateness`` (seconds each recent message ran behind its schedule).
     """
 
     def __init__(
