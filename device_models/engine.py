@@ -108,14 +108,17 @@ var __cirque_call, __cirque_check;
   function __cirque_sleep(ms) {
     if (!call.a.method) { throw new Error("sleep() is only available in method scripts"); }
     ms = Number(ms) || 0;
-    if (call.sleepsDone < call.a.resume) { call.sleepsDone++; call.now += ms; return; }
-    call.pendingSleep = ms;
+    if (call.pendingSleep === null) {
+      if (call.sleepsDone < call.a.resume) { call.sleepsDone++; call.now += ms; return; }
+      call.pendingSleep = ms;
+      call.updatesAtSleep = call.updates.length;  // a script that catches this goes on,
+    }                                             // but what it does after is not kept
     throw new Error("sleeping");  // unwinds to __cirque_call, which reports the sleep
   }
   __cirque_call = function __cirque_call(key, input) {
     var a = parse(input);
     call = { a: a, updates: [], now: a.startMs, seed: a.seed >>> 0, sleepsDone: 0,
-             pendingSleep: null };
+             pendingSleep: null, updatesAtSleep: 0 };
     var main = __cirque_scripts[key](__cirque_log, __cirque_updateState,
         __cirque_updateProperty, __cirque_sleep, math, FixedDate);
     var result = null;
@@ -125,7 +128,8 @@ var __cirque_call, __cirque_check;
       if (call.pendingSleep === null) { throw e; }
     }
     var sleep = call.pendingSleep;
-    return '{"updates":[' + call.updates.slice(a.skip).join(",") + '],"sleep":' +
+    var end = sleep === null ? call.updates.length : call.updatesAtSleep;
+    return '{"updates":[' + call.updates.slice(a.skip, end).join(",") + '],"sleep":' +
         stringify(sleep) + ',"result":' +
         (sleep === null && result !== undefined ? stringify(result) || "null" : "null") + "}";
   };

@@ -219,3 +219,12 @@ def test_update_state_wants_an_object_and_says_where_it_was_called(engine, model
     bad_js = SCRIPTS / "bad_update.js"
     assert str(caught.value).startswith(f"{bad_js}:{line_of(bad_js, 'updateState(')}: ")
     assert "updateState expects an object of state keys" in str(caught.value)
+
+
+def test_a_script_that_catches_the_sleep_still_waits_for_it(engine, model):
+    first = call(engine, model, "CatchesSleep")
+    assert first.sleep_ms == 50
+    assert first.updates == [("property", "Stage", "before")]
+    second = call(engine, model, "CatchesSleep", resume=1, skip=1)
+    assert second.sleep_ms is None
+    assert second.updates == [("property", "Stage", "after")]
