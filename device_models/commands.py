@@ -111,7 +111,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if args.count < 0:
         raise CirqueError(f"--count must be 0 or more (got {args.count})")
     models = [load_model(name) for name in args.model]
-    protocol = urlsplit(args.broker).scheme
+    scheme = urlsplit(args.broker).scheme.lower()
+    protocol = "http" if scheme == "https" else scheme
     options = {"pooled": True} if args.pooled else {}
     transport = make_transport(protocol, args.broker, **options)
     simulation = Simulation(models, args.count, transport, jitter=args.jitter, seed=args.seed)
