@@ -112,6 +112,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         raise CirqueError(f"--count must be 0 or more (got {args.count})")
     models = [load_model(name) for name in args.model]
     scheme = urlsplit(args.broker).scheme.lower()
+    if scheme not in ("mqtt", "http", "https", "amqp"):
+        raise CirqueError(
+            f"--broker {args.broker!r}: give a URL such as mqtt://127.0.0.1:1883, "
+            "http://127.0.0.1:8080/telemetry or amqp://127.0.0.1:5672"
+        )
     protocol = "http" if scheme == "https" else scheme
     options = {"pooled": True} if args.pooled else {}
     transport = make_transport(protocol, args.broker, **options)
