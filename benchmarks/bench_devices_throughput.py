@@ -1,0 +1,165 @@
+"""The most telemetry per second a simulator sustains over pooled MQTT connections.
+
+Steps up the offered rate (devices x 1 message/s, state by an internal script each
+second) against a real mosquitto. A step is sustained when nothing is lost (the broker's
+own count of PUBLISH packets received, from $SYS, covers every telemetry message the
+simulator handed over), nothing failed,
+the simulator kept up (sent >= 97% of the offered rate) and its p99 lateness against
+the schedule stayed under one second.
+
+    .venv/bin/python benchmarks/bench_devices_throughput.py [--rates 5000,10000,15000]
+        [--seconds 20] [--processes 1] [--qos 1] [--pool-size 4]
+
+Prints one JSON object and writes benchmarks/results/devices_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from device_bench_support import (
+    BrokerCounter,
+    machine,
+    ms,
+    percentile,
+    rss_bytes,
+    run_shards,
+    save,
+    write_model,
+)
+from pytest_cirque.device_models.brokers import MosquittoProcess
+
+
+async def shard(url: str, index: int, devices: int, seconds: float, qos: int, pool: int) -> dict:
+    """One simulator process: ``devices`` devices over ``pool`` connections for ``seconds``."""
+    from pytest_cirque.device_models.simulator import Simulation
+    from pytest_cirque.device_models.transports.base import make_transport
+
+    folder = Path(tempfile.mkdtemp(prefix="cirque-bench-"))
+    model = write_model(folder, f"tput-s{index}", "00:00:01", script="internal")
+    transport = make_transport("mqtt", url, pooled=True, pool_size=pool, qos=qos)
+    simulation = Simulation([model], devices, transport, seed=index)
+    rss_before = rss_bytes()
+    started = time.monotonic()
+    await simulation.start()
+    start_s = time.monotonic() - started
+    first_sent, cpu_start = transport.counts.sent, time.process_time()
+    await asyncio.sleep(seconds)  # the measured window: the fleet runs meanwhile
+    window_sent = transport.counts.sent - first_sent
+    cpu = time.process_time() - cpu_start
+    rss_running = rss_bytes()
+    lateness = list(simulation.lateness)
+    await simulation.stop()
+    counts = transport.counts
+    return {
+        "devices": devices,
+        "start_s": round(start_s, 2),
+        "sent": counts.sent,
+        "delivered": counts.delivered,
+        "failed": counts.failed,
+        "property_reports": transport.property_counts.sent,
+        "window_msg_per_s": round(window_sent / seconds, 1),
+        "lateness_p50_ms": ms(percentile(lateness, 0.5)),
+        "lateness_p99_ms": ms(percentile(lateness, 0.99)),
+        "cpu_fraction": round(cpu / seconds, 2),
+        "rss_mib": round(rss_running / 2**20, 1),
+        "rss_per_device_bytes": round((rss_running - rss_before) / devices),
+        "script_errors": simulation.error_count,
+    }
+
+
+def step(broker, counter, rate: int, args) -> dict:
+    per = rate // args.processes
+    baseline = counter.value
+    shards = run_shards(
+        __file__,
+        [
+            [broker.url, str(i), str(per), str(args.seconds), str(args.qos), str(args.pool_size)]
+            for i in range(args.processes)
+        ],
+    )
+    sent = sum(s["sent"] for s in shards)
+    delivered = sum(s["delivered"] for s in shards)
+    expected = sent  # mosquitto's $SYS count leaves out retained publishes (property reports)
+    received = counter.wait_at_least(baseline + expected) - baseline
+    achieved = sum(s["window_msg_per_s"] for s in shards)
+    p99 = max(s["lateness_p99_ms"] for s in shards)
+    result = {
+        "offered_msg_per_s": per * args.processes,
+        "achieved_msg_per_s": round(achieved, 1),
+        "sent": sent,
+        "delivered_by_transport": delivered,
+        "failed": sum(s["failed"] for s in shards),
+        "broker_received_publishes": received,
+        "expected_publishes": expected,
+        "lost": max(0, expected - received),
+        "schedule_lateness_p99_ms": p99,
+        "shards": shards,
+    }
+    result["sustained"] = (
+        result["lost"] == 0
+        and result["failed"] == 0
+        and achieved >= 0.97 * per * args.processes
+        and p99 < 1000
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="5000,10000,15000")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--qos", type=int, default=1, choices=[0, 1])
+    parser.add_argument("--pool-size", type=int, default=4)
+    parser.add_argument("--out", default="devices_throughput")
+    parser.add_argument("--shard", nargs=6, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.shard:
+        url, index, devices, seconds, qos, pool = args.shard
+        result = asyncio.run(
+            shard(url, int(index), int(devices), float(seconds), int(qos), int(pool))
+        )
+        print(json.dumps(result))
+        return
+
+    broker = MosquittoProcess()
+    broker.start()
+    counter = BrokerCounter(broker.url)
+    steps = []
+    try:
+        for rate in (int(r) for r in args.rates.split(",")):
+            steps.append(step(broker, counter, rate, args))
+            print(
+                json.dumps({k: v for k, v in steps[-1].items() if k != "shards"}), file=sys.stderr
+            )
+        info = machine(broker)
+    finally:
+        counter.close()
+        broker.close()
+    sustained = [s["achieved_msg_per_s"] for s in steps if s["sustained"]]
+    result = {
+        "benchmark": "devices_throughput",
+        "connections": f"pooled: {args.pool_size} per simulator process",
+        "simulator_processes": args.processes,
+        "qos": args.qos,
+        "seconds_per_step": args.seconds,
+        "max_sustained_msg_per_s": max(sustained) if sustained else 0,
+        "goal_msg_per_s": 10_000,
+        "steps": steps,
+        "machine": info,
+    }
+    save(args.out, result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
