@@ -569,6 +569,6 @@ def run_parallel(tasks: Sequence[Callable[[], Any]], workers: int = 8) -> list[B
             except KeyboardInterrupt:
                 interrupted = True
     errors = [f.exception() for f in futures if f.exception() is not None]
-    if interrupted:
+    if interrupted or any(isinstance(e, KeyboardInterrupt) for e in errors):
         raise KeyboardInterrupt
     return [e for e in errors if e is not None]

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pytest_cirque import identity
+from pytest_cirque import cleanup, identity
 from pytest_cirque.docker_backend import Backend, run_parallel
 from pytest_cirque.errors import CirqueError, NodeError, SpecError
 from pytest_cirque.networks import HomeNetworks
@@ -151,11 +151,12 @@ class Home:
 
     def _remove_nodes(self, nodes: list[Node]) -> list[BaseException]:
         errors: list[BaseException] = []
-        for result in run_parallel([lambda n=n: errors.extend(n.remove()) for n in nodes]):
-            errors.append(result)
-        with self._lock:
-            for node in nodes:
-                self.nodes.pop(node.name, None)
+        try:
+            errors += run_parallel([lambda n=n: errors.extend(n.remove()) for n in nodes])
+        finally:
+            with self._lock:
+                for node in nodes:
+                    self.nodes.pop(node.name, None)
         return errors
 
     def _check_usable(self) -> None:
@@ -238,6 +239,12 @@ class Home:
             if self._marker:
                 try:
                     self.backend.remove_container(self._marker)
+                except Exception as exc:
+                    errors.append(exc)
+            if interrupted or errors:
+                # Something was cut short: sweep whatever still carries this home's label.
+                try:
+                    cleanup.remove_home(self.backend.client, self.name)
                 except Exception as exc:
                     errors.append(exc)
         finally:

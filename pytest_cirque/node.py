@@ -116,28 +116,33 @@ class Node:
             self._started_capabilities.append(capability)
 
     def remove(self) -> list[BaseException]:
-        """Stop capabilities in reverse, remove sidecars and the container. Never raises:
-        returns what went wrong so the home can finish tearing down first."""
+        """Stop capabilities in reverse, remove sidecars and the container. Every step is
+        attempted; problems are returned so the home can finish tearing down first. A
+        Ctrl-C during a step is held until every step was attempted, then raised."""
         errors: list[BaseException] = []
-        for capability in reversed(self._started_capabilities):
+        interrupted = False
+
+        def attempt(step: Callable[[], Any], what: str) -> None:
+            nonlocal interrupted
             try:
-                capability.stop(self)
+                step()
+            except KeyboardInterrupt:
+                interrupted = True
             except Exception as exc:
-                errors.append(
-                    NodeError(f"node {self.name}: capability {capability.name} stop: {exc}")
-                )
+                errors.append(NodeError(f"node {self.name}: {what}: {exc}"))
+
+        for capability in reversed(self._started_capabilities):
+            attempt(lambda c=capability: c.stop(self), f"capability {capability.name} stop")
         self._started_capabilities.clear()
         for role, container in reversed(list(self.sidecars.items())):
-            try:
-                self._backend.remove_container(container)
-            except Exception as exc:
-                errors.append(NodeError(f"node {self.name}: removing sidecar {role}: {exc}"))
+            attempt(
+                lambda c=container: self._backend.remove_container(c), f"removing sidecar {role}"
+            )
         self.sidecars.clear()
         if self.container_id:
-            try:
-                self._backend.remove_container(self.container_id)
-            except Exception as exc:
-                errors.append(NodeError(f"node {self.name}: removing its container: {exc}"))
+            attempt(lambda: self._backend.remove_container(self.container_id), "removing it")
+        if interrupted:
+            raise KeyboardInterrupt
         return errors
 
     # ---- commands -------------------------------------------------------------------

@@ -73,6 +73,8 @@ class Recorder(Capability):
         EVENTS.append(f"stop {node.name}")
         if self.params.get("fail_stop"):
             raise RuntimeError("stop went wrong")
+        if self.params.get("interrupt_stop"):
+            raise KeyboardInterrupt
 
 
 @pytest.fixture(autouse=True)
@@ -174,6 +176,18 @@ def test_teardown_completes_and_reports_in_one_line(service: Cirque) -> None:
     assert "stop went wrong" in str(exc.value) and "\n" not in str(exc.value)
     assert run_objects(service) == []
     assert home.state == "destroyed"
+
+
+@pytest.mark.parametrize("nodes", [1, 3])
+def test_ctrl_c_during_teardown_still_removes_everything(service: Cirque, nodes: int) -> None:
+    spec: dict[str, Any] = {"a": {"capabilities": [{"Recorder": {"interrupt_stop": True}}]}}
+    spec.update({f"n{i}": {"capabilities": ["Recorder"]} for i in range(1, nodes)})
+    home = service.create_home(spec)
+    with pytest.raises(KeyboardInterrupt):
+        home.destroy()
+    assert run_objects(service) == []
+    assert home.state == "destroyed" and home.nodes == {}
+    assert sorted(e for e in EVENTS if e.startswith("stop")) == sorted(f"stop {n}" for n in spec)
 
 
 def test_keep_survives_close_and_reap_until_down(service: Cirque) -> None:
