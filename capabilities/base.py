@@ -11,6 +11,8 @@ home's node lifecycle:
 3. ``stop``: undo what ``start`` did that would outlive the container. Runs in
    reverse order and must not raise for a node that is already gone.
 
+``restarted`` runs after the container starts again: its network namespace is new.
+
 Capabilities never import docker: they reach the node through ``NodeRuntime``.
 """
 
@@ -89,6 +91,10 @@ class NodeRuntime(Protocol):
         """Run a command in this node's sidecar of that role."""
         ...
 
+    def remove_sidecar(self, role: str) -> None:
+        """Remove this node's sidecar of that role (nothing when there is none)."""
+        ...
+
 
 class Capability:
     """Base class: subclasses set ``name`` and override what they need."""
@@ -124,6 +130,10 @@ class Capability:
 
     def stop(self, node: NodeRuntime) -> None:
         """Undo what start did that would outlive the container."""
+
+    def restarted(self, node: NodeRuntime) -> None:
+        """The node's container started again (stop/start, restart). Docker gives it a new
+        network namespace then, so what ``start`` set up there must be set up again."""
 
     def describe(self) -> dict[str, Any]:
         """Name and parameters, for `cirque ls` and home queries."""

@@ -164,3 +164,7 @@ class TrafficControl(Capability):
     def start(self, node: NodeRuntime) -> None:
         if self.latency_ms or self.loss or self.rate_kbit is not None:
             node.run_netadmin(self.netadmin_script())
+
+    def restarted(self, node: NodeRuntime) -> None:
+        # The qdiscs and iptables rules lived in the old network namespace.
+        self.start(node)

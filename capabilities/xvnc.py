@@ -117,6 +117,14 @@ class XVNC(Capability):
         port = self._wait(node, "vnc-forward", f"cat {PORT_FILE}", "VNC port on the host")
         self.vnc_addresses[node.name] = f"{listen_host}:{int(port)}"
 
+    def restarted(self, node: NodeRuntime) -> None:
+        # The sidecars still sit in the node's old network namespace, and the node's LAN
+        # address may have changed: start both afresh (the host port changes too).
+        for role in ("vnc-forward", "xvnc"):
+            node.remove_sidecar(role)
+        self.vnc_addresses.pop(node.name, None)
+        self.start(node)
+
     def _wait(self, node: NodeRuntime, role: str, script: str, what: str) -> str:
         """Run ``script`` in the sidecar until it succeeds; its stdout, or WaitTimeout."""
         attempts = Retrying(

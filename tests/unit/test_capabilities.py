@@ -299,8 +299,31 @@ class RecordingNode:
     ip: str | None = "10.1.2.3"
     scripts: list[str] = field(default_factory=list)
 
+    sidecars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+
     def run_netadmin(self, script: str, timeout: float = 30) -> Any:
         self.scripts.append(script)
+
+    def start_sidecar(self, role: str, image: str, **options: Any) -> str:
+        self.events.append(f"start {role}")
+        self.sidecars[role] = {"image": image, **options}
+        return role
+
+    def sidecar_exec(self, role: str, cmd: Any, timeout: float = 30) -> Any:
+        stdout = "41234\n" if role == "vnc-forward" else ""
+        return Result(0, stdout, "")
+
+    def remove_sidecar(self, role: str) -> None:
+        self.events.append(f"remove {role}")
+        self.sidecars.pop(role, None)
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
 
 
 def test_traffic_control_applies_through_netadmin_only_when_it_has_work(no_netem):
@@ -309,6 +332,14 @@ def test_traffic_control_applies_through_netadmin_only_when_it_has_work(no_netem
     assert node.scripts == []
     build("TrafficControl", {"loss": 3}).start(node)
     assert len(node.scripts) == 1 and "statistic" in node.scripts[0]
+
+
+def test_traffic_control_is_set_up_again_after_a_restart(no_netem):
+    node = RecordingNode()
+    tc = build("TrafficControl", {"loss": 3})
+    tc.start(node)
+    tc.restarted(node)
+    assert len(node.scripts) == 2 and node.scripts[0] == node.scripts[1]
 
 
 def test_netem_detection_can_be_forced(monkeypatch):
@@ -414,3 +445,34 @@ def test_radio_slots_are_declared_but_unavailable(cls, medium, interface, socket
         build(cls.name)
     message = one_line(error)
     assert "not available in this version" in message and cls.name in message
+
+
+def test_xvnc_sidecars_share_the_node_namespace_and_publish_on_loopback():
+    node = RecordingNode()
+    xvnc = build("XVNC", {"display": 2})
+    xvnc.start(node)
+    display, forward = node.sidecars["xvnc"], node.sidecars["vnc-forward"]
+    assert display["image"] == forward["image"] == "xvnc"
+    assert display["network_mode"] == "container:c0ffee"
+    assert display["command"][:2] == ["cirque-display", "2"]
+    assert forward["network_mode"] == "host"
+    assert forward["command"][1:4] == ["127.0.0.1", "10.1.2.3", "5902"]
+    assert xvnc.vnc_address(node) == "127.0.0.1:41234"
+    assert xvnc.describe()["vnc"] == "127.0.0.1:41234"
+
+
+def test_xvnc_starts_its_sidecars_afresh_after_a_restart():
+    node = RecordingNode()
+    xvnc = build("XVNC")
+    xvnc.start(node)
+    node.ip = "10.1.2.9"
+    xvnc.restarted(node)
+    assert node.events == [
+        "start xvnc",
+        "start vnc-forward",
+        "remove vnc-forward",
+        "remove xvnc",
+        "start xvnc",
+        "start vnc-forward",
+    ]
+    assert node.sidecars["vnc-forward"]["command"][2] == "10.1.2.9"
