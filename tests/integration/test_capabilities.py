@@ -416,3 +416,30 @@ def test_screenshot_without_xvnc_says_what_to_add(service: Cirque):
     home = service.create_home({"plain": {}})
     with pytest.raises(Exception, match="needs the XVNC capability"):
         home["plain"].screenshot()
+
+
+# ---- through the pytest plugin ------------------------------------------------------------
+
+
+def test_capabilities_marker_in_a_test_suite(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.home({"a": None, "b": None, "plain": None})
+        @pytest.mark.capabilities("LanAccess", nodes=["a", "b"])
+        def test_lan_access(home):
+            assert home["a"].exec(f"ping -c 1 -W 1 {home['b'].ip}").exit_code == 0
+            assert home["plain"].exec(f"ping -c 1 -W 1 {home['a'].ip}").exit_code != 0
+
+        @pytest.mark.home({"a": None})
+        @pytest.mark.capabilities({"TrafficControl": {"loss": 150}})
+        def test_bad_loss(home):
+            raise AssertionError("never runs: the spec is refused first")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*test_bad_loss*@pytest.mark.capabilities*TrafficControl field 'loss': must be <= 100*"]
+    )
