@@ -565,7 +565,7 @@ def _ensure_project(
             existing = _local_image(client, recipe.tag)
             # Double check under the lock: another process may have built it meanwhile (or,
             # for a rebuild, rebuilt it after we asked: one rebuild serves every waiter).
-            if existing is not None and (not rebuild or _created_at(existing) >= asked_at - 1):
+            if existing is not None and (not rebuild or _created_at(existing) > asked_at):
                 return recipe.tag
             _build(client, recipe, nocache=rebuild, progress=progress)
     return recipe.tag
