@@ -156,12 +156,13 @@ def print_table(rows: Iterable[tuple[str, ...]]) -> None:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    if not args.cmd:
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
         raise CirqueError("cirque exec HOME NODE CMD...: give the command to run")
     container = find_node(docker_client(), args.home, args.node)
     if container.status != "running":
         raise NodeError(f"node {args.node} of home {args.home} is {container.status}, not running")
-    exit_code, (stdout, stderr) = container.exec_run(args.cmd, demux=True)
+    exit_code, (stdout, stderr) = container.exec_run(command, demux=True)
     sys.stdout.buffer.write(stdout or b"")
     sys.stdout.flush()
     sys.stderr.buffer.write(stderr or b"")

@@ -49,7 +49,8 @@ SETTINGS: tuple[Setting, ...] = (
         ini="cirque_rebuild_images",
         kind="bool",
         default=False,
-        help="rebuild the project's node images even when an up-to-date build exists",
+        help="rebuild the project's node images this run uses, even when up to date "
+        "(under xdist, worker gw0 rebuilds)",
     ),
     Setting(
         attr="log_dir",

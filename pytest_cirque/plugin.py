@@ -403,7 +403,8 @@ def cirque(request: pytest.FixtureRequest) -> Iterator[Cirque]:
         service = Cirque(
             run_id=run_id,
             worker=worker,
-            rebuild_images=settings.rebuild_images,
+            # One rebuild per run: under xdist only the first worker rebuilds.
+            rebuild_images=settings.rebuild_images and worker in ("main", "gw0"),
             progress=progress,
         )
     except CirqueError as exc:

@@ -84,6 +84,8 @@ def test_ls_lists_the_home_with_its_run_owner_and_nodes(home: Home, run_id: str)
 def test_exec_passes_output_and_exit_code_through(home: Home) -> None:
     result = cirque_cli("exec", home.name, "dev", "sh", "-c", "echo out; echo err >&2; exit 7")
     assert (result.returncode, result.stdout, result.stderr) == (7, "out\n", "err\n")
+    result = cirque_cli("exec", home.name, "dev", "--", "ls", "-d", "/tmp")
+    assert (result.returncode, result.stdout) == (0, "/tmp\n")
 
 
 def test_logs_tail_and_a_unique_part_of_the_home_name(home: Home, run_id: str) -> None:
