@@ -81,7 +81,22 @@ PHY_802154 = Phy(
     air_header_bytes=0,
 )
 
-PHYS = {phy.name: phy for phy in (PHY_80211G, PHY_802154)}
+#: A switched wired LAN: no range, no shared airtime (run it with ``airtime=False``), so
+#: only the impairments set on nodes and links apply (TrafficControl without netem).
+PHY_WIRED = Phy(
+    name="wired",
+    frequency_mhz=1.0,
+    tx_power_dbm=0.0,
+    path_loss_exponent=0.0,
+    sensitivity_dbm=-1000.0,
+    loss_slope_db=1.0,
+    data_rate_mbps=1000.0,
+    basic_rate_mbps=1000.0,
+    frame_overhead_us=0.0,
+    air_header_bytes=0,
+)
+
+PHYS = {phy.name: phy for phy in (PHY_80211G, PHY_802154, PHY_WIRED)}
 
 #: Loss probabilities below this count as zero, so nearby nodes are exactly lossless.
 NEGLIGIBLE_LOSS = 1e-6
@@ -305,7 +320,10 @@ class LinkModel:
         margin = self.rssi_dbm(a, b) - self.phy.sensitivity_dbm
         if margin < -OUT_OF_RANGE_MARGIN_DB:
             return 1.0
-        loss = 1.0 / (1.0 + math.exp(margin / self.phy.loss_slope_db))
+        exponent = margin / self.phy.loss_slope_db
+        if exponent > 50:  # far above the sensitivity (and math.exp would overflow)
+            return 0.0
+        loss = 1.0 / (1.0 + math.exp(exponent))
         return 0.0 if loss < NEGLIGIBLE_LOSS else loss
 
     def in_range(self, a: str, b: str) -> bool:

@@ -8,6 +8,7 @@ import random
 import pytest
 from pytest_cirque.radios.link_model import (
     PHY_80211G,
+    PHY_WIRED,
     Decision,
     LinkModel,
     TokenBucket,
@@ -256,6 +257,16 @@ class TestBadInput:
     def test_link_to_itself(self) -> None:
         with pytest.raises(SpecError, match="a link joins two different nodes"):
             make_model("a").set_link("a", "a", cut=True)
+
+
+def test_wired_phy_has_no_range_and_only_configured_impairments() -> None:
+    model = LinkModel(PHY_WIRED, airtime=False, rng=random.Random(2))
+    model.add_node("a")
+    model.add_node("b", (1e6, 0.0))
+    assert model.radio_loss("a", "b") == 0.0
+    assert model.receive("a", "b", 1514, now=0.0) == Decision(True, delay=0.0)
+    model.set_node("a", latency_ms=40, loss=0.1)
+    assert model.loss_probability("a", "b") == pytest.approx(0.1)
 
 
 def test_snapshot_is_plain_data() -> None:
