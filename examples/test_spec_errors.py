@@ -1,4 +1,5 @@
-"""A bad spec is refused in one line naming the node and the field, before anything exists.
+"""A bad spec or image is refused in one line naming the node and the field, before
+anything exists.
 
 The same holds for markers: a test whose ``@pytest.mark.home`` spec is wrong fails its
 setup with that line, and its home is never created.
@@ -6,7 +7,7 @@ setup with that line, and its home is never created.
 
 import pytest
 
-from pytest_cirque.errors import SpecError
+from pytest_cirque.errors import ImageError, SpecError
 
 BAD_SPECS = [
     ({"hub": {"capabilities": ["Teleport"]}}, "unknown capability 'Teleport'"),
@@ -21,3 +22,8 @@ def test_bad_spec_is_one_line(home_factory, spec, message):
         home_factory(spec)
     assert "\n" not in str(error.value)
     assert "hub" in str(error.value)
+
+
+def test_an_unknown_image_is_refused_before_anything_is_made(home_factory):
+    with pytest.raises(ImageError, match="no-such-image"):
+        home_factory({"hub": {"image": "example-no-such-image:1"}})

@@ -433,11 +433,8 @@ def reap_dead_runs(service: Cirque, progress: Callable[[str], None]) -> None:
 def _create_home(
     request: pytest.FixtureRequest, cirque: Cirque, spec: HomeSpec, name: str | None
 ) -> Home:
-    """Create a home and track it for failure reports; a creation error is one line."""
-    try:
-        home = cirque.create_home(spec, name=name)
-    except CirqueError as exc:
-        raise setup_failure(f"{request.node.nodeid}: {exc}") from None
+    """Create a home and track it for the test's failure report."""
+    home = cirque.create_home(spec, name=name)
     request.node.stash.setdefault(TEST_HOMES_KEY, []).append(home)
     return home
 
@@ -467,7 +464,10 @@ def home(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Home]:
             pytrace=False,
         )
     name = request.node.stash.get(HOME_NAME_KEY, None) or request.node.name
-    made = _create_home(request, cirque, spec, name)
+    try:
+        made = _create_home(request, cirque, spec, name)
+    except CirqueError as exc:  # an unknown image, a failed start: one line at setup
+        raise setup_failure(f"{request.node.nodeid}: {exc}") from None
     try:
         yield made
     finally:
@@ -477,7 +477,8 @@ def home(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Home]:
 @pytest.fixture
 def home_factory(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Callable[..., Home]]:
     """Make several homes in one test: ``home_factory(spec, name=None)`` with a mapping or
-    a YAML path relative to the test file. All are destroyed after the test."""
+    a YAML path relative to the test file. A bad spec or image raises its CirqueError in
+    the test (so ``pytest.raises`` can check it). All are destroyed after the test."""
     made: list[Home] = []
 
     def make_home(
