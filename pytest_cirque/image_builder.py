@@ -508,6 +508,7 @@ def _build(client: docker.DockerClient, recipe: Recipe, *, nocache: bool, progre
     tail: deque[str] = deque(maxlen=ERROR_TAIL_LINES)
     step = "before the first step"
     buildargs = {"BASE": recipe.base} if recipe.base else None
+    previous = _local_image(client, recipe.tag)
     with _docker_errors(f"building {recipe.tag}"):
         stream = client.api.build(
             fileobj=_context(recipe),
@@ -537,11 +538,17 @@ def _build(client: docker.DockerClient, recipe: Recipe, *, nocache: bool, progre
                 if line.startswith("Step "):
                     step = line
                     progress(f"[{recipe.name}] {line}")
-    if _local_image(client, recipe.tag) is None:
+    built = _local_image(client, recipe.tag)
+    if built is None:
         raise ImageError(
             f"building {recipe.tag} (images/{recipe.name}) ended without the image\n"
             + "\n".join(tail)
         )
+    if previous is not None and previous.id != built.id:
+        # A rebuild leaves the image it replaced untagged: remove it unless a container
+        # still uses it (then Docker refuses, and it goes with that container's image).
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(previous.id)
     progress(f"built {recipe.tag} in {time.monotonic() - started:.0f} s")
 
 

@@ -216,6 +216,8 @@ def test_rebuild_builds_again_under_the_same_tag(
     first = client.images.get(tag).id
     assert ensure_image(client, "again", images_root=images_root, rebuild=True) == tag
     assert client.images.get(tag).id != first
+    with pytest.raises(docker.errors.ImageNotFound):  # the replaced build is not left behind
+        client.images.get(first)
 
 
 CONCURRENT_WORKER = """
