@@ -412,3 +412,35 @@ def start_amqp_broker(port: int | None = None) -> Broker:
         broker.close()
         raise
     return broker
+
+
+def add_broker_command(actions) -> None:
+    """Register ``cirque devices broker`` on the ``devices`` sub-command parser."""
+    broker = actions.add_parser(
+        "broker", help="run a local test broker (mosquitto or RabbitMQ) until Ctrl-C"
+    )
+    broker.add_argument("--amqp", action="store_true", help="RabbitMQ instead of mosquitto")
+    broker.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    broker.set_defaults(func=cmd_broker)
+
+
+def cmd_broker(args, out=None) -> int:
+    """Start a broker on 127.0.0.1, say how to point a fleet at it, stop it on Ctrl-C."""
+    import sys
+    import threading
+
+    out = out or sys.stdout
+    broker = start_amqp_broker(args.port) if args.amqp else start_mqtt_broker(args.port)
+    try:
+        print(f"broker ready: {broker.url}", file=out)
+        print(
+            f"try: cirque devices run --model elevator --count 10 --broker {broker.url}",
+            file=out,
+            flush=True,
+        )
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.close()
+    return 0
