@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import tarfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -28,6 +29,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests.exceptions
 import tenacity
 
 from pytest_cirque import errors
@@ -50,6 +52,8 @@ _CODE = {
     },
 }
 START_TIMEOUT_S = 30.0
+#: Endpoint and interface names: what Docker names and Linux interfaces both accept.
+IFNAME = re.compile(r"[A-Za-z0-9_.-]+")
 ATTACH_TIMEOUT_S = 60.0
 
 
@@ -186,8 +190,21 @@ class MediumContainer:
         addresses: Iterable[str] = (),
         mac: str | None = None,
     ) -> None:
-        """Give ``node`` (a running container or its id) an interface on this medium."""
+        """Give ``node`` (a running container or its id) an interface on this medium.
+
+        Bad arguments raise SpecError before anything is created; a node that cannot take
+        the interface raises NodeError, and the interface is not left behind."""
         node_id = getattr(node, "id", node)
+        where = f"medium {self.name}: attaching {endpoint!r}"
+        if not endpoint or not IFNAME.fullmatch(endpoint):
+            raise errors.SpecError(f"{where}: endpoint names use letters, digits, '.', '_', '-'")
+        if not IFNAME.fullmatch(ifname) or len(ifname) > 15:
+            raise errors.SpecError(f"{where}: ifname {ifname!r} is not a Linux interface name")
+        position = list(position)
+        if len(position) not in (2, 3):
+            raise errors.SpecError(f"{where}: position must be 2 or 3 numbers (metres)")
+        if self.container is None:
+            raise NodeError(f"{where}: the medium is not running; start() it first")
         command = ["python3", "-m", "pytest_cirque.radios.endpoint", "--name", endpoint]
         command += ["--ifname", ifname, "--socket", SOCKET, "--carrier", "on" if carrier else "off"]
         command += ["--position", ",".join(str(float(c)) for c in position)]
@@ -195,24 +212,31 @@ class MediumContainer:
             command += ["--address", address]
         if mac:
             command += ["--mac", mac]
-        helper = self.client.containers.create(
-            self.image,
-            command=command,
-            labels={**self.labels, "io.cirque.role": "medium-endpoint"},
-            network_mode=f"container:{node_id}",
-            cap_drop=["ALL"],
-            cap_add=["NET_ADMIN"],
-            devices=["/dev/net/tun:/dev/net/tun:rwm"],
-            security_opt=["no-new-privileges"],
-            environment={"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"},
-            volumes={self.volume.name: {"bind": RUN_DIR, "mode": "rw"}},
-        )
+        try:
+            helper = self.client.containers.create(
+                self.image,
+                command=command,
+                name=f"{self.name}-attach-{endpoint}",
+                labels={**self.labels, "io.cirque.role": "medium-endpoint"},
+                network_mode=f"container:{node_id}",
+                cap_drop=["ALL"],
+                cap_add=["NET_ADMIN"],
+                devices=["/dev/net/tun:/dev/net/tun:rwm"],
+                security_opt=["no-new-privileges"],
+                environment={"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"},
+                volumes={self.volume.name: {"bind": RUN_DIR, "mode": "rw"}},
+            )
+        except docker.errors.APIError as exc:
+            raise NodeError(f"{where}: {exc.explanation or exc}") from None
         try:
             helper.put_archive("/", _code_archive())
-            helper.start()
+            try:
+                helper.start()
+            except docker.errors.APIError as exc:
+                raise NodeError(f"{where}: is the node running? ({exc.explanation})") from None
             try:
                 status = helper.wait(timeout=ATTACH_TIMEOUT_S)
-            except Exception as exc:  # the engine's read timeout: the helper hung
+            except requests.exceptions.RequestException as exc:  # the helper hung
                 raise WaitTimeout(
                     f"medium {self.name}: attaching {endpoint} did not finish within "
                     f"{ATTACH_TIMEOUT_S:.0f} s",
@@ -233,6 +257,8 @@ class MediumContainer:
 
     def request(self, op: str, **arguments: Any) -> dict[str, Any]:
         """Send one control request; a refused one raises the error class it names."""
+        if self.container is None:
+            raise NodeError(f"medium {self.name}: not running; start() it first")
         message = json.dumps({"op": op, **arguments})
         command = ["python3", "-m", "pytest_cirque.radios.medium", "request", message]
         command += ["--socket", SOCKET]

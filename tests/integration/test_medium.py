@@ -159,10 +159,10 @@ def test_configured_latency_shows_in_rtt(home: Home, medium: MediumContainer) ->
     medium.set_node("n2", latency_ms=5)  # what n2 sends: the replies
     result = home.ping("n1", "n2", 5)
     assert result["received"] == 5
-    assert result["min"] >= 45.0, result
-    assert result["avg"] < 60.0, result
+    # The minimum: a loaded machine may delay single replies, never speed them up.
+    assert 45.0 <= result["min"] < 55.0, result
     unaffected = home.ping("n1", "n3", 3)
-    assert unaffected["max"] < 10.0, unaffected
+    assert unaffected["min"] < 5.0, unaffected
 
 
 def test_jitter_spreads_rtt(home: Home, medium: MediumContainer) -> None:
@@ -253,8 +253,11 @@ def test_bad_requests_fail_in_one_line_and_leave_nothing(
     assert "\n" not in str(failure.value)
     code, _output = home.sh("n1", "ip link show dev wlan1")
     assert code != 0  # the refused interface did not stay behind
-    helpers = home.client.containers.list(
-        all=True,
-        filters={"label": [f"io.cirque.medium={medium.name}", "io.cirque.role=medium-endpoint"]},
-    )
+    with pytest.raises(SpecError, match="ifname 'wlan-far-too-long0' is not a Linux interface"):
+        medium.attach(home.nodes["n1"], "n4", ifname="wlan-far-too-long0")
+    with pytest.raises(NodeError, match=r"attaching 'n4': .*(No such container|not running)"):
+        medium.attach("0123456789ab", "n4")
+    assert "n4" not in medium.status()["endpoints"]
+    endpoint_helpers = [f"io.cirque.medium={medium.name}", "io.cirque.role=medium-endpoint"]
+    helpers = home.client.containers.list(all=True, filters={"label": endpoint_helpers})
     assert helpers == []
