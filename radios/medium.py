@@ -178,8 +178,7 @@ class Medium:
         now = self.clock()
         sender_mac = frame[6:12]
         if sender_mac not in source.macs:
-            source.macs.add(sender_mac)
-            self._by_mac[sender_mac] = source
+            self._learn(sender_mac, source)
         if self.capture is not None:
             self.capture.write(frame)
         destination_mac = frame[0:6]
@@ -195,6 +194,7 @@ class Medium:
             return
         for receiver in receivers:
             if not receiver.carrier:
+                self._drop(receiver, "no carrier")
                 continue
             decision = self.model.receive(source.name, receiver.name, len(frame), now, waited)
             if not decision.deliver:
@@ -204,6 +204,14 @@ class Medium:
             else:
                 entry = (now + decision.delay, next(self._sequence), receiver, frame)
                 heapq.heappush(self._due, entry)
+
+    def _learn(self, mac: bytes, endpoint: Endpoint) -> None:
+        """Remember behind which endpoint a MAC address lives (it may have moved)."""
+        previous = self._by_mac.get(mac)
+        if previous is not None:
+            previous.macs.discard(mac)
+        endpoint.macs.add(mac)
+        self._by_mac[mac] = endpoint
 
     def _write(self, receiver: Endpoint, frame: bytes) -> None:
         try:
@@ -243,7 +251,7 @@ class Medium:
         self._selector.unregister(endpoint.fd)
         del self._by_fd[endpoint.fd]
         for mac in endpoint.macs:
-            self._by_mac.pop(mac, None)
+            del self._by_mac[mac]
         os.close(endpoint.fd)
         endpoint.fd = -1
         del self.endpoints[name]

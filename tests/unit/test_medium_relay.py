@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pytest_cirque.radios.endpoint import mac_for
 from pytest_cirque.radios.link_model import LinkModel
 from pytest_cirque.radios.medium import Medium, request
 from pytest_cirque.radios.pcap import read_pcap
@@ -105,6 +106,18 @@ def test_unicast_goes_only_to_the_learned_owner(medium: Medium, nodes: dict) -> 
     assert received(nodes["c"]) == []
 
 
+def test_a_mac_that_moves_is_learned_again(medium: Medium, nodes: dict) -> None:
+    send(medium, "b", frame(BROADCAST, mac(7)))
+    send(medium, "c", frame(BROADCAST, mac(7)))  # e.g. a roaming station behind a bridge
+    for side in nodes.values():
+        received(side)
+    send(medium, "a", frame(mac(7), mac(1)))
+    assert received(nodes["b"]) == [] and len(received(nodes["c"])) == 1
+    medium.detach("b")  # forgets only what b still owns
+    send(medium, "a", frame(mac(7), mac(1)))
+    assert len(received(nodes["c"])) == 1
+
+
 def test_unicast_to_an_unknown_address_is_flooded(medium: Medium, nodes: dict) -> None:
     send(medium, "a", frame(mac(9), mac(1)))
     assert len(received(nodes["b"])) == 1
@@ -140,7 +153,7 @@ def test_carrier_off_silences_both_ways(medium: Medium, nodes: dict, carriers: l
     assert received(nodes["a"]) == []
     assert received(nodes["b"]) == []
     assert len(received(nodes["c"])) == 1
-    assert medium.endpoints["b"].counters["dropped: no carrier"] == 1
+    assert medium.endpoints["b"].counters["dropped: no carrier"] == 2  # sent and missed
 
 
 def test_capture_records_each_transmission_once(
@@ -202,6 +215,13 @@ def test_reset_restores_the_medium_as_attached(
     assert carriers[-1][1] is True and medium.endpoints["c"].carrier
     send(medium, "a", frame(BROADCAST, mac(1)))
     assert len(received(nodes["b"])) == 1 and len(received(nodes["c"])) == 1
+
+
+def test_mac_for_is_stable_unicast_and_locally_administered() -> None:
+    address = mac_for("sta1")
+    assert address == mac_for("sta1") != mac_for("sta2")
+    first = int(address.split(":")[0], 16)
+    assert first & 0x02 and not first & 0x01
 
 
 def test_detach_closes_and_forgets(medium: Medium, nodes: dict) -> None:
