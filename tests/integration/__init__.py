@@ -1,0 +1,1 @@
+"""Integration tests: real Docker and real peers (marked integration by tests/conftest.py)."""
