@@ -76,13 +76,56 @@ async def shard(url: str, index: int, devices: int, seconds: float, qos: int, po
     }
 
 
+async def flood(url: str, index: int, seconds: float, qos: int, pool: int) -> dict:
+    """The transport alone: messages of 1,000 devices as fast as the broker takes them."""
+    from pytest_cirque.device_models.transports.base import Message, make_transport
+
+    transport = make_transport("mqtt", url, pooled=True, pool_size=pool, qos=qos)
+    devices = [f"flood-s{index}.{i}" for i in range(1000)]
+    await transport.start(devices)
+    body = b'{"temperature":20.5,"ticks":1}'
+    deadline = time.monotonic() + seconds
+    cpu_start, n = time.process_time(), 0
+    while time.monotonic() < deadline:
+        for _ in range(100):
+            created = f"2026-01-01T00:00:00.{n % 1000:03d}+00:00"
+            await transport.send(
+                Message(devices[n % 1000], "flood;v1", "application/json", created, body)
+            )
+            n += 1
+        while transport.counts.pending > 5000:  # keep a bounded window, like a real source
+            await asyncio.sleep(0.001)
+    delivered_in_window = transport.counts.delivered
+    cpu = time.process_time() - cpu_start
+    await transport.stop()
+    counts = transport.counts
+    return {
+        "devices": len(devices),
+        "sent": counts.sent,
+        "delivered": counts.delivered,
+        "failed": counts.failed,
+        "property_reports": 0,
+        "window_msg_per_s": round(delivered_in_window / seconds, 1),
+        "lateness_p99_ms": 0.0,
+        "cpu_fraction": round(cpu / seconds, 2),
+    }
+
+
 def step(broker, counter, rate: int, args) -> dict:
     per = rate // args.processes
     baseline = counter.value
     shards = run_shards(
         __file__,
         [
-            [broker.url, str(i), str(per), str(args.seconds), str(args.qos), str(args.pool_size)]
+            [
+                broker.url,
+                str(i),
+                str(per),
+                str(args.seconds),
+                str(args.qos),
+                str(args.pool_size),
+                args.mode,
+            ]
             for i in range(args.processes)
         ],
     )
@@ -104,6 +147,10 @@ def step(broker, counter, rate: int, args) -> dict:
         "schedule_lateness_p99_ms": p99,
         "shards": shards,
     }
+    if args.mode == "transport":
+        result["offered_msg_per_s"] = "as fast as possible"
+        result["sustained"] = result["lost"] == 0 and result["failed"] == 0
+        return result
     result["sustained"] = (
         result["lost"] == 0
         and result["failed"] == 0
@@ -121,13 +168,22 @@ def main() -> None:
     parser.add_argument("--qos", type=int, default=1, choices=[0, 1])
     parser.add_argument("--pool-size", type=int, default=4)
     parser.add_argument("--out", default="devices_throughput")
-    parser.add_argument("--shard", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--mode",
+        choices=["simulator", "transport"],
+        default="simulator",
+        help="a simulated fleet at the offered rate, or the transport alone at full speed",
+    )
+    parser.add_argument("--shard", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.shard:
-        url, index, devices, seconds, qos, pool = args.shard
-        result = asyncio.run(
-            shard(url, int(index), int(devices), float(seconds), int(qos), int(pool))
-        )
+        url, index, devices, seconds, qos, pool, mode = args.shard
+        if mode == "transport":
+            result = asyncio.run(flood(url, int(index), float(seconds), int(qos), int(pool)))
+        else:
+            result = asyncio.run(
+                shard(url, int(index), int(devices), float(seconds), int(qos), int(pool))
+            )
         print(json.dumps(result))
         return
 
@@ -151,6 +207,7 @@ def main() -> None:
         "connections": f"pooled: {args.pool_size} per simulator process",
         "simulator_processes": args.processes,
         "qos": args.qos,
+        "mode": args.mode,
         "seconds_per_step": args.seconds,
         "max_sustained_msg_per_s": max(sustained) if sustained else 0,
         "goal_msg_per_s": 10_000,

@@ -183,6 +183,7 @@ class MqttTransport(Transport):
         self._suback: dict[tuple[int, int], asyncio.Future] = {}
         self._pool_tag = uuid.uuid4().hex[:8]
         self._stopped = False
+        self._final_error = ""
 
     # --- what the simulator calls -------------------------------------------------
 
@@ -190,7 +191,7 @@ class MqttTransport(Transport):
     def last_error(self) -> str:
         """The most recent connection problem, one line, or "" when all is well."""
         errors = [c.last_error for c in self._connections() if c.last_error]
-        return errors[-1] if errors else ""
+        return errors[-1] if errors else self._final_error
 
     @property
     def connected_devices(self) -> int:
@@ -290,7 +291,7 @@ class MqttTransport(Transport):
             return
         self._stopped = True
         deadline = time.monotonic() + self.flush_timeout
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(_StillPending):
             async for attempt in AsyncRetrying(
                 stop=stop_after_delay(max(0.0, deadline - time.monotonic())),
                 wait=wait_exponential(multiplier=0.01, max=0.2),
@@ -301,6 +302,7 @@ class MqttTransport(Transport):
                     if any(c.inflight or c.backlog for c in self._connections()):
                         raise _StillPending
         await asyncio.gather(*(self._close(c) for c in self._connections()))
+        self._final_error = self.last_error
         self._routes.clear()
         self._pool.clear()
         if self._ticker:
@@ -441,7 +443,9 @@ class MqttTransport(Transport):
         connection.closing = True
         if connection.reconnecting:
             connection.reconnecting.cancel()
-        self._fail_pending(connection, "transport stopped before the broker acknowledged")
+        self._fail_pending(
+            connection, "not acknowledged by the broker when the transport stopped; counted failed"
+        )
         if connection.connected.is_set():
             connection.client.disconnect()
             connection.client.loop_write()  # send DISCONNECT now; paho then closes the socket

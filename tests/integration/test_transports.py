@@ -224,12 +224,15 @@ def test_mqtt_broker_gone_for_good_counts_failures(private_mosquitto):
             await transport.send(message("gone-1", n))
         await until(lambda: transport.counts.failed == 5)
         error = transport.last_error
+        transport.message_timeout = 600
+        await transport.send(message("gone-1", 6))  # still waiting when stop gives up
         await transport.stop()
-        return transport.counts, error
+        return transport.counts, error, transport.last_error
 
-    counts, error = asyncio.run(run())
-    assert (counts.sent, counts.delivered, counts.failed) == (6, 1, 5)
+    counts, error, at_stop = asyncio.run(run())
+    assert (counts.sent, counts.delivered, counts.failed) == (7, 1, 6)
     assert "not acknowledged" in error and broker.url in error and "\n" not in error
+    assert "1 message(s) not acknowledged by the broker when the transport stopped" in at_stop
 
 
 def test_mqtt_misuse_raises_transport_error(mqtt_broker):
