@@ -173,6 +173,12 @@ def run(pings: int, seconds: float) -> dict[str, Any]:
         nodes["n2"].reload()
         wired_n2 = nodes["n2"].attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
 
+        control_s = []
+        for _ in range(10):
+            started = time.monotonic()
+            medium.move("n2", (1.0, 0.0))
+            control_s.append(time.monotonic() - started)
+
         ping_rtts(nodes["n1"], WLAN["n2"], 3)  # resolve ARP on both paths first
         ping_rtts(nodes["n1"], wired_n2, 3)
         wired = summary(ping_rtts(nodes["n1"], wired_n2, pings))
@@ -219,6 +225,8 @@ def run(pings: int, seconds: float) -> dict[str, Any]:
         "phy": "802.11g",
         "medium_start_s": round(start_s, 2),
         "attach_s": [round(s, 2) for s in attach_s],
+        # One runtime change (move, cut, ...): a docker exec into the medium container.
+        "control_request_median_s": round(statistics.median(control_s), 3),
         "ping_rtt_ms": {"bridge_baseline": wired, "through_medium": medium_rtt},
         "rtt_added_median_ms": added,
         "rtt_added_goal_ms": 1.0,
