@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from pytest_cirque.capabilities import traffic_control
+from pytest_cirque.capabilities import xvnc as xvnc_module
 from pytest_cirque.capabilities.base import REGISTRY, ContainerConfig, Mount, lookup
 from pytest_cirque.capabilities.interactive import Interactive, shell_command
 from pytest_cirque.capabilities.lan_access import LanAccess
@@ -22,7 +23,7 @@ from pytest_cirque.capabilities.weave import DEFAULT_DAEMON, DEFAULT_TARGET, Wea
 from pytest_cirque.capabilities.wifi import WiFi
 from pytest_cirque.capabilities.xvnc import XVNC
 
-from pytest_cirque.errors import CapabilityUnavailable, SpecError
+from pytest_cirque.errors import CapabilityUnavailable, NodeError, SpecError, WaitTimeout
 
 WHERE = "home.yaml:3 node 'sensor'"
 
@@ -476,3 +477,25 @@ def test_xvnc_starts_its_sidecars_afresh_after_a_restart():
         "start vnc-forward",
     ]
     assert node.sidecars["vnc-forward"]["command"][2] == "10.1.2.9"
+
+
+class DisplayThatNeverComesUp(RecordingNode):
+    def sidecar_exec(self, role: str, cmd: Any, timeout: float = 30) -> Any:
+        if "cat /tmp/cirque-display.log" in cmd[-1]:
+            return Result(0, "Fatal server error: no screens found\n", "")
+        return Result(1, "", "unable to open display :0")
+
+
+def test_xvnc_display_that_never_comes_up_is_a_wait_timeout_with_its_log(monkeypatch):
+    monkeypatch.setattr(xvnc_module, "READY_TIMEOUT", 0.2)
+    with pytest.raises(WaitTimeout) as error:
+        build("XVNC").start(DisplayThatNeverComesUp())
+    first_line, *_ = str(error.value).splitlines()
+    assert first_line.startswith("node sensor: XVNC X display not ready within 0.2s")
+    assert "unable to open display :0" in first_line
+    assert "no screens found" in error.value.log
+
+
+def test_xvnc_needs_the_node_lan_address():
+    with pytest.raises(NodeError, match="needs the node's LAN address"):
+        build("XVNC").start(RecordingNode(ip=None))
