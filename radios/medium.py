@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import heapq
+import inspect
 import itertools
 import json
 import os
@@ -319,9 +320,10 @@ class Medium:
             if handler is None:
                 raise SpecError(f"medium: unknown op {op!r}")
             try:
-                result = handler(fds=fds, **request)
+                inspect.signature(handler).bind(fds=fds, **request)
             except TypeError as exc:
                 raise SpecError(f"medium: op {op!r}: {exc}") from None
+            result = handler(fds=fds, **request)
             return {"ok": True, **(result or {})}
         except CirqueError as exc:
             return {"ok": False, "kind": type(exc).__name__, "error": str(exc)}

@@ -33,10 +33,13 @@ ICMP = 1
 class Home:
     """The module's medium, its nodes (containers) and the labels they carry."""
 
-    def __init__(self, client: Any, medium: MediumContainer, labels: dict[str, str]) -> None:
+    def __init__(
+        self, client: Any, medium: MediumContainer, labels: dict[str, str], base_image: str
+    ) -> None:
         self.client = client
         self.medium = medium
         self.labels = labels
+        self.base_image = base_image
         self.nodes: dict[str, Any] = {}
 
     def add_node(self, name: str) -> Any:
@@ -81,8 +84,6 @@ class Home:
                 log=self.medium.log(),
             ) from None
 
-    base_image = ""
-
 
 @pytest.fixture(scope="module")
 def home() -> Iterator[Home]:
@@ -95,14 +96,13 @@ def home() -> Iterator[Home]:
         identity.OWNER: run.owner.label,
         identity.WORKER: run.worker,
     }
-    Home.base_image = ensure_image(client, "base")
     medium = MediumContainer(
         client,
         name=identity.object_name(home_id, "wifi"),
         image=ensure_image(client, "medium"),
         labels=labels,
     )
-    home = Home(client, medium, labels)
+    home = Home(client, medium, labels, ensure_image(client, "base"))
     try:
         medium.start()
         for name, address in ADDRESSES.items():
