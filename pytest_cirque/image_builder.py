@@ -210,12 +210,14 @@ def pin_parents(dockerfile_text: str, pinned: dict[str, str]) -> str:
 
 @contextlib.contextmanager
 def _docker_errors(what: str) -> Iterator[None]:
-    """Turn a lost engine into DockerUnavailable, one line."""
+    """Docker's failures as one-line project errors: a lost engine is DockerUnavailable, a
+    refused request (a bad reference, a daemon error) is ImageError."""
     try:
         yield
+    except docker.errors.APIError as exc:
+        explanation = str(exc.explanation or exc).strip().splitlines()[0]
+        raise ImageError(f"Docker refused the request while {what}: {explanation}") from exc
     except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-        if isinstance(exc, docker.errors.APIError):
-            raise
         raise DockerUnavailable(
             f"Docker engine unreachable while {what} ({exc}); start Docker or set DOCKER_HOST"
         ) from exc
@@ -593,6 +595,8 @@ def ensure_image(
     Any other name is a user's image: returned when present locally or pullable.
     """
     root = images_root or default_images_root()
+    if not name or not name.strip() or name != name.strip():
+        raise ImageError(f"image name {name!r} is empty or has spaces; name an image")
     if name in project_images(root):
         return _ensure_project(client, name, root, rebuild=rebuild, progress=progress)
     progress = progress or print_progress

@@ -262,14 +262,20 @@ def test_four_processes_asking_at_once_build_once(
 # --- errors and users' images -------------------------------------------------------------
 
 
-def test_unknown_image_is_one_line_naming_it(client: docker.DockerClient) -> None:
-    name = f"cirque-test-no-such-image-{secrets.token_hex(4)}:1"
+@pytest.mark.parametrize(
+    "name", [f"cirque-test-no-such-image-{secrets.token_hex(4)}:1", "Not A Valid Reference"]
+)
+def test_unknown_image_is_one_line_naming_it(client: docker.DockerClient, name: str) -> None:
     with pytest.raises(ImageError) as caught:
         ensure_image(client, name, progress=lambda _line: None)
     message = str(caught.value)
     assert "\n" not in message
     assert name in message
-    assert "docker load" in message
+
+
+def test_an_image_that_is_not_anywhere_says_how_to_get_it(client: docker.DockerClient) -> None:
+    with pytest.raises(ImageError, match="build or load it"):
+        ensure_image(client, f"cirque-test-absent-{secrets.token_hex(4)}", progress=print)
 
 
 def test_unknown_project_name_in_build_images_lists_the_known_ones(

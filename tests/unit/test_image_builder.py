@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_cirque import image_builder
-from pytest_cirque.errors import ImageError
+from pytest_cirque.errors import DockerUnavailable, ImageError
 from pytest_cirque.image_builder import Parent
 
 
@@ -170,3 +170,20 @@ def test_default_progress_prints_one_line_to_stderr(capsys: pytest.CaptureFixtur
     captured = capsys.readouterr()
     assert captured.err == "[base] Step 1/7 : FROM x\n"
     assert captured.out == ""
+
+
+def test_docker_unreachable_is_one_line_and_nothing_else_happens(tmp_path: Path) -> None:
+    import docker
+
+    client = docker.DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock", version="1.41")
+    for name in ("base", "someones/image:1"):
+        with pytest.raises(DockerUnavailable) as caught:
+            image_builder.ensure_image(client, name, progress=pytest.fail)
+        assert "\n" not in str(caught.value)
+        assert "start Docker or set DOCKER_HOST" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["", " base", "base "])
+def test_blank_image_names_are_refused_before_docker_is_asked(name: str) -> None:
+    with pytest.raises(ImageError, match="empty or has spaces"):
+        image_builder.ensure_image(None, name)  # type: ignore[arg-type]
