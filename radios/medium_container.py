@@ -31,6 +31,7 @@ import docker
 import docker.errors
 import requests.exceptions
 import tenacity
+from pytest_cirque.radios.link_model import PHYS
 
 from pytest_cirque import errors
 from pytest_cirque.errors import NodeError, WaitTimeout
@@ -89,6 +90,8 @@ class MediumContainer:
         missing = {"io.cirque.run", "io.cirque.home", "io.cirque.owner"} - set(labels)
         if missing:
             raise errors.SpecError(f"medium {name}: labels lack {', '.join(sorted(missing))}")
+        if phy not in PHYS:
+            raise errors.SpecError(f"medium {name}: unknown phy {phy!r}; known: {', '.join(PHYS)}")
         self.client = client
         self.name = name
         self.image = image
@@ -102,10 +105,12 @@ class MediumContainer:
 
     def start(self) -> MediumContainer:
         """Create the volume and the relay container, and wait until it serves."""
+        labels = {**self.labels, "io.cirque.role": "medium"}
         try:
-            self.volume = self.client.volumes.create(
-                name=f"{self.name}-run", labels={**self.labels, "io.cirque.role": "medium"}
-            )
+            volume = self.client.volumes.create(name=f"{self.name}-run", labels=labels)
+            if volume.attrs.get("Labels") != labels:  # an existing volume of that name
+                raise NodeError(f"medium {self.name}: volume {volume.name} exists and is not ours")
+            self.volume = volume
             command = ["python3", "-m", "pytest_cirque.radios.medium", "serve"]
             command += ["--socket", SOCKET, "--phy", self.phy]
             if not self.airtime:
@@ -114,7 +119,7 @@ class MediumContainer:
                 self.image,
                 command=command,
                 name=self.name,
-                labels={**self.labels, "io.cirque.role": "medium"},
+                labels=labels,
                 network_mode="none",
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
@@ -125,6 +130,15 @@ class MediumContainer:
             self.container.put_archive("/", _code_archive())
             self.container.start()
             self._wait_ready()
+        except docker.errors.ImageNotFound:
+            self.remove()
+            raise errors.ImageError(
+                f"medium {self.name}: image {self.image!r} not found; "
+                "pass ensure_image(client, 'medium')"
+            ) from None
+        except docker.errors.APIError as exc:
+            self.remove()
+            raise NodeError(f"medium {self.name}: {exc.explanation or exc}") from None
         except BaseException:
             self.remove()
             raise

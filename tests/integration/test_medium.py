@@ -23,7 +23,7 @@ from pytest_cirque.radios.medium_container import MediumContainer
 from pytest_cirque.radios.pcap import read_pcap
 
 from pytest_cirque import identity
-from pytest_cirque.errors import NodeError, SpecError, WaitTimeout
+from pytest_cirque.errors import ImageError, NodeError, SpecError, WaitTimeout
 from pytest_cirque.image_builder import ensure_image
 
 ADDRESSES = {"n1": "10.77.0.1", "n2": "10.77.0.2", "n3": "10.77.0.3"}
@@ -261,3 +261,16 @@ def test_bad_requests_fail_in_one_line_and_leave_nothing(
     endpoint_helpers = [f"io.cirque.medium={medium.name}", "io.cirque.role=medium-endpoint"]
     helpers = home.client.containers.list(all=True, filters={"label": endpoint_helpers})
     assert helpers == []
+
+
+def test_a_medium_that_cannot_start_leaves_nothing(home: Home) -> None:
+    labels = {**home.labels, identity.HOME: f"{home.labels[identity.HOME]}-broken"}
+    name = f"{home.medium.name}-broken"
+    missing = "cirque/no-such-image:0"
+    with pytest.raises(ImageError, match=r"^medium .*-broken: image 'cirque/no-such-image:0'"):
+        MediumContainer(home.client, name=name, image=missing, labels=labels).start()
+    with pytest.raises(SpecError, match=r"unknown phy '802\.11n'"):
+        MediumContainer(home.client, name=name, image=missing, labels=labels, phy="802.11n")
+    selector = {"label": f"{identity.HOME}={labels[identity.HOME]}"}
+    assert home.client.containers.list(all=True, filters=selector) == []
+    assert home.client.volumes.list(filters=selector) == []
