@@ -306,10 +306,20 @@ class MosquittoContainer(Broker):
             container.remove(force=True)
 
 
-def start_mqtt_broker(port: int | None = None) -> Broker:
-    """A running mosquitto: the host's where installed, else a container."""
+def start_mqtt_broker(port: int | None = None, kind: str | None = None) -> Broker:
+    """A running mosquitto: the host's where installed, else a container.
+
+    ``kind`` ("process" or "container"; default from CIRQUE_MQTT_BROKER, else "auto")
+    forces one of them.
+    """
+    kind = (kind or os.environ.get("CIRQUE_MQTT_BROKER") or "auto").lower()
+    if kind not in ("auto", "process", "container"):
+        raise CirqueError(
+            f"CIRQUE_MQTT_BROKER={kind!r} is not a broker kind: use process, container or auto"
+        )
+    host_has_mosquitto = bool(shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists())
     broker: Broker
-    if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
+    if kind == "process" or (kind == "auto" and host_has_mosquitto):
         broker = MosquittoProcess(port)
     else:
         broker = MosquittoContainer(port)

@@ -132,3 +132,27 @@ def test_mosquitto_container_has_its_own_open_files_limit():
     finally:
         broker.close()
     assert not client.containers.list(all=True, filters={"name": name})
+
+
+def test_session_broker_in_a_container_when_asked_and_removed_after(pytester, monkeypatch):
+    """Where the host has no mosquitto the session broker is a container: forced here."""
+    import docker
+
+    monkeypatch.setenv("CIRQUE_MQTT_BROKER", "container")
+    pytester.makepyfile(
+        """
+        from pytest_cirque.device_models.brokers import MosquittoContainer
+
+        def test_fleet_on_a_container_broker(mqtt_broker, device_simulation, telemetry):
+            assert isinstance(mqtt_broker, MosquittoContainer)
+            with open("container-name", "w") as out:
+                out.write(mqtt_broker._container.name)
+            device_simulation("light", 1, jitter=0)
+            telemetry.wait_for(1, device="light.0")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    name = (pytester.path / "container-name").read_text()
+    client = docker.from_env()
+    assert not client.containers.list(all=True, filters={"name": name})
