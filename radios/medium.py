@@ -429,6 +429,20 @@ def request(socket_path: str, message: dict[str, Any], fds: list[int] | None = N
     return json.loads(reply)
 
 
+def control_session(socket_path: str) -> int:
+    """Forward JSON requests read from stdin, one reply line each, until stdin closes: the
+    test process keeps one of these open instead of starting a process per request."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            reply = request(socket_path, json.loads(line))
+        except (OSError, ValueError) as exc:
+            reply = {"ok": False, "kind": "NodeError", "error": f"medium: {exc}"}
+        print(json.dumps(reply), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medium", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -439,11 +453,15 @@ def main(argv: list[str] | None = None) -> int:
     ask = commands.add_parser("request", help="send one JSON control request, print the reply")
     ask.add_argument("message")
     ask.add_argument("--socket", default=DEFAULT_SOCKET)
+    talk = commands.add_parser("session", help="requests from stdin, one JSON line each")
+    talk.add_argument("--socket", default=DEFAULT_SOCKET)
     args = parser.parse_args(argv)
     if args.command == "request":
         reply = request(args.socket, json.loads(args.message))
         print(json.dumps(reply))
         return 0 if reply.get("ok") else 1
+    if args.command == "session":
+        return control_session(args.socket)
     model = LinkModel(PHYS[args.phy], airtime=not args.no_airtime)
     medium = Medium(model, args.socket)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

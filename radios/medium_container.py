@@ -12,8 +12,9 @@ Least privilege, measured on Docker 20.10:
 The relay's code is copied into the containers at creation (``put_archive``), so any
 image with python3 and iproute2 can serve, and no host path is bind-mounted.
 
-Control requests run ``python3 -m pytest_cirque.radios.medium request`` inside the
-medium container (one ``docker exec`` each).
+Control requests go through one long-lived ``docker exec`` into the medium container
+(``python3 -m pytest_cirque.radios.medium session``), which forwards each JSON line to
+the relay's control socket.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import contextlib
 import io
 import json
 import re
+import struct
 import tarfile
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -56,6 +59,7 @@ START_TIMEOUT_S = 30.0
 #: Endpoint and interface names: what Docker names and Linux interfaces both accept.
 IFNAME = re.compile(r"[A-Za-z0-9_.-]+")
 ATTACH_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 30.0
 
 
 def _code_archive() -> bytes:
@@ -67,6 +71,54 @@ def _code_archive() -> bytes:
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+class ControlSession:
+    """One long-lived ``docker exec`` into the medium that carries control requests, so a
+    runtime change (move, cut, carrier) costs a round trip on an open socket rather than
+    a new process in the container."""
+
+    def __init__(self, client: docker.DockerClient, container_id: str) -> None:
+        command = ["python3", "-m", "pytest_cirque.radios.medium", "session", "--socket", SOCKET]
+        exec_id = client.api.exec_create(
+            container_id,
+            command,
+            stdin=True,
+            stdout=True,
+            stderr=False,
+            tty=False,
+            environment={"PYTHONPATH": CODE_DIR},
+        )["Id"]
+        self._stream = client.api.exec_start(exec_id, socket=True)
+        self._socket = getattr(self._stream, "_sock", self._stream)
+        self._socket.settimeout(REQUEST_TIMEOUT_S)
+        self._stdout = bytearray()
+
+    def ask(self, line: str) -> str:
+        """Send one request line, return the reply line."""
+        self._socket.sendall(line.encode() + b"\n")
+        while b"\n" not in self._stdout:
+            # Without a TTY, Docker frames the output: stream (1 byte), 3 zero bytes, size.
+            header = self._read_exactly(8)
+            payload = self._read_exactly(struct.unpack(">I", header[4:])[0])
+            if header[0] == 1:
+                self._stdout += payload
+        reply, _, rest = self._stdout.partition(b"\n")
+        self._stdout = bytearray(rest)
+        return reply.decode(errors="replace")
+
+    def _read_exactly(self, size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            chunk = self._socket.recv(size - len(data))
+            if not chunk:
+                raise OSError("the control session ended")
+            data += chunk
+        return bytes(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stream.close()
 
 
 class MediumContainer:
@@ -100,6 +152,8 @@ class MediumContainer:
         self.labels = {**labels, "io.cirque.medium": name}
         self.container: Any = None
         self.volume: Any = None
+        self._session: ControlSession | None = None
+        self._session_lock = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -166,8 +220,14 @@ class MediumContainer:
                 log=self.log(),
             )
 
+    def _close_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
     def remove(self) -> None:
         """Remove the relay container (its endpoints vanish with it) and its volume."""
+        self._close_session()
         if self.container is not None:
             with contextlib.suppress(docker.errors.NotFound):
                 self.container.remove(force=True)
@@ -274,10 +334,17 @@ class MediumContainer:
         if self.container is None:
             raise NodeError(f"medium {self.name}: not running; start() it first")
         message = json.dumps({"op": op, **arguments})
-        command = ["python3", "-m", "pytest_cirque.radios.medium", "request", message]
-        command += ["--socket", SOCKET]
-        result = self.container.exec_run(command, environment={"PYTHONPATH": CODE_DIR})
-        output = result.output.decode(errors="replace").strip()
+        with self._session_lock:
+            try:
+                if self._session is None:
+                    self._session = ControlSession(self.client, self.container.id)
+                output = self._session.ask(message)
+            except (OSError, docker.errors.APIError) as exc:
+                self._close_session()
+                raise NodeError(
+                    f"medium {self.name}: control request {op} got no answer ({exc}); "
+                    "is the medium container still running?"
+                ) from None
         try:
             reply = json.loads(output.splitlines()[-1])
         except (ValueError, IndexError):
