@@ -274,3 +274,13 @@ def test_a_medium_that_cannot_start_leaves_nothing(home: Home) -> None:
     selector = {"label": f"{identity.HOME}={labels[identity.HOME]}"}
     assert home.client.containers.list(all=True, filters=selector) == []
     assert home.client.volumes.list(filters=selector) == []
+
+
+def test_a_lost_control_session_fails_once_then_reopens(medium: MediumContainer) -> None:
+    medium.status()  # the session is open
+    session = "ps -eo pid,args | grep '[r]adios.medium session' | awk '{print $1}'"
+    result = medium.container.exec_run(["sh", "-c", f"kill $({session})"])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(NodeError, match=r"control request status got no answer"):
+        medium.status()
+    assert set(medium.status()["endpoints"]) >= set(ADDRESSES)
