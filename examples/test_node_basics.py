@@ -31,7 +31,7 @@ def test_files_in_and_out(box):
 
 
 def test_logs_show_the_main_process_output(box):
-    assert "box is up" in box.logs(tail=10)
+    box.wait_until(lambda: "box is up" in box.logs(tail=10), "the greeting in the log", timeout=10)
 
 
 def test_a_background_command_runs_until_it_ends_or_is_killed(box):
@@ -50,12 +50,23 @@ def test_a_background_command_runs_until_it_ends_or_is_killed(box):
     assert (result.exit_code, result.stdout) == (0, "working\ndone\n")
 
 
-@pytest.mark.home({"dev": {"command": ["sh", "-c", "echo started; exec sleep infinity"]}})
+def boots(node) -> int:
+    """How often the node's command has started (it records each start in a file)."""
+    return node.exec("cat /var/tmp/boots").stdout.count("boot")
+
+
+@pytest.mark.home({"dev": {"command": ["sh", "-c", "echo boot >> /var/tmp/boots; exec sleep 1d"]}})
 def test_stop_start_restart(home):
     dev = home["dev"]
+    # A node runs as soon as its container starts; its command may still be starting up.
+    # Wait for what the test relies on, here each boot being recorded, never a fixed time.
+    dev.wait_until(lambda: boots(dev) == 1, "the first boot", timeout=20)
     dev.stop()
     assert dev.state == "exited"
     dev.start()
     assert dev.state == "running"
+    dev.wait_until(lambda: boots(dev) == 2, "the second boot", timeout=20)
     dev.restart()
-    dev.wait_until(lambda: dev.logs().count("started") >= 3, "three starts in the log", timeout=20)
+    assert dev.state == "running"
+    # The node's files outlive restarts.
+    dev.wait_until(lambda: boots(dev) == 3, "the third boot", timeout=20)
