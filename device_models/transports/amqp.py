@@ -4,7 +4,9 @@ Messages are published to a topic exchange (``cirque.devices`` by default, decla
 durable) with the routing key ``devices.{device_id}.messages.events``; reported
 properties go to ``devices.{device_id}.properties.reported``. Metadata travels as the
 AMQP content type plus application headers (``schema``, ``created``, ``device-id``,
-``model-id``). A message counts delivered when the broker confirms it.
+``model-id``). A message counts delivered when the broker confirms it. A device id with
+dots (``truck.0``) adds words to the routing key, so bind with ``devices.#`` and read
+the ``device-id`` header rather than parsing the key.
 
 When the connection drops, sends wait for one shared reconnect with exponential backoff;
 a message not confirmed within ``message_timeout`` counts failed, with the reason in
