@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from pytest_cirque import identity
 from pytest_cirque.errors import CirqueError, NodeError
@@ -57,6 +57,18 @@ def add_commands(subparsers: Any) -> None:
 
     reap = subparsers.add_parser("reap", help="remove what runs whose process is gone left")
     reap.set_defaults(func=cmd_reap)
+
+    for parser in (doctor, images, build, ls, exec_, logs, shell, down, reap):
+        parser.error = one_line_error(parser)  # type: ignore[method-assign]
+
+
+def one_line_error(parser: argparse.ArgumentParser) -> Any:
+    """A usage error as one line and exit code 2, like every other error of `cirque`."""
+
+    def error(message: str) -> NoReturn:
+        parser.exit(2, f"{parser.prog}: {message}; see {parser.prog} --help\n")
+
+    return error
 
 
 # --- finding homes by their labels

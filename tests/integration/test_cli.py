@@ -191,3 +191,18 @@ def test_doctor_reports_docker_and_the_kernel_features() -> None:
     assert checks["docker"] == "ok"
     assert {"netem", "ipvlan", "tun", "hwsim", "802.15.4"} <= set(checks)
     assert lines[-1].startswith("summary: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("logs",), "cirque logs: the following arguments are required: home, node"),
+        (("logs", "h", "n", "--tail", "x"), "cirque logs: argument --tail: invalid int value"),
+        (("images",), "cirque images: the following arguments are required: ACTION"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(args: tuple[str, ...], line: str) -> None:
+    result = cirque_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(line)
+    assert len(result.stderr.strip().splitlines()) == 1
