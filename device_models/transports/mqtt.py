@@ -227,6 +227,8 @@ class MqttTransport(Transport):
         await self._connect_all(connections)
 
     async def remove_devices(self, device_ids: Iterable[str]) -> None:
+        """Detach devices; a device's own connection is flushed (bounded), then closed."""
+        leaving = []
         for device_id in list(device_ids):
             connection = self._routes.pop(device_id, None)
             if connection is None:
@@ -235,7 +237,10 @@ class MqttTransport(Transport):
             if self.pooled:
                 connection.client.unsubscribe(_subscription(self.method_topic, device_id))
             else:
-                await self._close(connection)
+                leaving.append(connection)
+        if leaving:
+            await self._flush(leaving)
+            await asyncio.gather(*(self._close(c) for c in leaving))
 
     async def send(self, message: Message) -> None:
         connection = self._route(message.device_id)
@@ -290,17 +295,7 @@ class MqttTransport(Transport):
         if self._stopped:
             return
         self._stopped = True
-        deadline = time.monotonic() + self.flush_timeout
-        with contextlib.suppress(_StillPending):
-            async for attempt in AsyncRetrying(
-                stop=stop_after_delay(max(0.0, deadline - time.monotonic())),
-                wait=wait_exponential(multiplier=0.01, max=0.2),
-                retry=retry_if_exception_type(_StillPending),
-                reraise=True,
-            ):
-                with attempt:
-                    if any(c.inflight or c.backlog for c in self._connections()):
-                        raise _StillPending
+        await self._flush(self._connections())
         await asyncio.gather(*(self._close(c) for c in self._connections()))
         self._final_error = self.last_error
         self._routes.clear()
@@ -309,6 +304,19 @@ class MqttTransport(Transport):
             self._ticker.cancel()
         for task in list(self._tasks):
             task.cancel()
+
+    async def _flush(self, connections: list[_Connection]) -> None:
+        """Wait, at most ``flush_timeout``, until the connections have nothing pending."""
+        with contextlib.suppress(_StillPending):
+            async for attempt in AsyncRetrying(
+                stop=stop_after_delay(self.flush_timeout),
+                wait=wait_exponential(multiplier=0.01, max=0.2),
+                retry=retry_if_exception_type(_StillPending),
+                reraise=True,
+            ):
+                with attempt:
+                    if any(c.inflight or c.backlog for c in connections):
+                        raise _StillPending
 
     # --- connections ---------------------------------------------------------------
 
