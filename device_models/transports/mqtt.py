@@ -268,6 +268,8 @@ class MqttTransport(Transport):
             topic, body, properties, _queued_at = connection.backlog.popleft()
             info = client.publish(topic, body, qos=self.qos, properties=properties)
             if info.rc in _QUEUED:
+                if info.mid in connection.inflight:  # the id wrapped round to a lost message
+                    self.counts.failed += 1
                 connection.inflight[info.mid] = time.monotonic()  # PUBACK (QoS 0: written)
             else:
                 self.counts.failed += 1
