@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_cirque import image_builder
+from pytest_cirque.errors import CirqueError
 
 OK = "ok"
 MISSING = "missing"
@@ -419,8 +420,12 @@ def image_checks(client, images_root: Path | None = None) -> list[Check]:
     """Each project image: built for its current recipe, outdated, or missing."""
     checks = []
     for name in image_builder.project_images(images_root):
-        status = image_builder.image_status(client, name, images_root=images_root)
         check_name = f"image {name}"
+        try:
+            status = image_builder.image_status(client, name, images_root=images_root)
+        except CirqueError as exc:
+            checks.append(Check(check_name, ERROR, str(exc).splitlines()[0], "", "Docker API"))
+            continue
         if status.present:
             checks.append(Check(check_name, OK, f"{status.tag} is built", "", "Docker API"))
             continue

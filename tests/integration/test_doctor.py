@@ -142,3 +142,15 @@ def test_cli_prints_the_report() -> None:
     assert lines[0] == "cirque doctor"
     assert lines[-1].startswith("summary: ")
     assert any(line.split()[1:2] == ["netem"] for line in lines if line.startswith("  "))
+
+
+def test_a_broken_recipe_is_an_error_line_not_a_crash(
+    client: docker.DockerClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "images"
+    for name, parent in (("loop-a", "loop-b"), ("loop-b", "loop-a")):
+        (root / name).mkdir(parents=True)
+        (root / name / "Dockerfile").write_text(f"FROM cirque/{parent}\n")
+    checks = doctor.image_checks(client, root)
+    assert [c.status for c in checks] == [doctor.ERROR, doctor.ERROR]
+    assert "FROM cycle" in checks[0].detail

@@ -187,3 +187,10 @@ def test_docker_unreachable_is_one_line_and_nothing_else_happens(tmp_path: Path)
 def test_blank_image_names_are_refused_before_docker_is_asked(name: str) -> None:
     with pytest.raises(ImageError, match="empty or has spaces"):
         image_builder.ensure_image(None, name)  # type: ignore[arg-type]
+
+
+def test_a_from_cycle_between_recipes_is_refused_before_docker_is_asked(tmp_path: Path) -> None:
+    make_recipe(tmp_path, "loop-a", "FROM cirque/loop-b\n")
+    make_recipe(tmp_path, "loop-b", "FROM cirque/loop-a\n")
+    with pytest.raises(ImageError, match="FROM cycle loop-a -> loop-b -> loop-a"):
+        image_builder.ensure_image(None, "loop-a", images_root=tmp_path)  # type: ignore[arg-type]
