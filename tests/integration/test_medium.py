@@ -159,10 +159,11 @@ def test_configured_latency_shows_in_rtt(home: Home, medium: MediumContainer) ->
     medium.set_node("n2", latency_ms=5)  # what n2 sends: the replies
     result = home.ping("n1", "n2", 5)
     assert result["received"] == 5
-    # The minimum: a loaded machine may delay single replies, never speed them up.
-    assert 45.0 <= result["min"] < 55.0, result
+    # The minimum: a loaded machine may delay replies, never speed them up. The upper
+    # bounds only tell "configured once" from "applied twice" or "applied everywhere".
+    assert 45.0 <= result["min"] < 80.0, result
     unaffected = home.ping("n1", "n3", 3)
-    assert unaffected["min"] < 5.0, unaffected
+    assert unaffected["min"] < 20.0, unaffected
 
 
 def test_jitter_spreads_rtt(home: Home, medium: MediumContainer) -> None:
