@@ -1,1 +1,4 @@
-"""Device models: the JSON/YAML model format, the QuickJS script engine, the simulator and stock models."""
+"""Device models: the JSON/YAML model format, the QuickJS script engine, the simulator.
+
+The stock models live in stock/ as data.
+"""

@@ -1,1 +1,4 @@
-"""Userspace radio media: WiFi, Thread and wired LAN relays between TAP endpoints in node namespaces."""
+"""Userspace radio media: WiFi, Thread and wired LAN.
+
+Each medium relays frames between TAP endpoints in the nodes' network namespaces.
+"""
