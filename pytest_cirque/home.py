@@ -208,7 +208,7 @@ class Home:
                 image = next(iter(self.nodes.values())).image if self.nodes else None
                 image = image or self.resolve_image("base")
                 self._marker = self.backend.create_container(
-                    identity.object_name(self.name, "kept"),
+                    identity.object_name(self.name, "_kept"),
                     image,
                     labels=labels,
                     command=["true"],

@@ -137,8 +137,10 @@ class RunIdentity:
         )
 
     def home_id(self, home_name: str) -> str:
-        """The globally unique id of a home (its io.cirque.home label and name stem)."""
-        return f"{NAME_PREFIX}-{self.run_id}-{self.worker}-{safe_name(home_name)}"
+        """The globally unique id of a home (its io.cirque.home label and name stem). It
+        holds no '.', which separates it from the parts of its objects' names."""
+        home = safe_name(home_name.replace(".", "-"))
+        return f"{NAME_PREFIX}-{self.run_id}-{self.worker.replace('.', '-')}-{home}"
 
     def labels(self, home_id: str, role: str, node: str | None = None) -> dict[str, str]:
         labels = {
@@ -154,5 +156,8 @@ class RunIdentity:
 
 
 def object_name(home_id: str, *parts: str) -> str:
-    """Name of a Docker object of a home: the home id followed by the given parts."""
-    return "-".join([home_id, *(safe_name(p) for p in parts)])
+    """Name of a Docker object of a home: the home id and the parts, joined by '.'.
+    Neither home ids nor node names hold a '.', so two homes' objects never share a
+    name (home "x" node "y-a" is x.y-a; home "x-y" node "a" is x-y.a), and objects that
+    are not nodes use parts no node name can be ("_kept", "node.role")."""
+    return ".".join([home_id, *(safe_name(p) for p in parts)])

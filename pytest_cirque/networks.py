@@ -218,8 +218,8 @@ class HomeNetworks:
             return self.networks[key]
 
     def _name(self, variant: str, segment: str) -> str:
-        parts = [segment] if variant == NETWORK_DEFAULT else [variant, segment]
-        return identity.object_name(self._home_id, *parts)
+        part = segment if variant == NETWORK_DEFAULT else f"{variant}-{segment}"
+        return identity.object_name(self._home_id, part)
 
     def _labels(self, variant: str, segment: str) -> dict[str, str]:
         labels = self._ids.labels(self._home_id, identity.ROLE_NETWORK)

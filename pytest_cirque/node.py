@@ -300,7 +300,7 @@ class Node:
         this node's network namespace; NodeError when it fails."""
         image = self.home.resolve_image(NETADMIN_IMAGE)
         labels = self.home.identity.labels(self.home.name, identity.ROLE_NETADMIN, self.name)
-        name = identity.object_name(self.home.name, self.name, "netadmin", _short_token())
+        name = identity.object_name(self.home.name, self.name, f"netadmin-{_short_token()}")
         helper = self._backend.create_container(
             name,
             image,

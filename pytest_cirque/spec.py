@@ -42,7 +42,7 @@ CIRQUE_TYPES = {
     "xvnc": "xvnc",
 }
 
-_NODE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+_NODE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 #: Cirque node keys that hold a capability's parameters, and that capability.
@@ -71,7 +71,7 @@ class NodeSpec:
         place = f"{where} node {name}".strip() if where else f"node {name}"
         if not isinstance(name, str) or not _NODE_NAME.match(name):
             raise SpecError(
-                f"{place}: invalid node name {name!r}; use letters, digits, '_', '.', '-' "
+                f"{place}: invalid node name {name!r}; use letters, digits, '_' and '-' "
                 "(at most 63, starting with a letter or digit)"
             )
         if raw is None:

@@ -146,7 +146,7 @@ def test_reap_removes_dead_runs_only(service: Cirque, tmp_path: Path) -> None:
             removed = cleanup.reap(service.client)
             remaining = objects_of_run(service, dead_run)
             assert homes_of(remaining) == {kept_home}
-            assert any(name.endswith("-left-x") for name in removed)
+            assert any(name.endswith("-left.x") for name in removed)
             assert live["a"].state == "running"
             ours = {o.id for o in objects_of_run(service, service.run_id)}
             assert {foreign, unowned} <= ours

@@ -39,7 +39,7 @@ def service() -> Iterator[Cirque]:
         yield svc
     finally:
         svc.close()
-        leftovers = [o for o in run_objects(svc) if "-kept" not in o]
+        leftovers = [o for o in run_objects(svc) if "._kept" not in o]
         assert leftovers == [], f"objects left behind: {leftovers}"
 
 
@@ -101,7 +101,7 @@ def test_home_of_three_nodes(service: Cirque) -> None:
     text = home.topology()
     assert "node hub: running" in text and home.name in text
     names = run_objects(service)
-    assert f"container:{home.name}-hub" in names and f"network:{home.name}-lan" in names
+    assert f"container:{home.name}.hub" in names and f"network:{home.name}.lan" in names
     home.destroy()
     home.destroy()  # idempotent
     assert home.state == "destroyed" and home not in service.homes()
@@ -130,7 +130,7 @@ def test_add_and_remove_nodes_while_running(service: Cirque) -> None:
     home = service.create_home({"a": {}})
     added = home.add_node("b", {"capabilities": ["LanAccess"]})
     assert added is home["b"] and added.state == "running"
-    assert [s for s in run_objects(service) if s.endswith("-lan-access")]
+    assert [s for s in run_objects(service) if s.endswith(".lan-access")]
     with pytest.raises(SpecError, match="already exists"):
         home.add_node("a", {})
     with pytest.raises(SpecError, match="unknown field"):
@@ -138,7 +138,7 @@ def test_add_and_remove_nodes_while_running(service: Cirque) -> None:
     assert "c" not in home.nodes
     home.remove_node("a")
     assert list(home.nodes) == ["b"]
-    assert not [s for s in run_objects(service) if s == f"container:{home.name}-a"]
+    assert not [s for s in run_objects(service) if s == f"container:{home.name}.a"]
     home.destroy()
 
 
@@ -149,7 +149,7 @@ def test_capability_lifecycle_order_sidecar_and_netadmin(service: Cirque) -> Non
     node = home["n1"]
     assert node.exec("echo $RECORDED").stdout == "yes\n"
     assert "mtu 1400" in node.exec("cat /sys/class/net/lo/mtu; ip link show lo").stdout
-    assert f"container:{home.name}-n1-helper" in run_objects(service)
+    assert f"container:{home.name}.n1.helper" in run_objects(service)
     labels = service.client.api.inspect_container(node.container_id)["Config"]["Labels"]
     assert labels["io.cirque.recorder"] == "on" and labels[identity.NODE] == "n1"
     home.destroy()
@@ -195,12 +195,12 @@ def test_keep_survives_close_and_reap_until_down(service: Cirque) -> None:
     how = home.keep()
     assert f"cirque down {home.name}" in how
     service.close()
-    assert f"container:{home.name}-a" in run_objects(service)
+    assert f"container:{home.name}.a" in run_objects(service)
     cleanup.reap(service.client)
-    assert f"container:{home.name}-a" in run_objects(service)
+    assert f"container:{home.name}.a" in run_objects(service)
     assert cleanup.list_homes(service.client)[home.name]["kept"] is True
     removed = cleanup.remove_home(service.client, home.name)
-    assert f"{home.name}-a" in removed and f"{home.name}-kept" in removed
+    assert f"{home.name}.a" in removed and f"{home.name}._kept" in removed
     assert run_objects(service) == []
 
 

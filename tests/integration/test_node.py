@@ -161,4 +161,4 @@ def test_screenshot_needs_xvnc(home: Home) -> None:
 def test_describe(home: Home) -> None:
     info = home["n"].describe()
     assert info["state"] == "running" and info["segment"] == "lan" and info["capabilities"] == []
-    assert info["container"] == f"{home.name}-n"
+    assert info["container"] == f"{home.name}.n"

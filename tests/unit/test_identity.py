@@ -60,7 +60,9 @@ def test_names_and_labels_carry_run_and_worker() -> None:
     assert ids.run_id == "abcdef12"
     home = ids.home_id("my home!")
     assert home == "cirque-abcdef12-gw3-my-home"
-    assert identity.object_name(home, "hub") == "cirque-abcdef12-gw3-my-home-hub"
+    assert identity.object_name(home, "hub") == "cirque-abcdef12-gw3-my-home.hub"
+    assert identity.object_name(home, "hub", "xvnc") == "cirque-abcdef12-gw3-my-home.hub.xvnc"
+    assert ids.home_id("a.b") == "cirque-abcdef12-gw3-a-b"
     labels = ids.labels(home, identity.ROLE_NODE, "hub")
     assert labels == {
         identity.RUN: "abcdef12",

@@ -225,7 +225,7 @@ def test_bad_fields(node: Any, expected: str) -> None:
     assert "node hub" in text and expected in text
 
 
-@pytest.mark.parametrize("name", ["", "-lead", "has space", "a/b", "x" * 64, 7])
+@pytest.mark.parametrize("name", ["", "-lead", "has space", "a/b", "a.b", "x" * 64, 7])
 def test_bad_node_names(name: Any) -> None:
     with pytest.raises(SpecError, match="invalid node name"):
         HomeSpec.parse({name: {}})
