@@ -11,10 +11,10 @@ from typing import Any
 
 import docker
 import pytest
-from pytest_cirque.capabilities import base
-from pytest_cirque.capabilities.base import Capability, ContainerConfig, NodeRuntime
 
 from pytest_cirque import cleanup, identity
+from pytest_cirque.capabilities import base
+from pytest_cirque.capabilities.base import Capability, ContainerConfig, NodeRuntime
 from pytest_cirque.docker_backend import Backend
 from pytest_cirque.errors import (
     CirqueError,

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from pytest_cirque.capabilities import base
 from pytest_cirque.capabilities.base import Capability, ContainerConfig
-
 from pytest_cirque.errors import SpecError
 from pytest_cirque.spec import DEFAULT_IMAGE, HomeSpec, NodeSpec
 
