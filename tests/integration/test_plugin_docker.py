@@ -8,6 +8,9 @@ objects labelled with it afterwards, and removes whatever is left even when it f
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from tenacity import Retrying, stop_after_delay, wait_fixed
 
 from pytest_cirque import cleanup, cli
 from pytest_cirque.docker_backend import Backend
@@ -43,6 +47,15 @@ def run_objects(client: docker.DockerClient, run: str) -> list[str]:
         [c.name for c in client.containers.list(all=True, filters=label)]
         + [n.name for n in client.networks.list(filters=label)]
         + [v.name for v in client.volumes.list(filters=label)]
+    )
+
+
+def run_nodes(client: docker.DockerClient, run: str) -> list[str]:
+    """ "home/node" of every node container of this run (from their labels)."""
+    labels = [f"io.cirque.run={run}", "io.cirque.role=node"]
+    return sorted(
+        f"{c.labels['io.cirque.home']}/{c.labels['io.cirque.node']}"
+        for c in client.containers.list(all=True, filters={"label": labels})
     )
 
 
@@ -139,9 +152,7 @@ def test_keep_leaves_a_failed_home_up_and_cirque_down_removes_it(
             f"  cirque down {home}    (removes it when you are done)",
         ]
     )
-    left = run_objects(client, run_id)
-    assert f"{home}-sensor" in left and f"{home}-hub" in left
-    assert not any("test_passes" in name for name in left)
+    assert run_nodes(client, run_id) == [f"{home}/hub", f"{home}/sensor"]
 
     capsys.readouterr()  # what the inner run printed
     assert cli.main(["ls"]) == 0
@@ -227,6 +238,42 @@ def test_ctrl_c_during_a_test_still_tears_everything_down(
     result = run_inner(pytester, run_id)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    assert run_objects(client, run_id) == []
+
+
+def test_sigint_while_a_test_waits_tears_everything_down(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str
+) -> None:
+    """A real Ctrl-C (SIGINT to pytest) while a test waits on its home."""
+    pytester.makepyfile(
+        test_waiting="""
+        import pytest
+
+        @pytest.mark.home({"a": {}, "b": {}})
+        def test_waits(home):
+            home["a"].wait_until(lambda: False, "Ctrl-C", timeout=600)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--testrunuid", run_id],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for attempt in Retrying(stop=stop_after_delay(120), wait=wait_fixed(0.2), reraise=True):
+            with attempt:
+                assert run_nodes(client, run_id) == [
+                    f"cirque-{run_id}-main-test_waits/{n}" for n in "ab"
+                ]
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output
     assert run_objects(client, run_id) == []
 
 
