@@ -9,10 +9,11 @@ Every error is a CirqueError whose one line cli.main prints before exiting with 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, NoReturn
 
 from pytest_cirque import identity
@@ -81,17 +82,19 @@ def docker_client() -> Any:
     return connect()
 
 
-def find_home(client: Any, name: str) -> dict[str, Any]:
-    """The home of that id (or of a unique part of it), else a one-line error that points
-    at `cirque ls`."""
+def find_home(client: Any, name: str, *, exact: bool = False) -> dict[str, Any]:
+    """The home of that id (or, unless ``exact``, of a unique part of it), else a one-line
+    error that points at `cirque ls`."""
     from pytest_cirque import cleanup
 
     homes = cleanup.list_homes(client)
     if name in homes:
         return homes[name]
     close = sorted(home for home in homes if name in home)
-    if len(close) == 1:
+    if len(close) == 1 and not exact:
         return homes[close[0]]
+    if len(close) == 1:
+        raise CirqueError(f"no home named {name!r}; give its full name: {close[0]}")
     hint = f"it matches several: {', '.join(close)}" if close else "`cirque ls` lists them"
     raise CirqueError(f"no home named {name!r} on this Docker engine; {hint}")
 
@@ -109,6 +112,18 @@ def find_node(client: Any, home_name: str, node_name: str) -> Any:
         known = ", ".join(home["nodes"]) or "none"
         raise NodeError(f"home {home['home']} has no node {node_name!r} (its nodes: {known})")
     return found[0]
+
+
+@contextlib.contextmanager
+def docker_errors(doing: str) -> Iterator[None]:
+    """Turn an engine error (say, the node went away meanwhile) into one NodeError line."""
+    import docker
+
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0]
+        raise NodeError(f"{doing}: {reason}") from None
 
 
 # --- the commands
@@ -174,7 +189,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     container = find_node(docker_client(), args.home, args.node)
     if container.status != "running":
         raise NodeError(f"node {args.node} of home {args.home} is {container.status}, not running")
-    exit_code, (stdout, stderr) = container.exec_run(command, demux=True)
+    with docker_errors(f"node {args.node} of home {args.home}: running {' '.join(command)}"):
+        exit_code, (stdout, stderr) = container.exec_run(command, demux=True)
     sys.stdout.buffer.write(stdout or b"")
     sys.stdout.flush()
     sys.stderr.buffer.write(stderr or b"")
@@ -186,7 +202,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if args.tail < 0:
         raise CirqueError(f"--tail {args.tail}: give a number of lines >= 0")
     container = find_node(docker_client(), args.home, args.node)
-    sys.stdout.buffer.write(container.logs(tail=args.tail))
+    with docker_errors(f"node {args.node} of home {args.home}: reading its log"):
+        log = container.logs(tail=args.tail)
+    sys.stdout.buffer.write(log)
     sys.stdout.flush()
     return 0
 
@@ -208,7 +226,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     from pytest_cirque import cleanup
 
     client = docker_client()
-    home = find_home(client, args.home)["home"]
+    home = find_home(client, args.home, exact=True)["home"]  # removal wants the full name
     removed = cleanup.remove_home(client, home)
     print(f"removed home {home} ({len(removed)} objects)")
     return 0

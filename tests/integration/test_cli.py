@@ -206,3 +206,9 @@ def test_usage_errors_are_one_line_with_exit_code_2(args: tuple[str, ...], line:
     assert result.returncode == 2
     assert result.stderr.startswith(line)
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_down_wants_the_full_name(home: Home, client: docker.DockerClient, run_id: str) -> None:
+    line = one_line_error(cirque_cli("down", f"{run_id}-main-cli"))
+    assert line == f"cirque: no home named '{run_id}-main-cli'; give its full name: {home.name}"
+    assert Backend(client).find([f"{identity.HOME}={home.name}"]) != []
