@@ -94,19 +94,14 @@ class Home:
             # Networks first (one per segment/variant in use), then every container.
             for node in new_nodes:
                 node.network = self.networks.get(node.spec.docker_network, node.config.lan_segment)
+
+            def create_and_start(node: Node) -> None:
+                node.create(node.network, idle[node.spec.image])
+                self.backend.start(node.container_id)
+
             self._raise_first(
-                run_parallel(
-                    [lambda n=n: n.create(n.network, idle[n.spec.image]) for n in new_nodes],
-                    PARALLELISM,
-                ),
+                run_parallel([lambda n=n: create_and_start(n) for n in new_nodes], PARALLELISM),
                 "creating nodes",
-            )
-            self._raise_first(
-                run_parallel(
-                    [lambda n=n: self.backend.start(n.container_id) for n in new_nodes],
-                    PARALLELISM,
-                ),
-                "starting nodes",
             )
             with_capabilities = [n for n in new_nodes if n.capabilities]
             self._raise_first(
