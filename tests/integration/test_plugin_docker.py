@@ -131,16 +131,19 @@ def test_home_lives_during_its_test_and_is_gone_after_even_on_failure(
     assert run_objects(client, run_id) == []
 
 
+@pytest.mark.parametrize("worker", ["main", "gw0"], ids=["serial", "xdist"])
 def test_keep_leaves_a_failed_home_up_and_cirque_down_removes_it(
     pytester: pytest.Pytester,
     client: docker.DockerClient,
     run_id: str,
     capsys: pytest.CaptureFixture[str],
+    worker: str,
 ) -> None:
     pytester.makepyfile(test_lifecycle=LIFECYCLE)
-    result = run_inner(pytester, run_id, "--cirque-keep")
+    xdist = ["-n", "1"] if worker == "gw0" else []
+    result = run_inner(pytester, run_id, "--cirque-keep", *xdist)
     result.assert_outcomes(passed=1, failed=1)
-    home = f"cirque-{run_id}-main-test_fails"
+    home = f"cirque-{run_id}-{worker}-test_fails"
     result.stdout.fnmatch_lines(
         [
             "*cirque: homes kept for inspection*",
@@ -157,7 +160,7 @@ def test_keep_leaves_a_failed_home_up_and_cirque_down_removes_it(
     capsys.readouterr()  # what the inner run printed
     assert cli.main(["ls"]) == 0
     listing = next(line for line in capsys.readouterr().out.splitlines() if home in line)
-    assert listing.split()[1:] == [run_id, "main", "gone", "kept", "hub", "sensor"]
+    assert listing.split()[1:] == [run_id, worker, "gone", "kept", "hub", "sensor"]
 
     assert cli.main(["exec", home, "sensor", "sh", "-c", "echo still-here"]) == 0
     assert capsys.readouterr().out == "still-here\n"
