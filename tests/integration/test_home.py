@@ -14,7 +14,7 @@ import pytest
 
 from pytest_cirque import cleanup, identity
 from pytest_cirque.capabilities import base
-from pytest_cirque.capabilities.base import Capability, ContainerConfig, NodeRuntime
+from pytest_cirque.capabilities.base import Capability, ContainerConfig, Mount, NodeRuntime
 from pytest_cirque.docker_backend import Backend
 from pytest_cirque.errors import (
     CirqueError,
@@ -59,6 +59,13 @@ class Recorder(Capability):
         EVENTS.append(f"configure {node_name}")
         config.environment["RECORDED"] = "yes"
         config.labels["recorder"] = "on"
+
+        if self.params.get("mount"):
+            config.cap_add.append("NET_ADMIN")
+            config.devices.append("/dev/net/tun")
+            config.sysctls["net.ipv4.ip_forward"] = "1"
+            config.mounts.append(Mount(self.params["mount"], "/mnt/host", read_only=True))
+            config.stdin_open = config.tty = True
 
     def start(self, node: NodeRuntime) -> None:
         EVENTS.append(f"start {node.name}")
@@ -155,6 +162,21 @@ def test_capability_lifecycle_order_sidecar_and_netadmin(service: Cirque) -> Non
     home.destroy()
     assert EVENTS == ["configure n1", "start n1", "stop n1"]
     assert run_objects(service) == []
+
+
+def test_container_config_from_capabilities_is_honoured(service: Cirque, tmp_path: Path) -> None:
+    (tmp_path / "hello.txt").write_text("from the host")
+    home = service.create_home({"n": {"capabilities": [{"Recorder": {"mount": str(tmp_path)}}]}})
+    node = home["n"]
+    assert node.exec("cat /mnt/host/hello.txt").stdout == "from the host"
+    assert node.exec("touch /mnt/host/new").exit_code != 0  # read-only
+    assert node.exec("cat /proc/sys/net/ipv4/ip_forward").stdout == "1\n"
+    assert node.exec("test -c /dev/net/tun").exit_code == 0
+    assert node.exec("ip link set dev lo mtu 1300").exit_code == 0  # NET_ADMIN granted
+    assert home.add_node("plain", {}).exec("ip link set dev lo mtu 1300").exit_code != 0
+    config = service.client.api.inspect_container(node.container_id)
+    assert "NET_ADMIN" in config["HostConfig"]["CapAdd"]
+    assert config["Config"]["Tty"] and config["Config"]["OpenStdin"]
 
 
 def test_failed_capability_start_removes_everything(service: Cirque) -> None:
