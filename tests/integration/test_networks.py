@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import tenacity
 
 from pytest_cirque import identity, networks
 from pytest_cirque.docker_backend import Backend
@@ -123,6 +124,19 @@ def test_ipv6_network(service: Cirque) -> None:
     assert six1.ip  # IPv4 as well
 
 
+def hybrid_home(service: Cirque) -> Home:
+    """A home with one hybrid node. The engine allows one macvlan network per host
+    interface, so while another session's hybrid home holds it, wait for it to go."""
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_delay(300),
+        wait=tenacity.wait_fixed(1),
+        retry=tenacity.retry_if_exception(
+            lambda e: isinstance(e, CirqueError) and "only one ipvlan home" in str(e)
+        ),
+        reraise=True,
+    )(service.create_home, {"hybrid": {"docker_network": "ipvlan"}})
+
+
 def test_ipvlan_is_macvlan_on_the_host_lan(
     service: Cirque, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,7 +144,7 @@ def test_ipvlan_is_macvlan_on_the_host_lan(
         pytest.skip("this kernel has ipvlan: the macvlan fallback is not used here")
     monkeypatch.setattr(networks, "_ipvlan_notice_given", False)
     with pytest.warns(RuntimeWarning, match="no ipvlan; using macvlan"):
-        home = service.create_home({"hybrid": {"docker_network": "ipvlan"}})
+        home = hybrid_home(service)
     node = home["hybrid"]
     route = networks.default_route_interface()
     assert route is not None
