@@ -95,11 +95,13 @@ def device_simulation(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
     """Factory of running simulations, each stopped (and its retained state cleared) after
     the test.
 
-    ``device_simulation(models, count=1, protocol="mqtt", broker=None, *, jitter=None,
+    ``device_simulation(models, count=1, protocol=None, broker=None, *, jitter=None,
     seed=None, **transport_options)``: models are stock names, files or DeviceModel
-    objects; ``broker`` is a URL, a broker or an endpoint, by default the session's
-    broker of that protocol (or the test's ``http_endpoint``).
+    objects; ``protocol`` defaults to the models' Protocol; ``broker`` is a URL, a
+    broker or an endpoint, by default the session's broker of that protocol (or the
+    test's ``http_endpoint``).
     """
+    from .model import DeviceModel, load_model
     from .simulator import Simulation, SimulationRunner
     from .transports.base import make_transport
 
@@ -108,19 +110,28 @@ def device_simulation(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
     def make(
         models: Any,
         count: int | Mapping[str, int] = 1,
-        protocol: str = "mqtt",
+        protocol: str | None = None,
         broker: Any = None,
         *,
         jitter: float | None = None,
         seed: int | None = None,
         **transport_options: Any,
     ) -> SimulationRunner:
+        sources = models if isinstance(models, list | tuple) else [models]
+        loaded = [m if isinstance(m, DeviceModel) else load_model(m) for m in sources]
+        if protocol is None:
+            protocols = sorted({m.protocol for m in loaded})
+            if len(protocols) != 1:
+                raise CirqueError(
+                    f"the models speak {', '.join(protocols)}: pass protocol= to choose one"
+                )
+            protocol = protocols[0]
         name = protocol.lower()
         if name not in _DEFAULT_PEERS:
             raise CirqueError(f"unknown protocol {protocol!r}: use one of MQTT, HTTP, AMQP")
         peer = broker if broker is not None else request.getfixturevalue(_DEFAULT_PEERS[name])
         transport = make_transport(name, _peer_url(peer), **transport_options)
-        simulation = Simulation(models, count, transport, jitter=jitter, seed=seed)
+        simulation = Simulation(loaded, count, transport, jitter=jitter, seed=seed)
         runner = SimulationRunner(simulation)
         runner.start()
         runners.append(runner)

@@ -111,7 +111,7 @@ def _subscription(template: str, device_id: str) -> str:
     return template.replace("{device_id}", device_id).format(method="+", request_id="+")
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity
 class _Connection:
     """One paho client with the devices it carries and its unacknowledged messages."""
 

@@ -107,7 +107,8 @@ def test_failed_wait_in_a_user_test_says_what_arrived(pytester):
     result.stdout.fnmatch_lines(
         [
             "*WaitTimeout: waited 1 s for 1 telemetry message(s) from device 'elevator.0' "
-            "matching {'floor': 99}; arrived instead: * message(s): *elevator.0/elevator-sensors;v1 x*"
+            "matching {'floor': 99}; arrived instead: * message(s): "
+            "*elevator.0/elevator-sensors;v1 x*"
         ]
     )
 
@@ -132,3 +133,33 @@ def test_simulations_are_stopped_after_a_failing_test(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*AssertionError: on purpose*"])
+
+
+def _stock_copy(tmp_path, name: str, protocol: str):
+    """A copy of a stock model (and the scripts beside it) that speaks ``protocol``."""
+    import json
+    import shutil
+
+    from pytest_cirque.device_models.model import resolve_model_path
+
+    source = resolve_model_path(name)
+    for script in source.parent.glob("*.js"):
+        shutil.copy(script, tmp_path / script.name)
+    model = json.loads(source.read_text())
+    model["Protocol"] = protocol
+    model["Id"] = f"{name}-{protocol.lower()}"
+    path = tmp_path / f"{model['Id']}.json"
+    path.write_text(json.dumps(model))
+    return path
+
+
+def test_protocol_defaults_to_the_models_protocol(tmp_path, device_simulation, http_endpoint):
+    sim = device_simulation(_stock_copy(tmp_path, "light", "HTTP"), jitter=0)
+    got = http_endpoint.wait_for(1, device="light-http.0")
+    assert got[0].where == "POST /devices/light-http.0/messages/events"
+    assert sim.simulation.transport.counts.failed == 0
+
+
+def test_models_of_different_protocols_need_a_choice(tmp_path, device_simulation):
+    with pytest.raises(CirqueError, match="the models speak HTTP, MQTT: pass protocol="):
+        device_simulation([_stock_copy(tmp_path, "light", "HTTP"), "elevator"])
