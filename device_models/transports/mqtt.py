@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import struct
@@ -41,6 +42,9 @@ TELEMETRY_TOPIC = "devices/{device_id}/messages/events"
 PROPERTIES_TOPIC = "devices/{device_id}/properties/reported"
 METHOD_TOPIC = "devices/{device_id}/methods/{method}/{request_id}"
 METHOD_RESPONSE_TOPIC = "devices/{device_id}/methods/res/{status}/{request_id}"
+
+#: Seconds between paho's housekeeping calls (keepalive pings) on each connection.
+_HOUSEKEEPING_EVERY = 5
 
 #: paho results that mean "queued, will go out once connected".
 _QUEUED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
@@ -154,6 +158,11 @@ class MqttTransport(Transport):
         self.url = url
         if qos not in (0, 1):
             raise TransportError(f"MQTT qos {qos!r} not supported: use 0 or 1")
+        if keepalive < 2 * _HOUSEKEEPING_EVERY:
+            raise TransportError(
+                f"MQTT keepalive {keepalive} s is too short: "
+                f"use {2 * _HOUSEKEEPING_EVERY} s or more"
+            )
         self.pooled = pooled
         self.pool_size = max(1, pool_size)
         self.qos = qos
@@ -488,32 +497,37 @@ class MqttTransport(Transport):
         self.counts.reconnects += 1
 
     async def _tick(self) -> None:
-        """paho's housekeeping (keepalive pings) and the delivery deadline, once a second."""
-        while True:
+        """Once a second, count overdue messages failed; every few seconds, paho's keepalive
+        housekeeping (pings), which need not run more often with a keepalive of a minute."""
+        for tick in itertools.count():
             now = time.monotonic()
+            housekeeping = tick % _HOUSEKEEPING_EVERY == 0
             for connection in self._connections():
-                if connection.connected.is_set():
+                if housekeeping and connection.connected.is_set():
                     connection.client.loop_misc()
-                expired = [
-                    m for m, t in connection.inflight.items() if now - t > self.message_timeout
-                ]
-                for mid in expired:
-                    del connection.inflight[mid]
-                backlog = connection.backlog
-                while backlog and now - backlog[0][3] > self.message_timeout:
-                    backlog.popleft()
-                    expired.append(-1)
-                if expired:
-                    self.counts.failed += len(expired)
-                    connection.last_error = (
-                        f"{len(expired)} message(s) of {connection.label} not acknowledged by "
-                        f"{self.url} within {self.message_timeout:g} s; counted failed"
-                    )
+                if connection.inflight or connection.backlog:
+                    self._expire(connection, now)
             stale = [k for k, t in self._property_mids.items() if now - t > self.message_timeout]
             for key in stale:
                 del self._property_mids[key]
             self.property_counts.failed += len(stale)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # the period of this housekeeping, not a wait on a condition
+
+    def _expire(self, connection: _Connection, now: float) -> None:
+        """Count failed what has waited longer than ``message_timeout``."""
+        expired = [m for m, t in connection.inflight.items() if now - t > self.message_timeout]
+        for mid in expired:
+            del connection.inflight[mid]
+        backlog = connection.backlog
+        while backlog and now - backlog[0][3] > self.message_timeout:
+            backlog.popleft()
+            expired.append(-1)
+        if expired:
+            self.counts.failed += len(expired)
+            connection.last_error = (
+                f"{len(expired)} message(s) of {connection.label} not acknowledged by "
+                f"{self.url} within {self.message_timeout:g} s; counted failed"
+            )
 
     # --- paho callbacks (run on the event loop thread) -------------------------------
 
