@@ -186,3 +186,24 @@ def test_a_spec_error_in_the_test_body_shows_the_test_line_and_the_error(
     )
     result.stdout.no_fnmatch_line("*spec.py*")
     result.stdout.no_fnmatch_line("*plugin.py*")
+
+
+def test_docker_unreachable_fails_setup_in_one_line(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.home({"hub": {}})
+        def test_needs_docker(home):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["Docker engine unreachable at unix:///nonexistent/docker.sock*; start Docker*"]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
