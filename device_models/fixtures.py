@@ -130,6 +130,10 @@ def device_simulation(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
         if name not in _DEFAULT_PEERS:
             raise CirqueError(f"unknown protocol {protocol!r}: use one of MQTT, HTTP, AMQP")
         peer = broker if broker is not None else request.getfixturevalue(_DEFAULT_PEERS[name])
+        if name == "mqtt" and runners:
+            # A second fleet of the same models has the same device ids: distinct client
+            # ids keep the broker from disconnecting one fleet's device for the other's.
+            transport_options.setdefault("client_id_prefix", f"sim{len(runners)}-")
         transport = make_transport(name, _peer_url(peer), **transport_options)
         simulation = Simulation(loaded, count, transport, jitter=jitter, seed=seed)
         runner = SimulationRunner(simulation)

@@ -163,3 +163,12 @@ def test_protocol_defaults_to_the_models_protocol(tmp_path, device_simulation, h
 def test_models_of_different_protocols_need_a_choice(tmp_path, device_simulation):
     with pytest.raises(CirqueError, match="the models speak HTTP, MQTT: pass protocol="):
         device_simulation([_stock_copy(tmp_path, "light", "HTTP"), "elevator"])
+
+
+def test_two_fleets_of_one_model_in_a_test_both_stay_connected(device_simulation, telemetry):
+    first = device_simulation("light", 1, jitter=0)
+    second = device_simulation("light", 1, jitter=0)
+    telemetry.wait_for(2, device="light.0")
+    for sim in (first, second):
+        transport = sim.simulation.transport
+        assert transport.counts.reconnects == 0 and transport.connected_devices == 1
