@@ -4,6 +4,7 @@ images build on homes this test makes; every error one line with exit code 2."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -93,6 +94,7 @@ def test_logs_tail_and_a_unique_part_of_the_home_name(home: Home, run_id: str) -
     assert (result.returncode, result.stdout) == (0, "second\n")
 
 
+@pytest.mark.skipif(shutil.which("docker") is None, reason="cirque shell runs the docker CLI")
 def test_shell_opens_an_interactive_shell_in_the_node(home: Home) -> None:
     result = subprocess.run(
         [
