@@ -37,6 +37,7 @@ from device_bench_support import (
     save,
     write_model,
 )
+
 from pytest_cirque.device_models.brokers import MosquittoContainer, MosquittoProcess
 
 

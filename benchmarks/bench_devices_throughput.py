@@ -35,6 +35,7 @@ from device_bench_support import (
     save,
     write_model,
 )
+
 from pytest_cirque.device_models.brokers import MosquittoProcess
 
 

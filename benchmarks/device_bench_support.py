@@ -18,9 +18,10 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
 from pytest_cirque.device_models.brokers import MosquittoProcess
 from pytest_cirque.device_models.transports.mqtt import parse_mqtt_url
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -46,6 +46,12 @@ METHOD_RESPONSE_TOPIC = "devices/{device_id}/methods/res/{status}/{request_id}"
 #: Seconds between paho's housekeeping calls (keepalive pings) on each connection.
 _HOUSEKEEPING_EVERY = 5
 
+#: DISCONNECT reason code: another client connected with the same client id.
+_SESSION_TAKEN_OVER = 0x8E
+#: A connection dropped this many times within this many seconds of being accepted.
+_SHORT_LIVED_LIMIT = 5
+_SHORT_LIVED_SECONDS = 2.0
+
 #: paho results that mean "queued, will go out once connected".
 _QUEUED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 
@@ -128,6 +134,8 @@ class _Connection:
     reconnecting: asyncio.Task | None = None
     closing: bool = False
     subscribing: list[asyncio.Future] = field(default_factory=list)
+    connected_at: float = 0.0  # monotonic time of the last CONNACK
+    short_lived: int = 0  # connections in a row that dropped right after being accepted
     last_error: str = ""
 
 
@@ -540,12 +548,26 @@ class MqttTransport(Transport):
         connection.last_error = ""
         topics = [_subscription(self.method_topic, d) for d in connection.devices]
         connection.subscribing = self._subscribe(connection, topics)
+        connection.connected_at = time.monotonic()
         connection.connected.set()
         self._drain(connection)
 
     def _on_disconnect(self, connection, _client, _userdata, _flags, reason_code, _props) -> None:
         connection.connected.clear()
         if connection.closing or self._stopped:
+            return
+        # Another client with this client id takes the connection over; reconnecting would
+        # only take it back, and the two would push each other off for ever. MQTT v5 brokers
+        # may say so (reason 0x8E); mosquitto 2.0 just closes, so a connection that keeps
+        # dropping right after it was accepted is taken for the same thing.
+        short_lived = time.monotonic() - connection.connected_at < _SHORT_LIVED_SECONDS
+        connection.short_lived = connection.short_lived + 1 if short_lived else 0
+        if reason_code == _SESSION_TAKEN_OVER or connection.short_lived >= _SHORT_LIVED_LIMIT:
+            connection.last_error = (
+                f"client id {connection.label!r} was taken over by another connection to "
+                f"{self.url} (dropped {connection.short_lived} times right after connecting); "
+                "give each simulation its own client_id_prefix"
+            )
             return
         connection.last_error = (
             f"connection {connection.label} to {self.url} lost ({reason_code}); reconnecting"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+
 from pytest_cirque.device_models.brokers import (
     MosquittoContainer,
     MosquittoProcess,
@@ -12,7 +13,6 @@ from pytest_cirque.device_models.brokers import (
     mosquitto_config,
 )
 from pytest_cirque.device_models.recorders import MqttRecorder
-
 from pytest_cirque.errors import CirqueError, WaitTimeout
 
 
@@ -27,6 +27,7 @@ def accepts(port: int) -> bool:
 def publish_one(url: str, topic: str, payload: bytes) -> None:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
     from pytest_cirque.device_models.transports.mqtt import parse_mqtt_url
 
     host, port = parse_mqtt_url(url)

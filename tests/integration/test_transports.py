@@ -10,6 +10,8 @@ import asyncio
 import json
 
 import pytest
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
 from pytest_cirque.device_models.brokers import (
     MosquittoProcess,
     RabbitMQProcess,
@@ -18,8 +20,6 @@ from pytest_cirque.device_models.brokers import (
 )
 from pytest_cirque.device_models.recorders import HttpEndpoint, MqttRecorder
 from pytest_cirque.device_models.transports.base import Message, make_transport
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
-
 from pytest_cirque.errors import TransportError
 
 SCHEMA = "test-reading;v1"
@@ -420,3 +420,27 @@ def test_http_endpoint_records_and_explains_what_arrived(http_endpoint):
     text = str(error.value)
     assert "waited 1 s for 1 telemetry message(s)" in text
     assert "arrived instead: 1 message(s): explain-1/test-reading;v1 x1" in text
+
+
+def test_mqtt_client_id_taken_over_is_reported_not_fought_over(mqtt_broker):
+    """Two transports with one client id push each other off the broker; one gives up
+    with a clear line, the other keeps the connection."""
+
+    async def run():
+        pair = [make_transport("mqtt", mqtt_broker.url) for _ in range(2)]
+        for transport in pair:
+            await transport.start(["twin-1"])
+        await until(lambda: any("taken over" in t.last_error for t in pair))
+        loser = next(t for t in pair if "taken over" in t.last_error)
+        winner = pair[1 - pair.index(loser)]
+        await until(lambda: winner.connected_devices == 1)
+        await winner.send(message("twin-1", 1))
+        await until(lambda: winner.counts.delivered == 1)
+        error, reconnects = loser.last_error, loser.counts.reconnects
+        for transport in pair:
+            await transport.stop()
+        return error, reconnects
+
+    error, reconnects = asyncio.run(run())
+    assert "client id 'twin-1' was taken over" in error and "client_id_prefix" in error
+    assert reconnects < 10

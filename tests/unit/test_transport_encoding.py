@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
 from pytest_cirque.device_models.transports.base import DeliveryCounts, Message, metadata
 from pytest_cirque.device_models.transports.mqtt import (
     METHOD_TOPIC,
@@ -13,7 +14,6 @@ from pytest_cirque.device_models.transports.mqtt import (
     _topic_pattern,
     parse_mqtt_url,
 )
-
 from pytest_cirque.errors import TransportError
 
 
