@@ -215,16 +215,21 @@ class MqttTransport(Transport):
         return sum(len(c.devices) for c in self._connections() if c.connected.is_set())
 
     async def start(self, device_ids: Iterable[str]) -> None:
+        """Connect every device (or the pool); on failure nothing stays open or running."""
         self._loop = asyncio.get_running_loop()
-        self._ticker = asyncio.create_task(self._tick(), name="mqtt-misc")
-        if self.pooled:
-            labels = [
-                f"{self.client_id_prefix}cirque-pool-{self._pool_tag}-{i}"
-                for i in range(self.pool_size)
-            ]
-            self._pool = [self._new_connection(label) for label in labels]
-            await self._connect_all(self._pool)
-        await self.add_devices(device_ids)
+        self._ticker = asyncio.create_task(self._tick(), name="mqtt-housekeeping")
+        try:
+            if self.pooled:
+                labels = [
+                    f"{self.client_id_prefix}cirque-pool-{self._pool_tag}-{i}"
+                    for i in range(self.pool_size)
+                ]
+                self._pool = [self._new_connection(label) for label in labels]
+                await self._connect_all(self._pool)
+            await self.add_devices(device_ids)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def add_devices(self, device_ids: Iterable[str]) -> None:
         self._require_started()
@@ -319,10 +324,10 @@ class MqttTransport(Transport):
         self._final_error = self.last_error
         self._routes.clear()
         self._pool.clear()
-        if self._ticker:
-            self._ticker.cancel()
-        for task in list(self._tasks):
+        background = [*self._tasks, *([self._ticker] if self._ticker else [])]
+        for task in background:
             task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
 
     async def _flush(self, connections: list[_Connection]) -> None:
         """Wait, at most ``flush_timeout``, until the connections have nothing pending."""

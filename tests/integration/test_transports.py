@@ -159,19 +159,22 @@ def test_mqtt_properties_are_reported_retained(mqtt_broker):
         late.close()
 
 
-def test_mqtt_broker_unreachable_is_one_clear_line():
+@pytest.mark.parametrize("pooled", [False, True], ids=["per-device", "pooled"])
+def test_mqtt_broker_unreachable_is_one_clear_line(pooled):
     url = f"mqtt://127.0.0.1:{free_port()}"
 
     async def run():
-        transport = make_transport("mqtt", url, connect_timeout=1)
+        transport = make_transport("mqtt", url, connect_timeout=1, pooled=pooled)
         with pytest.raises(TransportError) as error:
             await transport.start(["lonely-1", "lonely-2"])
-        return transport, str(error.value)
+        left_running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        return transport, str(error.value), left_running
 
-    transport, text = asyncio.run(run())
+    transport, text, left_running = asyncio.run(run())
     assert "\n" not in text
     assert url in text and "unreachable" in text and "start the broker" in text
     assert transport.counts.sent == 0
+    assert left_running == []  # nothing keeps running after a failed start
 
 
 def test_mqtt_broker_restart_mid_run_loses_nothing(private_mosquitto):
