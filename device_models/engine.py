@@ -30,12 +30,18 @@ start time plus the sleeps so far), so it takes the same path; the first ``resum
 sleeps return at once, and updates already applied (``skip``) are not handed back again.
 Replaying costs a little CPU per sleep, and in exchange any script works, with sleeps in
 nested functions and loops, without rewriting its source.
+
+An engine belongs to the thread that built it: a QuickJS runtime is not thread-safe, and
+its maintainers saw crashes when different threads touch one runtime even at different
+times. So ``run`` and ``close`` refuse any other thread, and the owner calls ``close`` so
+the context is also freed there, not wherever the garbage collector happens to run.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +50,7 @@ from typing import Any
 import quickjs
 from pytest_cirque.device_models.model import DeviceModel, ScriptRef
 
-from pytest_cirque.errors import ScriptError
+from pytest_cirque.errors import CirqueError, ScriptError
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,7 @@ class ModelEngine:
         """
         self.model = model
         self.limits = limits or ScriptLimits()
+        self.owner = threading.current_thread()  # the one thread that may touch the context
         self._context = quickjs.Context()
         self._context.set_max_stack_size(self.limits.stack_bytes)
         self._context.eval(_HARNESS)
@@ -217,6 +224,7 @@ class ModelEngine:
         self._sources: dict[str, str] = {}
         self.problems = [error for ref in model.javascript() if (error := self._compile(ref))]
         if self.problems and raise_first:
+            self.close()  # here, not on whichever thread drops the traceback
             raise self.problems[0]
         self._calls_until_rebase = 0  # measure again once the scripts are in
 
@@ -278,6 +286,7 @@ class ModelEngine:
         start_ms: float = 0.0,
     ) -> Step:
         """Call the script's main for one device; raise ScriptError when the call fails."""
+        self._check_owner("run a script")
         key = str(ref.file)
         call_input = json.dumps(
             {
@@ -308,6 +317,28 @@ class ModelEngine:
             result=reply["result"],
         )
 
+    def close(self) -> None:
+        """Free the QuickJS context now, on the owning thread (safe to call twice)."""
+        if self._context is None:
+            return
+        self._check_owner("close")
+        self._call = self._context = None
+
+    @property
+    def closed(self) -> bool:
+        return self._context is None
+
+    def _check_owner(self, what: str) -> None:
+        """Refuse other threads: a QuickJS runtime touched by two threads may crash."""
+        if threading.current_thread() is not self.owner:
+            raise CirqueError(
+                f"model {self.model.id}: cannot {what} from thread "
+                f"{threading.current_thread().name}; a script engine is used only on the "
+                "thread that built it (the simulation's loop thread)"
+            )
+        if self._context is None:
+            raise CirqueError(f"model {self.model.id}: the script engine is closed")
+
     def _error(self, ref: ScriptRef, who: str, what: str, exc: Exception) -> ScriptError:
         """One line naming script file:line, who ran it and the cause."""
         self._calls_until_rebase = 0  # a failed call may have left garbage: measure again
@@ -337,4 +368,6 @@ class ModelEngine:
 
 def check_scripts(model: DeviceModel, limits: ScriptLimits | None = None) -> list[ScriptError]:
     """Every script problem of a model (syntax errors, no main, failing top level)."""
-    return ModelEngine(model, limits, raise_first=False).problems
+    engine = ModelEngine(model, limits, raise_first=False)
+    engine.close()
+    return engine.problems

@@ -17,6 +17,11 @@ the schedule; the transport counts every message as delivered or failed.
 
 ``SimulationRunner`` hosts a simulation's loop in a thread, for synchronous pytest code
 and the command line.
+
+The script engines (one QuickJS context per model) live and die on the loop's thread:
+they are built there on first use, and ``stop`` closes them there. QuickJS is not
+thread-safe, even for a runtime touched by different threads at different times, so a
+context must never be freed by whichever thread's garbage collection finds it.
 """
 
 from __future__ import annotations
@@ -175,6 +180,7 @@ class Simulation:
         """Stop the schedules, then the transport, which flushes (bounded) what is pending."""
         if self._stopped or not self._started:
             self._stopped = True
+            self.close_engines()  # a failed start may have built some
             return
         self._stopped = True
         if self._scheduler:
@@ -189,6 +195,13 @@ class Simulation:
             await asyncio.wait(set(self._tasks), timeout=_STOP_FLUSH_SECONDS)
             for task in self._tasks:
                 task.cancel()
+        self.close_engines()
+
+    def close_engines(self) -> None:
+        """Free every model's script engine; call it on the loop's thread (``stop`` does)."""
+        engines, self._engines = self._engines, {}
+        for engine in engines.values():
+            engine.close()
 
     def pause(self) -> None:
         """Hold every schedule; nothing runs or is sent until ``resume``."""
@@ -472,6 +485,10 @@ async def _cancel_leftover_tasks() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _on_loop(function, *args) -> Any:
+    return function(*args)
+
+
 class SimulationRunner:
     """Runs a simulation's asyncio loop in a thread, for synchronous callers.
 
@@ -507,10 +524,7 @@ class SimulationRunner:
     def call(self, function, *args) -> Any:
         """Call a plain function on the loop's thread (e.g. pause, resume) and return its result."""
 
-        async def on_loop():
-            return function(*args)
-
-        return self.run(on_loop())
+        return self.run(_on_loop(function, *args))
 
     def call_method(
         self,
@@ -547,11 +561,14 @@ class SimulationRunner:
             self._end_thread()
 
     def _end_thread(self) -> None:
-        loop, self._loop = self._loop, None
+        loop = self._loop
         if loop is None:
             return
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(_cancel_leftover_tasks(), loop).result(30)
+        with contextlib.suppress(Exception):  # the engines die on the thread they ran on
+            self.call(self.simulation.close_engines)
+        self._loop = None
         loop.call_soon_threadsafe(loop.stop)
         if self._thread:
             self._thread.join()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from pytest_cirque.device_models.engine import ModelEngine, ScriptLimits, check_scripts
 from pytest_cirque.device_models.model import load_model
 
-from pytest_cirque.errors import ScriptError
+from pytest_cirque.errors import CirqueError, ScriptError
 
 DATA = Path(__file__).parent / "data"
 SCRIPTS = DATA / "scripts"
@@ -228,3 +229,24 @@ def test_a_script_that_catches_the_sleep_still_waits_for_it(engine, model):
     second = call(engine, model, "CatchesSleep", resume=1, skip=1)
     assert second.sleep_ms is None
     assert second.updates == [("property", "Stage", "after")]
+
+
+def test_an_engine_is_used_only_on_the_thread_that_built_it(model):
+    """QuickJS crashes when two threads touch one runtime, even one after the other."""
+    with ThreadPoolExecutor(max_workers=1) as owner:
+        engine = owner.submit(ModelEngine, model).result()
+        with pytest.raises(CirqueError, match="only on the thread that built it"):
+            call(engine, model, "Echo")
+        with pytest.raises(CirqueError, match="only on the thread that built it"):
+            engine.close()
+        assert owner.submit(call, engine, model, "Echo").result().result["state"] == {"count": 0}
+        owner.submit(engine.close).result()
+    assert engine.closed
+
+
+def test_a_closed_engine_says_so(model):
+    engine = ModelEngine(model)
+    engine.close()
+    engine.close()
+    with pytest.raises(CirqueError, match="closed"):
+        call(engine, model, "Echo")

@@ -529,3 +529,17 @@ def test_internal_scripts_run_in_the_simulation(transport, run_simulation):
     device = simulation.devices["truck.0"]
     wait_until(lambda: device.state["fuel"] < 100, "fuel going down")
     assert device.state["fuel"] == pytest.approx(99.9)
+
+
+def test_script_engines_live_and_die_on_the_loop_thread(model_file, transport):
+    """QuickJS is not thread-safe: a context is built, used and freed on one thread."""
+    simulation = Simulation(model_file, 2, transport, seed=1)
+    runner = SimulationRunner(simulation).start()
+    try:
+        status, _ = runner.call_method("sim.0", "SetState", {"online": True})
+        engines = list(simulation._engines.values())
+        assert status == 200 and engines
+        assert all(engine.owner is runner._thread for engine in engines)
+    finally:
+        runner.stop()
+    assert all(engine.closed for engine in engines) and not simulation._engines
