@@ -14,6 +14,7 @@ Only objects labelled ``io.cirque.owner`` are ever considered. Containers go fir
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,9 +24,11 @@ from pytest_cirque.docker_backend import (
     KIND_NETWORK,
     Backend,
     DockerObject,
+    StaleNetwork,
     run_parallel,
 )
 from pytest_cirque.errors import CirqueError
+from pytest_cirque.networks import warn_stale
 
 _ROLE_ORDER = {
     identity.ROLE_NETADMIN: 0,
@@ -51,9 +54,13 @@ def owned_objects(backend: Backend) -> list[DockerObject]:
     return backend.find([identity.OWNER])
 
 
-def remove_objects(backend: Backend, objects: Iterable[DockerObject]) -> list[str]:
+def remove_objects(
+    backend: Backend, objects: Iterable[DockerObject], *, strict: bool = True
+) -> list[str]:
     """Remove objects in a safe order: containers (in parallel), networks, volumes.
-    Returns the names removed; raises one CirqueError line for what could not be."""
+    Returns the names removed. What could not be removed is one CirqueError line when
+    ``strict``, else a warning (reaping must never stop a session from starting). A
+    network left stale by the engine is always only a warning."""
     objects = list(objects)
     containers = sorted(
         (o for o in objects if o.kind == KIND_CONTAINER),
@@ -65,16 +72,23 @@ def remove_objects(backend: Backend, objects: Iterable[DockerObject]) -> list[st
     errors: list[BaseException] = []
 
     def remove(obj: DockerObject) -> None:
-        backend.remove(obj)
+        try:
+            backend.remove(obj)
+        except StaleNetwork as exc:
+            warn_stale(str(exc))
+            return
         removed.append(obj.name)
 
     for group in (containers, networks, volumes):
         errors += run_parallel([lambda o=o: remove(o) for o in group])
     if errors:
-        raise CirqueError(
+        message = (
             f"could not remove {len(errors)} object(s): {str(errors[0]).splitlines()[0]}; "
             "run `cirque reap` again or remove them with docker"
         )
+        if strict:
+            raise CirqueError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
     return removed
 
 
@@ -109,7 +123,7 @@ def reap(client: Any, *, dead_only: bool = True) -> list[str]:
         if dead_only and alive[label]:
             continue
         doomed.append(obj)
-    return remove_objects(backend, doomed)
+    return remove_objects(backend, doomed, strict=False)
 
 
 def remove_home(client: Any, home: str) -> list[str]:

@@ -13,6 +13,7 @@ import os
 import posixpath
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,10 +27,16 @@ from pytest_cirque.errors import DockerUnavailable, ExecTimeout, NodeError
 KIND_CONTAINER = "container"
 KIND_NETWORK = "network"
 KIND_VOLUME = "volume"
+#: Seconds a network may claim endpoints with no container before it counts as stale.
+STALE_AFTER_S = 2.0
 
 
 class SubnetTaken(Exception):
     """Docker refused a subnet because it overlaps another network's (internal signal)."""
+
+
+class StaleNetwork(Exception):
+    """Docker keeps a network alive for an endpoint that no longer exists."""
 
 
 class ParentInUse(Exception):
@@ -193,22 +200,46 @@ class Backend:
         return response["Id"]
 
     def remove_network(self, name_or_id: str) -> None:
-        """Remove a network; a missing one is fine. Retries while endpoints drain."""
-        for attempt in tenacity.Retrying(
-            stop=tenacity.stop_after_delay(20),
-            wait=tenacity.wait_exponential(multiplier=0.05, max=1),
-            retry=tenacity.retry_if_exception(
-                lambda e: (
-                    isinstance(e, docker.errors.APIError) and "active endpoints" in _explanation(e)
-                )
-            ),
-            reraise=True,
-        ):
-            with attempt:
-                try:
-                    self.api.remove_network(name_or_id)
-                except docker.errors.NotFound:
-                    return
+        """Remove a network; a missing one is fine. Retries while endpoints drain (Docker
+        may report them for a moment after their containers are gone). A network that
+        still reports endpoints with no container attached after STALE_AFTER_S has a
+        stale endpoint, a Docker bug only a daemon restart clears: StaleNetwork."""
+        first_empty: list[float] = []
+        shown_name = [name_or_id]
+
+        def check(exc: BaseException) -> bool:
+            if not (
+                isinstance(exc, docker.errors.APIError) and "active endpoints" in _explanation(exc)
+            ):
+                return False
+            info = self.network_info(name_or_id) or {}
+            shown_name[:] = [info.get("Name") or name_or_id]
+            if info.get("Containers"):
+                first_empty.clear()
+                return True
+            first_empty[:1] = first_empty[:1] or [time.monotonic()]
+            return time.monotonic() - first_empty[0] < STALE_AFTER_S
+
+        try:
+            for attempt in tenacity.Retrying(
+                stop=tenacity.stop_after_delay(30),
+                wait=tenacity.wait_exponential(multiplier=0.05, max=1),
+                retry=tenacity.retry_if_exception(check),
+                reraise=True,
+            ):
+                with attempt:
+                    try:
+                        self.api.remove_network(name_or_id)
+                    except docker.errors.NotFound:
+                        return
+        except docker.errors.APIError as exc:
+            if first_empty:
+                raise StaleNetwork(
+                    f"network {shown_name[0]} reports active endpoints but has no container "
+                    "(a Docker engine bug); it is harmless, and a restart of the Docker "
+                    "daemon when no tests run frees it"
+                ) from exc
+            raise
 
     def network_info(self, name_or_id: str) -> dict[str, Any] | None:
         try:

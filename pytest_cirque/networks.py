@@ -28,7 +28,7 @@ import warnings
 from dataclasses import dataclass
 
 from pytest_cirque import identity
-from pytest_cirque.docker_backend import Backend, ParentInUse, SubnetTaken
+from pytest_cirque.docker_backend import Backend, ParentInUse, StaleNetwork, SubnetTaken
 from pytest_cirque.errors import CirqueError, SpecError
 from pytest_cirque.spec import (
     NETWORK_DEFAULT,
@@ -290,9 +290,17 @@ class HomeNetworks:
             try:
                 self._backend.remove_network(self.networks[key].id)
                 del self.networks[key]
+            except StaleNetwork as exc:
+                warn_stale(f"home {self._home_id}: {exc}")
             except Exception as exc:
                 errors.append(exc)
         return errors
+
+
+def warn_stale(message: str) -> None:
+    """A stale network is the engine's fault and cannot be fixed from here: say so, go on."""
+    log.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 def _upper_quarter(subnet: ipaddress.IPv4Network) -> str:
