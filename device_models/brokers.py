@@ -196,6 +196,12 @@ class MosquittoProcess(Broker):
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def log(self, lines: int = 40) -> str:
+        """The broker's log, without the warning mosquitto prints whenever root starts it."""
+        text = super().log(lines + 5)
+        kept = [line for line in text.splitlines() if "should not be run as root" not in line]
+        return "\n".join(kept[-lines:])
+
     def version(self) -> str:
         out = subprocess.run([self.binary, "-h"], capture_output=True, text=True).stdout
         return out.splitlines()[0].strip() if out else "unknown"

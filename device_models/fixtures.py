@@ -62,6 +62,7 @@ def http_endpoint() -> Iterator[HttpEndpoint]:
 def telemetry(mqtt_broker: Broker) -> Iterator[MqttRecorder]:
     """A recorder subscribed to every device topic of the session's MQTT broker."""
     recorder = MqttRecorder(mqtt_broker.url)
+    recorder.explain_with(lambda: _broker_log(mqtt_broker))
     try:
         yield recorder
     finally:
@@ -76,6 +77,38 @@ def amqp_telemetry(amqp_broker: Broker) -> Iterator[AmqpRecorder]:
         yield recorder
     finally:
         recorder.close()
+
+
+def _broker_log(broker: Broker) -> str:
+    log = broker.log(10)
+    return f"broker {broker.url} log:\n{log}" if log.strip() else ""
+
+
+#: Recorder fixtures whose failed waits should tell about the test's simulations.
+_RECORDERS = ("telemetry", "amqp_telemetry", "http_endpoint")
+
+
+def describe_simulation(runner: Any) -> str:
+    """A simulation in a few lines: devices, delivery counts, the last transport error and
+    the latest script errors; what a failed wait for telemetry needs to be understood."""
+    simulation = runner.simulation
+    transport = simulation.transport
+    counts = transport.counts
+    devices = list(simulation.devices.values())
+    models = ", ".join(sorted({d.model.id for d in devices})) or "no devices"
+    lines = [
+        f"simulation of {models}: {len(devices)} device(s), "
+        f"{sum(d.online for d in devices)} online; transport {transport.url}: "
+        f"sent {counts.sent}, delivered {counts.delivered}, failed {counts.failed}, "
+        f"reconnects {counts.reconnects}"
+    ]
+    last_error = getattr(transport, "last_error", "")
+    if last_error:
+        lines.append(f"last transport error: {last_error}")
+    if simulation.error_count:
+        lines.append(f"script errors: {simulation.error_count}, latest:")
+        lines.extend(f"  {line}" for line in list(simulation.errors)[-3:])
+    return "\n".join(lines)
 
 
 _DEFAULT_PEERS = {"mqtt": "mqtt_broker", "amqp": "amqp_broker", "http": "http_endpoint"}
@@ -139,6 +172,9 @@ def device_simulation(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
         runner = SimulationRunner(simulation)
         runner.start()
         runners.append(runner)
+        for name in _RECORDERS:
+            if name in request.fixturenames:
+                request.getfixturevalue(name).explain_with(lambda: describe_simulation(runner))
         return runner
 
     try:

@@ -72,6 +72,21 @@ class TelemetryRecorder:
     def __init__(self) -> None:
         self.messages: list[Received] = []
         self._changed = threading.Condition()
+        self._explainers: list[Callable[[], str]] = []
+
+    def explain_with(self, explainer: Callable[[], str]) -> None:
+        """Add a source of context (a simulation's counts and errors, a broker's log) that a
+        failed wait attaches as its log."""
+        self._explainers.append(explainer)
+
+    def context(self) -> str:
+        lines = []
+        for explainer in self._explainers:
+            try:
+                lines.append(explainer())
+            except Exception as exc:  # context must never hide the failure itself
+                lines.append(f"(context unavailable: {exc})")
+        return "\n".join(line for line in lines if line)
 
     def record(self, message: Received) -> None:
         with self._changed:
@@ -130,7 +145,8 @@ class TelemetryRecorder:
                     return check()
         except _NotYet:
             raise WaitTimeout(
-                f"waited {timeout:g} s for {description}; {self.summary(schema, device, kind)}"
+                f"waited {timeout:g} s for {description}; {self.summary(schema, device, kind)}",
+                log=self.context(),
             ) from None
         raise AssertionError("unreachable")
 
@@ -289,7 +305,8 @@ class MqttRecorder(TelemetryRecorder):
         except _NotYet:
             raise WaitTimeout(
                 f"waited {timeout:g} s for device {device_id} to answer method {method} "
-                f"(request {request_id} on {topic})"
+                f"(request {request_id} on {topic})",
+                log=self.context(),
             ) from None
         raise AssertionError("unreachable")
 
