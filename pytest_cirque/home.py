@@ -2,7 +2,8 @@
 
 Creation order: validate (the spec was parsed), resolve images, let capabilities
 configure each node, create the networks the nodes need, create and start the
-containers (in parallel), then start capabilities. A failure at any point removes what
+containers (in parallel; each gets its segment guard, see networks.segment_guard), then
+start capabilities. A failure at any point removes what
 was made and raises one line. Teardown runs in reverse, never stops half-way (also on
 Ctrl-C), and reports every problem in one line at the end.
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_cirque import cleanup, identity
 from pytest_cirque.docker_backend import Backend, run_parallel
 from pytest_cirque.errors import CirqueError, NodeError, SpecError
-from pytest_cirque.networks import HomeNetworks
+from pytest_cirque.networks import HomeNetworks, segment_guard
 from pytest_cirque.node import Node
 from pytest_cirque.spec import NodeSpec
 
@@ -98,6 +99,9 @@ class Home:
             def create_and_start(node: Node) -> None:
                 node.create(node.network, idle[node.spec.image])
                 self.backend.start(node.container_id)
+                guard = segment_guard(node.network)
+                if guard:
+                    node.run_netadmin(guard)
 
             self._raise_first(
                 run_parallel([lambda n=n: create_and_start(n) for n in new_nodes], PARALLELISM),

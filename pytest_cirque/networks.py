@@ -15,6 +15,11 @@ ipvlan, so macvlan on the default-route interface; both segments are that one ne
 IPv4 subnets come from a project pool (CIRQUE_SUBNET_POOL, default 10.213.0.0/16, in
 /24 steps). Concurrent runs pick different start points and skip subnets Docker already
 uses; a race that still collides gets Docker's overlap error and tries the next one.
+
+Segments are kept apart in each node as well (``segment_guard``): Docker 20.10 isolates
+bridges through a jump from FORWARD to DOCKER-ISOLATION-STAGE-1 that it deletes and inserts
+again on every network creation on the engine, by anyone; in between, traffic routed from
+one bridge to another is accepted, so a node could reach another segment for a moment.
 """
 
 from __future__ import annotations
@@ -73,6 +78,17 @@ class Network:
         if self.ipv6_subnet:
             info["ipv6_subnet"] = self.ipv6_subnet
         return info
+
+
+def segment_guard(network: Network) -> str:
+    """The script (run with NET_ADMIN in a node's namespace on ``network``) that makes every
+    other segment of the subnet pool unreachable from the node: its own /24 stays reachable
+    through the more specific on-link route, the outside through the default route. It
+    does not depend on the host's iptables, which Docker rewrites non-atomically (see the
+    module docstring). Empty for hybrid networks, whose subnet is the host's LAN."""
+    if network.driver != "bridge":
+        return ""
+    return f"ip route add prohibit {subnet_pool()}\n"
 
 
 def subnet_pool() -> ipaddress.IPv4Network:
