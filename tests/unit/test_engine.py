@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -133,13 +136,82 @@ def test_an_infinite_loop_fails_that_call_only(engine, model):
     assert call(engine, model, "Updates").updates[0] == ("state", {"a": 1})
 
 
-def test_a_memory_bomb_fails_that_call_only(engine, model):
-    with pytest.raises(ScriptError) as caught:
-        call(engine, model, "Bomb")
-    message = str(caught.value)
-    assert "memory limit of 8 MiB exceeded" in message
-    assert message.startswith(f"{SCRIPTS / 'memory_bomb.js'}:")
-    assert call(engine, model, "Updates").updates[0] == ("state", {"a": 1})
+# Out of memory, quickjs 1.19.4 (QuickJS 2021-03-27) may free the pending error while it
+# writes the error's backtrace and then crash the process (use after free in
+# build_backtrace). Memory bombs run in a child process, so a crash fails one test with
+# its cause instead of ending the whole test session.
+BOMB_CHILD = """
+import json, sys
+from pathlib import Path
+from pytest_cirque.device_models.engine import ModelEngine
+from pytest_cirque.device_models.model import load_model
+from pytest_cirque.errors import ScriptError
+
+model = load_model(Path(sys.argv[1]))
+rounds, fresh = int(sys.argv[2]), sys.argv[3] == "fresh"
+
+def call(engine, method):
+    return engine.run(model.methods[method], device_id="scripted.1",
+        context={"deviceId": "scripted.1"}, state={"count": 0},
+        properties={"Firmware": "1.0"}, method=True)
+
+engine = ModelEngine(model)
+for _ in range(rounds):
+    engine = ModelEngine(model) if fresh else engine
+    call(engine, "Echo")
+    try:
+        call(engine, "Bomb")
+    except ScriptError as exc:
+        bomb = str(exc)
+    else:
+        bomb = "no ScriptError"
+    after = call(engine, "Updates").updates[0]
+    print(json.dumps({"bomb": bomb, "after": after}), flush=True)
+"""
+
+
+def run_memory_bombs(rounds: int, *, fresh: bool) -> list[dict]:
+    """Run ``rounds`` memory bombs in a child process; return what each call reported."""
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            "-c",
+            BOMB_CHILD,
+            str(DATA / "scripted.json"),
+            str(rounds),
+            "fresh" if fresh else "same",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 0, (
+        f"the memory bomb child exited with {child.returncode} after "
+        f"{len(child.stdout.splitlines())} of {rounds} bombs (negative: killed by that "
+        f"signal; QuickJS crashes out of memory without the build_backtrace fix):\n"
+        f"{child.stderr[-2000:]}"
+    )
+    return [json.loads(line) for line in child.stdout.splitlines()]
+
+
+def test_a_memory_bomb_fails_that_call_only():
+    (reply,) = run_memory_bombs(1, fresh=False)
+    assert "memory limit of 8 MiB exceeded" in reply["bomb"]
+    assert reply["bomb"].startswith(f"{SCRIPTS / 'memory_bomb.js'}:")
+    assert reply["after"] == ["state", {"a": 1}]
+
+
+@pytest.mark.xfail(
+    reason="quickjs 1.19.4 frees the pending error in build_backtrace when memory runs out "
+    "and crashes; passes once quickjs is built with that fixed",
+    strict=False,
+)
+def test_many_memory_bombs_never_crash_the_process():
+    replies = run_memory_bombs(100, fresh=True)
+    assert len(replies) == 100
+    assert all("memory limit of 8 MiB exceeded" in reply["bomb"] for reply in replies)
 
 
 def test_endless_recursion_is_a_stack_overflow(engine, model):
