@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -47,6 +49,7 @@ async def shard(url: str, index: int, devices: int, seconds: float) -> dict:
     from pytest_cirque.device_models.transports.base import make_transport
 
     folder = Path(tempfile.mkdtemp(prefix="cirque-bench-"))
+    atexit.register(shutil.rmtree, folder, True)
     model = write_model_for(folder, index)
     transport = make_transport("mqtt", url, connect_timeout=120, keepalive=300)
     simulation = Simulation([model], devices, transport, seed=index)

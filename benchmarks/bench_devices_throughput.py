@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -45,6 +47,7 @@ async def shard(url: str, index: int, devices: int, seconds: float, qos: int, po
     from pytest_cirque.device_models.transports.base import make_transport
 
     folder = Path(tempfile.mkdtemp(prefix="cirque-bench-"))
+    atexit.register(shutil.rmtree, folder, True)
     model = write_model(folder, f"tput-s{index}", "00:00:01", script="internal")
     transport = make_transport("mqtt", url, pooled=True, pool_size=pool, qos=qos)
     simulation = Simulation([model], devices, transport, seed=index)
