@@ -25,7 +25,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from pytest_cirque.errors import TransportError
 
-from .base import DeliveryCounts, Message, MethodHandler, Transport, metadata
+from .base import DeliveryCounts, Message, MethodHandler, Transport, metadata, settle
 
 EXCHANGE = "cirque.devices"
 TELEMETRY_KEY = "devices.{device_id}.messages.events"
@@ -48,6 +48,7 @@ class AmqpTransport(Transport):
         properties_key: str = PROPERTIES_KEY,
         connect_timeout: float = 10.0,
         message_timeout: float = 30.0,
+        flush_timeout: float = 10.0,
         pooled: bool = True,  # one connection carries every device; accepted for symmetry
     ) -> None:
         parts = urlsplit(url)
@@ -61,6 +62,7 @@ class AmqpTransport(Transport):
         self.properties_key = properties_key
         self.connect_timeout = connect_timeout
         self.message_timeout = message_timeout
+        self.flush_timeout = flush_timeout
         self.counts = DeliveryCounts()
         self.property_counts = DeliveryCounts()
         self.last_error = ""
@@ -128,6 +130,9 @@ class AmqpTransport(Transport):
         )
 
     async def stop(self) -> None:
+        """Let confirms under way arrive (at most ``flush_timeout``), then close; what is
+        still unconfirmed then counts failed."""
+        await settle([self.counts, self.property_counts], self.flush_timeout)
         self._started = False
         connection, self._connection = self._connection, None
         self._exchange = None

@@ -7,11 +7,14 @@ up either delivered or failed in ``counts``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from pytest_cirque.errors import TransportError
 
@@ -55,6 +58,24 @@ def metadata(message: Message) -> dict[str, str]:
         "device-id": message.device_id,
         "model-id": message.model_id,
     }
+
+
+async def settle(counts: list[DeliveryCounts], timeout: float) -> None:
+    """Wait, at most ``timeout`` seconds, until nothing handed over is still pending."""
+
+    class _Pending(Exception):
+        pass
+
+    with contextlib.suppress(_Pending):
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(timeout),
+            wait=wait_exponential(multiplier=0.01, max=0.2),
+            retry=retry_if_exception_type(_Pending),
+            reraise=True,
+        ):
+            with attempt:
+                if any(c.pending for c in counts):
+                    raise _Pending
 
 
 # (device_id, method, payload) -> (status, response)

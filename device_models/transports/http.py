@@ -24,7 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from pytest_cirque.errors import TransportError
 
-from .base import DeliveryCounts, Message, MethodHandler, Transport, metadata
+from .base import DeliveryCounts, Message, MethodHandler, Transport, metadata, settle
 
 TELEMETRY_PATH = "/devices/{device_id}/messages/events"
 PROPERTIES_PATH = "/devices/{device_id}/properties/reported"
@@ -44,6 +44,7 @@ class HttpTransport(Transport):
         properties_path: str = PROPERTIES_PATH,
         message_timeout: float = 30.0,
         request_timeout: float = 10.0,
+        flush_timeout: float = 10.0,
         max_connections: int = 64,
         pooled: bool = True,  # HTTP always shares a connection pool; accepted for symmetry
         headers: dict[str, str] | None = None,
@@ -59,6 +60,7 @@ class HttpTransport(Transport):
         self.properties_url = urlunsplit((parts.scheme, parts.netloc, properties_path, "", ""))
         self.message_timeout = message_timeout
         self.request_timeout = request_timeout
+        self.flush_timeout = flush_timeout
         self.max_connections = max_connections
         self.headers = dict(headers or {})
         self.counts = DeliveryCounts()
@@ -106,6 +108,9 @@ class HttpTransport(Transport):
         await self._deliver("PUT", url, body, headers, self.property_counts)
 
     async def stop(self) -> None:
+        """Let requests under way finish (at most ``flush_timeout``), then close; what is
+        still unanswered then counts failed."""
+        await settle([self.counts, self.property_counts], self.flush_timeout)
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -141,7 +146,13 @@ class HttpTransport(Transport):
                         ) as response:
                             status = response.status
                             await response.read()
-                    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    except (
+                        aiohttp.ClientError,
+                        asyncio.TimeoutError,
+                        OSError,
+                        RuntimeError,
+                    ) as exc:
+                        # RuntimeError: the session was closed by stop() meanwhile.
                         self.last_error = f"HTTP {verb} {url} failed: {type(exc).__name__}: {exc}"
                         raise _Retry from exc
                     if status == 429 or status >= 500:

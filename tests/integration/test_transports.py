@@ -330,6 +330,21 @@ def test_http_retries_server_errors_and_counts_rejections(http_endpoint):
     assert http_endpoint.wait_for(1)[0].where == "POST /ingest/retry-1"
 
 
+def test_http_stop_counts_what_is_still_retrying_as_failed(http_endpoint):
+    async def run():
+        transport = make_transport("http", http_endpoint.url, flush_timeout=1)
+        await transport.start(["stuck-1"])
+        http_endpoint.fail_next(10_000, status=503)  # the endpoint never recovers
+        sends = [asyncio.create_task(transport.send(message("stuck-1", n))) for n in range(3)]
+        await until(lambda: transport.counts.sent == 3 and transport.counts.reconnects >= 3)
+        await transport.stop()
+        await asyncio.gather(*sends)
+        return transport.counts
+
+    counts = asyncio.run(run())
+    assert (counts.sent, counts.delivered, counts.failed) == (3, 0, 3)
+
+
 def test_http_endpoint_unreachable_counts_failed():
     url = f"http://127.0.0.1:{free_port()}"
 
