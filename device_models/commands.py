@@ -14,6 +14,7 @@ import time
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from pytest_cirque.device_models.brokers import add_broker_command
 from pytest_cirque.device_models.engine import check_scripts
 from pytest_cirque.device_models.model import (
     load_model,
@@ -68,6 +69,8 @@ def add_commands(subparsers: Any) -> None:
         "--pooled", action="store_true", help="share a few connections instead of one per device"
     )
     run.set_defaults(func=cmd_run)
+
+    add_broker_command(actions)
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
