@@ -50,6 +50,8 @@ SEGMENTS = (SEGMENT_LAN, SEGMENT_LAN_ACCESS)
 
 DEFAULT_POOL = "10.213.0.0/16"
 SUBNET_PREFIX = 24
+#: Where the ipv6 variant's /64s come from (ula_subnet).
+ULA_RANGE = "fd00::/8"
 
 
 @dataclass
@@ -85,10 +87,16 @@ def segment_guard(network: Network) -> str:
     other segment of the subnet pool unreachable from the node: its own /24 stays reachable
     through the more specific on-link route, the outside through the default route. It
     does not depend on the host's iptables, which Docker rewrites non-atomically (see the
-    module docstring). Empty for hybrid networks, whose subnet is the host's LAN."""
+    module docstring). Empty for hybrid networks, whose subnet is the host's LAN.
+
+    IPv6 segments get the same for all unique-local addresses: this engine installs no
+    IPv6 isolation between bridges at all (ip6tables is off by default in Docker 20.10)."""
     if network.driver != "bridge":
         return ""
-    return f"ip route add prohibit {subnet_pool()}\n"
+    script = f"ip route add prohibit {subnet_pool()}\n"
+    if network.ipv6_subnet:
+        script += f"ip -6 route add prohibit {ULA_RANGE}\n"
+    return script
 
 
 def subnet_pool() -> ipaddress.IPv4Network:

@@ -172,6 +172,21 @@ def test_ipv6_network(service: Cirque) -> None:
     assert six1.ip  # IPv4 as well
 
 
+def test_ipv6_segments_stay_apart(service: Cirque) -> None:
+    home = service.create_home(
+        {
+            "plain": {"docker_network": "ipv6"},
+            "open1": {"docker_network": "ipv6", "capabilities": ["LanAccess"]},
+            "open2": {"docker_network": "ipv6", "capabilities": ["LanAccess"]},
+        }
+    )
+    plain, open1, open2 = home["plain"], home["open1"], home["open2"]
+    assert reaches(open1, open2.ipv6[0])
+    assert not reaches(plain, open1.ipv6[0])
+    assert not reaches(open1, plain.ipv6[0])
+    assert not reaches(plain, open1.ip) and not reaches(open1, plain.ip)
+
+
 def hybrid_home(service: Cirque) -> Home:
     """A home with one hybrid node. The engine allows one macvlan network per host
     interface, so while another session's hybrid home holds it, wait for it to go."""
