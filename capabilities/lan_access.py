@@ -3,7 +3,9 @@
 Without it a node sits on the home's default LAN segment, a bridge without traffic between
 containers: it reaches only its gateway (and the outside, unless the network is internal).
 With it, the home puts the node on its "lan-access" segment, whose nodes reach each other.
-Cirque did this with iptables rules on the host; two bridges need no privilege.
+Cirque did this with iptables rules on the host; two bridges need no privilege. Docker's
+isolation between the bridges has gaps on this engine, so each node also gets a route
+that makes the other segments unreachable (networks.segment_guard).
 """
 
 from __future__ import annotations
