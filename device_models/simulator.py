@@ -12,8 +12,14 @@ fleet does not fire all at once.
 A device whose state has ``online`` false keeps running its state scripts but sends no
 telemetry until a script or method sets it true again. Script failures never stop the
 simulation: each is recorded in ``errors`` as one line and that device goes on at its
-next tick. Sends are handed to the transport as tasks, so a slow peer never holds up
-the schedule; the transport counts every message as delivered or failed.
+next tick. Sends never hold up the schedule: a transport that only queues takes each
+message at once (``Transport.send_now``), any other gets it in a task; either way the
+transport counts every message as delivered or failed.
+
+The schedule sleeps until its earliest due time (one timer handle per wake-up, not a
+``wait_for`` per timer), then fires every timer due by then in one pass, yielding to
+the transport's I/O every ``_FIRE_BATCH`` timers. CPU per message is what limits a
+simulator process (see benchmarks/bench_simulator_cpu.py), so this path stays lean.
 
 ``SimulationRunner`` hosts a simulation's loop in a thread, for synchronous pytest code
 and the command line.
@@ -43,7 +49,6 @@ from pytest_cirque.device_models import internal_scripts, telemetry
 from pytest_cirque.device_models.engine import ModelEngine, ScriptLimits
 from pytest_cirque.device_models.model import DeviceModel, load_model
 from pytest_cirque.device_models.transports.base import Message, Transport
-
 from pytest_cirque.errors import CirqueError, DeviceModelError, ScriptError
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,7 @@ _RECENT_LOG_LINES = 20
 _MAX_ERRORS_KEPT = 1000
 _LATENESS_SAMPLES = 100_000
 _STOP_FLUSH_SECONDS = 10.0
+_FIRE_BATCH = 256  # timers fired between two yields to the loop's I/O
 
 ModelSource = DeviceModel | str | Path
 
@@ -143,6 +149,8 @@ class Simulation:
         self._tasks: set[asyncio.Task] = set()
         self._scheduler: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
+        self._created_ms = -1  # the millisecond _created_text was formatted for
+        self._created_text = ""
         self._running: asyncio.Event | None = None
         self._paused_at: float | None = None
         self._started = False
@@ -216,9 +224,11 @@ class Simulation:
             return
         shift = asyncio.get_running_loop().time() - self._paused_at
         self._paused_at = None
-        self._heap = [(due + shift, seq, d, timer) for due, seq, d, timer in self._heap]
+        self._heap[:] = [(due + shift, seq, d, timer) for due, seq, d, timer in self._heap]
         heapq.heapify(self._heap)
         self._running.set()
+        if self._wakeup:
+            self._wakeup.set()  # the earliest due time moved
 
     @property
     def paused(self) -> bool:
@@ -348,21 +358,35 @@ class Simulation:
     async def _schedule_loop(self) -> None:
         assert self._wakeup is not None and self._running is not None
         loop = asyncio.get_running_loop()
-        fired = 0
+        wakeup = self._wakeup
         while True:
             await self._running.wait()
             if not self._heap:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                wakeup.clear()
+                await wakeup.wait()
                 continue
             due = self._heap[0][0]
-            delay = due - loop.time()
-            if delay > 0:
-                self._wakeup.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), delay)
+            if due > loop.time():
+                # Sleep until the earliest due time, or until devices join or a resume
+                # moves the schedule (both set the event).
+                wakeup.clear()
+                timer = loop.call_at(due, wakeup.set)
+                try:
+                    await wakeup.wait()
+                finally:
+                    timer.cancel()
                 continue
-            due, _, device, timer = heapq.heappop(self._heap)
+            self._fire_due(loop)
+            await asyncio.sleep(0)  # let sends, methods and the transport's I/O run
+
+    def _fire_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run up to ``_FIRE_BATCH`` timers that are due, each rescheduled first."""
+        heap = self._heap
+        now = loop.time()
+        for _ in range(_FIRE_BATCH):
+            if not heap or heap[0][0] > now:
+                return
+            due, _, device, timer = heapq.heappop(heap)
             if not device.alive:
                 continue
             model = device.model
@@ -377,9 +401,6 @@ class Simulation:
             except Exception as exc:  # a bug must not end every device's schedule
                 log.exception("device %s: timer %s failed", device.id, timer)
                 self._record(f"device {device.id}: internal error: {exc!r}")
-            fired += 1
-            if fired % 64 == 0:
-                await asyncio.sleep(0)  # let sends, methods and the transport's I/O run
 
     def _context(self, device: Device) -> dict[str, str]:
         return {
@@ -451,11 +472,27 @@ class Simulation:
             device_id=device.id,
             schema=spec.schema.name,
             content_type="application/json",
-            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+            created=self._created(),
             body=body.encode(),
             model_id=device.model.id,
         )
+        try:
+            if self.transport.send_now(message):
+                return
+        except CirqueError as exc:  # misuse, e.g. a device the transport does not know
+            self._record(f"transport: {exc}")
+            return
         self._spawn(self.transport.send(message))
+
+    def _created(self) -> str:
+        """Now, to the millisecond, in ISO-8601 UTC; formatted once per millisecond."""
+        now_ms = int(time.time() * 1000)
+        if now_ms != self._created_ms:
+            now = dt.datetime.fromtimestamp(now_ms // 1000, dt.timezone.utc)
+            now = now.replace(microsecond=now_ms % 1000 * 1000)
+            self._created_text = now.isoformat(timespec="milliseconds")
+            self._created_ms = now_ms
+        return self._created_text
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -106,6 +106,15 @@ class Transport(ABC):
         Raises TransportError only for misuse (not started, unknown device).
         """
 
+    def send_now(self, message: Message) -> bool:
+        """Hand one message over without waiting, if this transport can; else return False.
+
+        A transport whose ``send`` never waits (it only queues) overrides this, so the
+        simulator need not create a task for every message; the others keep the
+        default, and the simulator awaits ``send`` in a task instead.
+        """
+        return False
+
     @abstractmethod
     async def report_properties(self, device_id: str, properties: dict) -> None:
         """Report a device's properties (retained topic or twin-like document)."""

@@ -11,6 +11,14 @@ while a connection is down its messages wait there until the reconnect. A messag
 acknowledged within ``message_timeout`` seconds, beyond ``max_queued`` waiting, or still
 pending when ``stop`` gives up flushing, is counted failed. So ``sent == delivered +
 failed`` once nothing is pending, and no message disappears without being counted.
+
+Cost per message is what caps a simulator process, so the telemetry path is lean:
+``send_now`` publishes without a task, PUBLISH properties are encoded by hand
+(``PackedProperties``), and ``_Client`` writes everything queued in one ``send`` call
+and decodes a plain PUBACK without building paho's reason and property objects.
+QoS 1 is the default because only an acknowledged message can be counted delivered:
+at QoS 0 "delivered" means "written to the socket", so a broker that drops a message
+would go unnoticed.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from pytest_cirque.errors import TransportError
@@ -82,6 +91,77 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
+class _Client(paho.Client):
+    """A paho client with the two hot spots of a busy publisher taken out.
+
+    paho writes each queued packet with its own ``send`` system call and, for every
+    PUBACK, builds two ReasonCode objects and a Properties object. Both overrides keep
+    paho's bookkeeping (``_out_packet``, ``_out_messages``, ``on_publish``) as it is
+    and only do the same work for less; anything unusual goes to paho's own code.
+    """
+
+    def _packet_write(self) -> MQTTErrorCode:
+        out = self._out_packet
+        if len(out) > 1:
+            _coalesce(out)
+        return super()._packet_write()
+
+    def _handle_pubackcomp(self, cmd):
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or not 2 <= len(packet) <= 3:  # properties: paho's decoder
+            return super()._handle_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        reason = _PUBACK_REASONS.get(packet[2] if len(packet) == 3 else 0)
+        if reason is None:
+            return super()._handle_pubackcomp(cmd)
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, reason, _NO_PUBACK_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+#: PUBACK reason codes that mean the broker took the message (MQTT v5 3.4.2.1), shared:
+#: on_publish callbacks only read them.
+_PUBACK_REASONS = {code: ReasonCode(PacketTypes.PUBACK, identifier=code) for code in (0x00, 0x10)}
+_NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)
+#: Most bytes joined into one write; more waits for the next writable event anyway.
+_COALESCE_BYTES = 256 * 1024
+_PUBLISH, _DISCONNECT = 0x30, 0xE0
+
+
+def _coalesce(out: deque) -> None:
+    """Join the leading queued packets into one, so one ``send`` writes them all.
+
+    Only packets paho does nothing with once written are joined: not a QoS 0 PUBLISH
+    (paho then calls on_publish) and not DISCONNECT (paho then closes the socket).
+    """
+    run, size = [], 0
+    for packet in out:
+        command = packet["command"] & 0xF0
+        if (command == _PUBLISH and packet["qos"] == 0) or command == _DISCONNECT:
+            break
+        run.append(packet)
+        size += packet["to_process"]
+        if size >= _COALESCE_BYTES:
+            break
+    if len(run) < 2:
+        return
+    for _ in run:
+        out.popleft()
+    joined = b"".join(p["packet"][p["pos"] :] for p in run)
+    out.appendleft(
+        {
+            "command": 0x40,  # PUBACK: written and forgotten, as every packet joined here
+            "mid": 0,
+            "qos": 1,
+            "pos": 0,
+            "to_process": len(joined),
+            "packet": joined,
+            "info": None,
+        }
+    )
+
+
 class PackedProperties(Properties):
     """PUBLISH properties encoded once, up front.
 
@@ -92,9 +172,13 @@ class PackedProperties(Properties):
     """
 
     def __init__(self, content_type: str, user_properties: dict[str, str]) -> None:
-        body = b"\x03" + _utf8(content_type)
-        for key, value in user_properties.items():
-            body += b"\x26" + _utf8(key) + _utf8(value)
+        body = b"".join(
+            [
+                b"\x03",
+                _utf8(content_type),
+                *(b"\x26" + _utf8(k) + _utf8(v) for k, v in user_properties.items()),
+            ]
+        )
         object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
         object.__setattr__(self, "names", {})
         object.__setattr__(self, "_packed", _varint(len(body)) + body)
@@ -265,6 +349,10 @@ class MqttTransport(Transport):
             await asyncio.gather(*(self._close(c) for c in leaving))
 
     async def send(self, message: Message) -> None:
+        self.send_now(message)
+
+    def send_now(self, message: Message) -> bool:
+        """Queue the message on its connection and publish what the window allows."""
         connection = self._route(message.device_id)
         properties = PackedProperties(message.content_type, metadata(message))
         topic = self.telemetry_topic.format(device_id=message.device_id)
@@ -275,9 +363,10 @@ class MqttTransport(Transport):
                 f"{connection.label}: more than {self.max_queued} messages waiting for "
                 f"{self.url}; counted failed"
             )
-            return
+            return True
         connection.backlog.append((topic, message.body, properties, time.monotonic()))
         self._drain(connection)
+        return True
 
     def _drain(self, connection: _Connection) -> None:
         """Publish from the backlog while connected and the in-flight window has room."""
@@ -390,7 +479,7 @@ class MqttTransport(Transport):
             await asyncio.wait_for(asyncio.gather(*acks), self.connect_timeout)
 
     def _new_connection(self, client_id: str) -> _Connection:
-        client = paho.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
