@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import re
@@ -82,6 +83,17 @@ def _utf8(text: str) -> bytes:
     return struct.pack("!H", len(data)) + data
 
 
+@functools.lru_cache(maxsize=64)
+def _content_type_field(content_type: str) -> bytes:
+    return b"\x03" + _utf8(content_type)
+
+
+@functools.lru_cache(maxsize=64)
+def _user_key_field(key: str) -> bytes:
+    """A User Property's identifier and key (the value follows); keys are few and fixed."""
+    return b"\x26" + _utf8(key)
+
+
 def _varint(value: int) -> bytes:
     out = bytearray()
     while True:
@@ -92,13 +104,47 @@ def _varint(value: int) -> bytes:
 
 
 class _Client(paho.Client):
-    """A paho client with the two hot spots of a busy publisher taken out.
+    """A paho client with the hot spots of a busy publisher taken out.
 
-    paho writes each queued packet with its own ``send`` system call and, for every
-    PUBACK, builds two ReasonCode objects and a Properties object. Both overrides keep
-    paho's bookkeeping (``_out_packet``, ``_out_messages``, ``on_publish``) as it is
-    and only do the same work for less; anything unusual goes to paho's own code.
+    paho writes each queued packet with its own ``send`` system call, reads each
+    incoming packet with three ``recv`` calls, and for every PUBACK builds two
+    ReasonCode objects and a Properties object. These overrides keep paho's
+    bookkeeping (``_out_packet``, ``_in_packet``, ``_out_messages``, ``on_publish``)
+    as it is and only do the same work for less; anything unusual goes to paho's code.
     """
+
+    _received = b""  # bytes read from the socket that paho has not asked for yet
+    _received_at = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        """paho's small reads served from one large read of the socket."""
+        start = self._received_at
+        if start >= len(self._received):
+            data = super()._sock_recv(_RECEIVE_BYTES)  # raises BlockingIOError when empty
+            if len(data) <= bufsize:
+                return data  # b"" (closed) included
+            self._received, start = data, 0
+        self._received_at = start + bufsize
+        return self._received[start : start + bufsize]
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """paho's loop_read, repeated until nothing read is left unprocessed.
+
+        paho stops after as many packets as it has messages outstanding; what it
+        stopped at is already read here and would never make the socket readable again.
+        """
+        rc = super().loop_read(max_packets)
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self._received_at < len(self._received)
+            and self._sock is not None
+        ):
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def _sock_close(self) -> None:
+        self._received, self._received_at = b"", 0  # never fed to the next connection
+        super()._sock_close()
 
     def _packet_write(self) -> MQTTErrorCode:
         out = self._out_packet
@@ -126,6 +172,8 @@ _PUBACK_REASONS = {code: ReasonCode(PacketTypes.PUBACK, identifier=code) for cod
 _NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)
 #: Most bytes joined into one write; more waits for the next writable event anyway.
 _COALESCE_BYTES = 256 * 1024
+#: Bytes asked of the socket per read (many PUBACKs at once).
+_RECEIVE_BYTES = 64 * 1024
 _PUBLISH, _DISCONNECT = 0x30, 0xE0
 
 
@@ -168,25 +216,38 @@ class PackedProperties(Properties):
     paho's Properties costs tens of microseconds per message to build and pack, which
     caps a publisher at a few thousand messages per second; telemetry needs only a
     content type and user properties, so they are encoded here directly (MQTT v5
-    section 3.3.2.3: 0x03 Content Type, 0x26 User Property).
+    section 3.3.2.3: 0x03 Content Type, 0x26 User Property). Only the encoding is kept
+    per message; ContentType and UserProperty are read back from it when asked for.
     """
 
+    packetType = PacketTypes.PUBLISH
+    names: dict = {}  # paho reads it; never written here
+
     def __init__(self, content_type: str, user_properties: dict[str, str]) -> None:
-        body = b"".join(
-            [
-                b"\x03",
-                _utf8(content_type),
-                *(b"\x26" + _utf8(k) + _utf8(v) for k, v in user_properties.items()),
-            ]
-        )
-        object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
-        object.__setattr__(self, "names", {})
+        parts = [_content_type_field(content_type)]
+        for key, value in user_properties.items():
+            parts.append(_user_key_field(key))
+            data = value.encode()
+            parts.append(len(data).to_bytes(2, "big"))
+            parts.append(data)
+        body = b"".join(parts)
         object.__setattr__(self, "_packed", _varint(len(body)) + body)
-        object.__setattr__(self, "ContentType", content_type)
-        object.__setattr__(self, "UserProperty", list(user_properties.items()))
 
     def pack(self) -> bytes:
         return self._packed
+
+    def _decoded(self) -> Properties:
+        decoded = Properties(PacketTypes.PUBLISH)
+        decoded.unpack(self._packed)
+        return decoded
+
+    @property
+    def ContentType(self) -> str:
+        return self._decoded().ContentType
+
+    @property
+    def UserProperty(self) -> list[tuple[str, str]]:
+        return self._decoded().UserProperty
 
     def __str__(self) -> str:
         return f"[ContentType: {self.ContentType}, UserProperty: {self.UserProperty}]"
