@@ -39,9 +39,11 @@ the context is also freed there, not wherever the garbage collector happens to r
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,18 @@ import quickjs
 from pytest_cirque.device_models.model import DeviceModel, ScriptRef
 
 from pytest_cirque.errors import CirqueError, ScriptError
+
+# scripts/build-quickjs builds quickjs with third_party/quickjs/build-backtrace-oom.patch
+# and tags it "+cirque": released builds can crash the process on a memory bomb.
+QUICKJS_VERSION = importlib.metadata.version("quickjs")
+QUICKJS_HAS_OOM_FIX = "+cirque" in QUICKJS_VERSION
+if not QUICKJS_HAS_OOM_FIX:
+    warnings.warn(
+        f"quickjs {QUICKJS_VERSION} without the out-of-memory fix: a script reaching its "
+        "memory limit can crash the process; run scripts/setup",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 @dataclass(frozen=True)
