@@ -2,10 +2,11 @@
 
 Creation order: validate (the spec was parsed), resolve images, let capabilities
 configure each node, create the networks the nodes need, create and start the
-containers (in parallel; each gets its segment guard, see networks.segment_guard), then
-start capabilities. A failure at any point removes what
-was made and raises one line. Teardown runs in reverse, never stops half-way (also on
-Ctrl-C), and reports every problem in one line at the end.
+containers (in parallel, with the home's namespace helper beside them), give them their
+segment guards in one batch (networks.segment_guard, netns), then start capabilities. A
+failure at any point removes what was made and raises one line. Teardown runs in
+reverse, never stops half-way (also on Ctrl-C), and reports every problem in one line
+at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_cirque import cleanup, identity
 from pytest_cirque.docker_backend import Backend, run_parallel
 from pytest_cirque.errors import CirqueError, NodeError, SpecError
+from pytest_cirque.netns import NamespaceHelper
 from pytest_cirque.networks import HomeNetworks, segment_guard
 from pytest_cirque.node import Node
 from pytest_cirque.spec import NodeSpec
@@ -51,6 +53,7 @@ class Home:
         self.name = name
         self.nodes: dict[str, Node] = {}
         self.networks = HomeNetworks(self.backend, self.identity, name)
+        self.namespaces = NamespaceHelper(self)
         self.state = "creating"
         self.kept = False
         self._marker = ""
@@ -99,14 +102,12 @@ class Home:
             def create_and_start(node: Node) -> None:
                 node.create(node.network, idle[node.spec.image])
                 self.backend.start(node.container_id)
-                guard = segment_guard(node.network)
-                if guard:
-                    node.run_netadmin(guard)
 
-            self._raise_first(
-                run_parallel([lambda n=n: create_and_start(n) for n in new_nodes], PARALLELISM),
-                "creating nodes",
-            )
+            tasks = [lambda n=n: create_and_start(n) for n in new_nodes]
+            if any(segment_guard(n.network) for n in new_nodes if n.network):
+                tasks.append(self.namespaces.start)
+            self._raise_first(run_parallel(tasks, PARALLELISM), "creating nodes")
+            self.guard_segments(new_nodes)
             with_capabilities = [n for n in new_nodes if n.capabilities]
             self._raise_first(
                 run_parallel([n.post_start for n in with_capabilities], PARALLELISM),
@@ -117,6 +118,30 @@ class Home:
             if errors:
                 self.service.report_teardown_errors(self.name, errors)
             raise
+
+    def guard_segments(self, nodes: list[Node]) -> None:
+        """Give running nodes their segment guards: one exec in the namespace helper for
+        all of them; a per-node helper container for any it could not do."""
+        scripts = [(n, segment_guard(n.network)) for n in nodes if n.network is not None]
+        scripts = [(n, script) for n, script in scripts if script]
+        if not scripts:
+            return
+        pids: dict[str, int] = {}
+        self._raise_first(
+            run_parallel(
+                [lambda n=n: pids.__setitem__(n.name, n.host_pid()) for n, _ in scripts],
+                PARALLELISM,
+            ),
+            "finding node processes",
+        )
+        failed = self.namespaces.run([(pids[n.name], script) for n, script in scripts])
+        self._raise_first(
+            run_parallel(
+                [lambda n=scripts[i][0], s=scripts[i][1]: n.run_netadmin(s) for i in failed],
+                PARALLELISM,
+            ),
+            "guarding LAN segments",
+        )
 
     def _raise_first(self, errors: list[BaseException], doing: str) -> None:
         if not errors:
@@ -231,7 +256,10 @@ class Home:
         interrupted = False
         try:
             try:
-                errors += self._remove_nodes(list(reversed(list(self.nodes.values()))))
+                nodes = list(reversed(list(self.nodes.values())))
+                errors += run_parallel(
+                    [lambda: errors.extend(self._remove_nodes(nodes)), self.namespaces.remove]
+                )
             except KeyboardInterrupt:
                 interrupted = True
             errors += self.networks.remove_all()

@@ -20,6 +20,7 @@ Segments are kept apart in each node as well (``segment_guard``): Docker 20.10 i
 bridges through a jump from FORWARD to DOCKER-ISOLATION-STAGE-1 that it deletes and inserts
 again on every network creation on the engine, by anyone; in between, traffic routed from
 one bridge to another is accepted, so a node could reach another segment for a moment.
+The home applies the guards through its namespace helper (see netns).
 """
 
 from __future__ import annotations
@@ -88,14 +89,16 @@ def segment_guard(network: Network) -> str:
     through the more specific on-link route, the outside through the default route. It
     does not depend on the host's iptables, which Docker rewrites non-atomically (see the
     module docstring). Empty for hybrid networks, whose subnet is the host's LAN.
+    ``replace`` rather than ``add``: applying it twice (a retry, a start of a node that
+    was running) is harmless.
 
     IPv6 segments get the same for all unique-local addresses: this engine installs no
     IPv6 isolation between bridges at all (ip6tables is off by default in Docker 20.10)."""
     if network.driver != "bridge":
         return ""
-    script = f"ip route add prohibit {subnet_pool()}\n"
+    script = f"ip route replace prohibit {subnet_pool()}\n"
     if network.ipv6_subnet:
-        script += f"ip -6 route add prohibit {ULA_RANGE}\n"
+        script += f"ip -6 route replace prohibit {ULA_RANGE}\n"
     return script
 
 

@@ -226,6 +226,10 @@ class Node:
         address = self._endpoint().get("GlobalIPv6Address")
         return [address] if address else []
 
+    def host_pid(self) -> int:
+        """The host pid of the node's main process (0 when it is not running)."""
+        return int((self._inspect().get("State") or {}).get("Pid") or 0)
+
     @property
     def state(self) -> str:
         """Docker's state of the container: created, running, exited, ... or "removed"."""

@@ -4,6 +4,7 @@ docker_network variants, and subnets chosen without collision."""
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import ipaddress
 import os
 import re
@@ -16,6 +17,7 @@ from pytest_cirque import identity, networks
 from pytest_cirque.docker_backend import Backend, BackgroundExec
 from pytest_cirque.errors import CirqueError
 from pytest_cirque.home import Home
+from pytest_cirque.netns import NamespaceHelper
 from pytest_cirque.node import Node
 from pytest_cirque.service import Cirque
 
@@ -185,6 +187,56 @@ def test_ipv6_segments_stay_apart(service: Cirque) -> None:
     assert not reaches(plain, open1.ipv6[0])
     assert not reaches(open1, plain.ipv6[0])
     assert not reaches(plain, open1.ip) and not reaches(open1, plain.ip)
+
+
+def prohibited(node: Node) -> str:
+    """The node's prohibit routes, read from a NET_ADMIN helper in its namespace (so the
+    node's image needs no ip)."""
+    return node.run_netadmin("ip route show type prohibit").stdout
+
+
+@pytest.fixture
+def image_without_ip(service: Cirque) -> Iterator[str]:
+    """The project base image with iproute2's ip removed, built for this test only."""
+    tag = f"cirque-test/no-ip:{service.run_id}"
+    dockerfile = (
+        f"FROM {service.resolve_image('base')}\n"
+        "RUN rm -f /usr/bin/ip /usr/sbin/ip /bin/ip /sbin/ip && ! command -v ip\n"
+    )
+    labels = service.identity.labels("", "test-image")
+    try:
+        service.client.images.build(
+            fileobj=io.BytesIO(dockerfile.encode()), tag=tag, labels=labels, pull=False, rm=True
+        )
+        yield tag
+    finally:
+        if service.client.images.list(name=tag):
+            service.client.images.remove(tag, force=True)
+
+
+def test_node_from_an_image_without_ip_gets_its_guard(
+    service: Cirque, image_without_ip: str
+) -> None:
+    home = service.create_home({"bare": {"image": image_without_ip}})
+    bare = home["bare"]
+    assert bare.exec("command -v ip").exit_code != 0
+    assert str(networks.subnet_pool()) in prohibited(bare)
+
+
+def test_guard_without_the_namespace_helper(
+    service: Cirque, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the engine refuses the home's namespace helper, each node gets its guard
+    from a helper container of its own."""
+
+    def refuse(helper: NamespaceHelper) -> None:
+        helper.refused = "refused for this test"
+
+    monkeypatch.setattr(NamespaceHelper, "start", refuse)
+    home = service.create_home({"a": {}, "b": {"docker_network": "ipv6"}})
+    assert not home.namespaces.container_id
+    assert str(networks.subnet_pool()) in prohibited(home["a"])
+    assert "prohibit" in home["b"].exec("ip -6 route show type prohibit").stdout
 
 
 def hybrid_home(service: Cirque) -> Home:

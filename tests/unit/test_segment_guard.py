@@ -25,7 +25,7 @@ def network(driver: str = "bridge", ipv6_subnet: str = "") -> Network:
 
 def test_bridge_node_cannot_route_to_the_rest_of_the_pool(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("CIRQUE_SUBNET_POOL", "10.213.0.0/16")
-    assert networks.segment_guard(network()) == "ip route add prohibit 10.213.0.0/16\n"
+    assert networks.segment_guard(network()) == "ip route replace prohibit 10.213.0.0/16\n"
 
 
 def test_ipv6_node_cannot_route_to_other_unique_local_prefixes(
@@ -35,8 +35,8 @@ def test_ipv6_node_cannot_route_to_other_unique_local_prefixes(
     subnet = networks.ula_subnet("x")
     script = networks.segment_guard(network(ipv6_subnet=subnet)).splitlines()
     assert script == [
-        f"ip route add prohibit {networks.DEFAULT_POOL}",
-        f"ip -6 route add prohibit {networks.ULA_RANGE}",
+        f"ip route replace prohibit {networks.DEFAULT_POOL}",
+        f"ip -6 route replace prohibit {networks.ULA_RANGE}",
     ]
     assert ipaddress.ip_network(subnet).subnet_of(ipaddress.ip_network(networks.ULA_RANGE))
 
