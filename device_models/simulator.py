@@ -1,8 +1,8 @@
 """The simulator: many devices of some models, on schedules, in one asyncio loop.
 
-One task drives every device: a heap of (due time, device, timer) entries, where a timer
-is the model's state scripts or one of its telemetry messages, each on its own interval.
-That keeps a device down to its state, its properties and a few heap entries (no task,
+One task drives every device: a schedule of (due time, device, timer) entries, where a
+timer is the model's state scripts or one of its telemetry messages, each on its own
+interval. That keeps a device down to its state, its properties and a few entries (no task,
 thread or connection of its own here), so 20,000 devices fit in one process (see
 benchmarks/bench_device_memory.py). Schedules do not drift: the next run is due one
 interval after the previous due time, not after the previous run. Each device starts
@@ -16,10 +16,13 @@ next tick. Sends never hold up the schedule: a transport that only queues takes 
 message at once (``Transport.send_now``), any other gets it in a task; either way the
 transport counts every message as delivered or failed.
 
-The schedule sleeps until its earliest due time (one timer handle per wake-up, not a
-``wait_for`` per timer), then fires every timer due by then in one pass, yielding to
-the transport's I/O every ``_FIRE_BATCH`` timers. CPU per message is what limits a
-simulator process (see benchmarks/bench_simulator_cpu.py), so this path stays lean.
+The schedule keeps its entries in buckets of one millisecond (``_Schedule``), so a
+timer costs a list append and no heap operation of its own: with tens of thousands of
+entries, a heap's pop alone cost more than rendering the message. A timer fires at the
+end of its millisecond, never early. The loop sleeps until the next bucket is due (one
+timer handle per wake-up, not a ``wait_for`` per timer), then fires what is due in one
+pass, yielding to the transport's I/O every ``_FIRE_BATCH`` timers. CPU per message is
+what limits a simulator process (see benchmarks/bench_simulator_cpu.py).
 
 ``SimulationRunner`` hosts a simulation's loop in a thread, for synchronous pytest code
 and the command line.
@@ -101,6 +104,58 @@ def _as_models(models: ModelSource | Iterable[ModelSource]) -> list[DeviceModel]
     return loaded
 
 
+class _Schedule:
+    """Timer entries (due, device, timer) in buckets of one millisecond, in order.
+
+    A bucket is ready at the end of its millisecond; the heap holds one key per bucket,
+    not one per entry. Within a bucket, entries keep the order they were pushed in.
+    """
+
+    __slots__ = ("_buckets", "_ticks")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, list[tuple[float, Device, int]]] = {}
+        self._ticks: list[int] = []  # heap of the buckets' keys (milliseconds)
+
+    def __bool__(self) -> bool:
+        return bool(self._ticks)
+
+    def push(self, due: float, device: Device, timer: int) -> None:
+        tick = int(due * 1000) + 1  # ready once the millisecond ``due`` falls in is over
+        bucket = self._buckets.get(tick)
+        if bucket is None:
+            self._buckets[tick] = [(due, device, timer)]
+            heapq.heappush(self._ticks, tick)
+        else:
+            bucket.append((due, device, timer))
+
+    def next_ready(self) -> float:
+        """When the earliest bucket is ready (loop time, seconds); call only when not empty."""
+        return self._ticks[0] / 1000
+
+    def pop_ready(self, now: float, limit: int) -> list[tuple[float, Device, int]]:
+        """Take up to ``limit`` entries of the buckets ready by ``now``, earliest first."""
+        ready: list[tuple[float, Device, int]] = []
+        ticks, buckets = self._ticks, self._buckets
+        while ticks and ticks[0] <= now * 1000 and len(ready) < limit:
+            bucket = buckets[ticks[0]]
+            room = limit - len(ready)
+            if len(bucket) <= room:
+                ready += bucket
+                del buckets[heapq.heappop(ticks)]
+            else:
+                ready += bucket[:room]
+                del bucket[:room]
+        return ready
+
+    def shift(self, seconds: float) -> None:
+        """Move every entry later by ``seconds`` (after a pause), keeping their order."""
+        entries = [e for tick in sorted(self._buckets) for e in self._buckets[tick]]
+        self._buckets, self._ticks = {}, []
+        for due, device, timer in entries:
+            self.push(due + seconds, device, timer)
+
+
 class Simulation:
     """Devices of some models, sending telemetry through one transport.
 
@@ -144,8 +199,7 @@ class Simulation:
         self._rng = random.Random(seed)
         self._engines: dict[str, ModelEngine] = {}
         self._next_index: dict[str, int] = collections.defaultdict(int)
-        self._heap: list[tuple[float, int, Device, int]] = []
-        self._seq = 0
+        self._schedule = _Schedule()
         self._tasks: set[asyncio.Task] = set()
         self._scheduler: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
@@ -224,8 +278,7 @@ class Simulation:
             return
         shift = asyncio.get_running_loop().time() - self._paused_at
         self._paused_at = None
-        self._heap[:] = [(due + shift, seq, d, timer) for due, seq, d, timer in self._heap]
-        heapq.heapify(self._heap)
+        self._schedule.shift(shift)
         self._running.set()
         if self._wakeup:
             self._wakeup.set()  # the earliest due time moved
@@ -255,7 +308,7 @@ class Simulation:
         if missing:
             raise CirqueError(f"cannot remove unknown devices {missing}; see simulation.devices")
         for device_id in ids:
-            self.devices.pop(device_id).alive = False  # its heap entries are skipped
+            self.devices.pop(device_id).alive = False  # its schedule entries are skipped
         await self.transport.remove_devices(ids)
 
     # -- methods ----------------------------------------------------------------------
@@ -352,8 +405,7 @@ class Simulation:
             self._wakeup.set()
 
     def _push(self, due: float, device: Device, timer: int) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, device, timer))
+        self._schedule.push(due, device, timer)
 
     async def _schedule_loop(self) -> None:
         assert self._wakeup is not None and self._running is not None
@@ -361,11 +413,11 @@ class Simulation:
         wakeup = self._wakeup
         while True:
             await self._running.wait()
-            if not self._heap:
+            if not self._schedule:
                 wakeup.clear()
                 await wakeup.wait()
                 continue
-            due = self._heap[0][0]
+            due = self._schedule.next_ready()
             if due > loop.time():
                 # Sleep until the earliest due time, or until devices join or a resume
                 # moves the schedule (both set the event).
@@ -381,12 +433,7 @@ class Simulation:
 
     def _fire_due(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run up to ``_FIRE_BATCH`` timers that are due, each rescheduled first."""
-        heap = self._heap
-        now = loop.time()
-        for _ in range(_FIRE_BATCH):
-            if not heap or heap[0][0] > now:
-                return
-            due, _, device, timer = heapq.heappop(heap)
+        for due, device, timer in self._schedule.pop_ready(loop.time(), _FIRE_BATCH):
             if not device.alive:
                 continue
             model = device.model
