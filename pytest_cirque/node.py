@@ -240,10 +240,33 @@ class Node:
         self._backend.stop(self.container_id, timeout=timeout)
 
     def start(self) -> None:
+        """Start a stopped node, then set up its network namespace again (see
+        ``_started_again``). A running node is left as it is."""
+        if self.state == "running":
+            return
         self._backend.start(self.container_id)
+        self._started_again()
 
     def restart(self, timeout: float = 10) -> None:
+        """Stop and start the node, then set up its network namespace again."""
         self._backend.restart(self.container_id, timeout=timeout)
+        self._started_again()
+
+    def _started_again(self) -> None:
+        """Docker gives a container that starts again a new network namespace: what was
+        set up in the old one (the segment guard, capability rules, sidecars sharing it)
+        is gone. Guard the segment first, then let each started capability redo its part."""
+        self.home.guard_segments([self])
+        for capability in self._started_capabilities:
+            try:
+                capability.restarted(self)
+            except CirqueError:
+                raise
+            except Exception as exc:
+                raise NodeError(
+                    f"node {self.name} of home {self.home.name}: capability {capability.name} "
+                    f"failed to set up again after a restart ({type(exc).__name__}: {exc})"
+                ) from exc
 
     def wait_until(self, predicate: Callable[[], Any], what: str, timeout: float = 30) -> Any:
         """Poll ``predicate()`` until it returns something truthy, and return that. Errors
@@ -358,6 +381,12 @@ class Node:
         self.sidecars[role] = container
         self._backend.start(container)
         return container
+
+    def remove_sidecar(self, role: str) -> None:
+        """Remove this node's sidecar of that role (nothing when there is none)."""
+        container = self.sidecars.pop(role, None)
+        if container:
+            self._backend.remove_container(container)
 
     def sidecar_exec(self, role: str, cmd: str | list[str], timeout: float = 30) -> ExecResult:
         """Run a command in this node's sidecar of that role."""

@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pytest_cirque import identity
 from pytest_cirque.capabilities import traffic_control
 from pytest_cirque.capabilities.interactive import shell_command
 from pytest_cirque.capabilities.weave import DEFAULT_TARGET
-
-from pytest_cirque import identity
 from pytest_cirque.docker_backend import Backend
 from pytest_cirque.errors import CapabilityUnavailable, SpecError
 from pytest_cirque.home import Home
@@ -107,6 +107,24 @@ def test_loss_50_percent_loses_half_the_round_trips_both_ways(service: Cirque):
     assert low <= outgoing <= high, f"{outgoing}/{PINGS} replies from the lossy node's pings"
     incoming = received_pings(peer, lossy.ip, PINGS)
     assert low <= incoming <= high, f"{incoming}/{PINGS} replies to pings of the lossy node"
+
+
+def test_loss_100_percent_still_drops_after_stop_start_and_restart(service: Cirque):
+    home = service.create_home(
+        {
+            "lossy": {"capabilities": ["LanAccess", {"TrafficControl": {"loss": 100}}]},
+            "peer": {"capabilities": ["LanAccess"]},
+        }
+    )
+    lossy, peer = home["lossy"], home["peer"]
+    assert received_pings(lossy, peer.ip, 5) == 0
+    assert can_ping(peer, gateway(peer)), "the LAN itself works"
+    lossy.restart()
+    assert received_pings(lossy, peer.ip, 5) == 0, "loss lost on restart"
+    assert received_pings(peer, lossy.ip, 5) == 0, "loss lost on restart"
+    lossy.stop()
+    lossy.start()
+    assert received_pings(lossy, peer.ip, 5) == 0, "loss lost on stop and start"
 
 
 def test_loss_0_percent_loses_nothing(service: Cirque):
@@ -409,6 +427,20 @@ def test_xvnc_display_screenshot_and_vnc(service: Cirque):
 
     vnc = next(c for c in home.describe()["nodes"]["panel"]["capabilities"] if c["name"] == "XVNC")
     assert vnc["vnc"].startswith("127.0.0.1:")
+    assert re.fullmatch(rb"RFB 003\.00\d\n", rfb_banner(vnc["vnc"]))
+
+
+def test_xvnc_works_after_restart(service: Cirque):
+    home: Home = service.create_home(
+        {"panel": {"image": "xvnc", "capabilities": [{"XVNC": {"geometry": "320x240"}}]}}
+    )
+    panel = home["panel"]
+    panel.restart()
+    panel.exec("xsetroot -solid '#00ff00'", check=True)
+    width, height, colours = png_pixels(panel.screenshot())
+    assert (width, height) == (320, 240)
+    assert colours == {(0, 255, 0)}, f"colours on screen: {sorted(colours)[:5]}"
+    vnc = next(c for c in home.describe()["nodes"]["panel"]["capabilities"] if c["name"] == "XVNC")
     assert re.fullmatch(rb"RFB 003\.00\d\n", rfb_banner(vnc["vnc"]))
 
 

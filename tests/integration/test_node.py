@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_cirque import identity
+from pytest_cirque import identity, networks
 from pytest_cirque.docker_backend import Backend
 from pytest_cirque.errors import ExecTimeout, NodeError, WaitTimeout
 from pytest_cirque.home import Home
+from pytest_cirque.node import Node
 from pytest_cirque.service import Cirque
 
 
@@ -139,6 +140,7 @@ def test_addresses(home: Home) -> None:
 
 def test_stop_start_restart(home: Home) -> None:
     node = home["talker"]
+    assert guarded(node)
     node.stop()
     assert node.state == "exited"
     assert node.ip is None
@@ -147,10 +149,19 @@ def test_stop_start_restart(home: Home) -> None:
     node.start()
     assert node.state == "running"
     assert node.exec("true").exit_code == 0
+    assert guarded(node), "segment guard lost after stop and start"
+    node.start()  # already running: nothing happens
     node.exec("touch /tmp/marker", check=True)
     node.restart()
     assert node.state == "running"
     assert node.exec("test -e /tmp/marker").exit_code == 0  # same container, not a new one
+    assert guarded(node), "segment guard lost after restart"
+
+
+def guarded(node: Node) -> bool:
+    """Whether the node's namespace has its segment guard (the pool's prohibit route)."""
+    routes = node.exec("ip route show type prohibit", check=True).stdout
+    return str(networks.subnet_pool()) in routes
 
 
 def test_screenshot_needs_xvnc(home: Home) -> None:
