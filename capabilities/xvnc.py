@@ -20,6 +20,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
+
 from pytest_cirque.capabilities.base import (
     Capability,
     ContainerConfig,
@@ -27,8 +29,6 @@ from pytest_cirque.capabilities.base import (
     Params,
     register,
 )
-from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
-
 from pytest_cirque.errors import NodeError, WaitTimeout
 
 #: The project image both sidecars run (images/xvnc).
@@ -62,14 +62,27 @@ class XVNC(Capability):
 
     @classmethod
     def params_from_cirque(cls, node_config: Mapping[str, Any]) -> dict[str, Any]:
+        # Cirque told the host's display (display_id) from the one the node used
+        # (docker_display_id); here the node's display is the one shown, so they are one
+        # number: either key gives it, both must agree.
         keys = {"xvnc_localhost": "localhost", "display_id": "display"}
-        return {ours: node_config[theirs] for theirs, ours in keys.items() if theirs in node_config}
+        params = {
+            ours: node_config[theirs] for theirs, ours in keys.items() if theirs in node_config
+        }
+        other = node_config.get("docker_display_id")
+        if other is not None and other != params.get("display"):
+            params["docker_display_id"] = other  # alone: the display; differing: refused
+        return params
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None, where: str) -> XVNC:
         reader = Params(params, where, cls.name)
         display = reader.integer(
-            "display", default=0, minimum=0, maximum=99, aliases=("display_id",)
+            "display",
+            default=0,
+            minimum=0,
+            maximum=99,
+            aliases=("display_id", "docker_display_id"),
         )
         geometry = reader.text("geometry", default="1280x800")
         depth = reader.integer("depth", default=24)

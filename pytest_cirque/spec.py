@@ -45,11 +45,29 @@ CIRQUE_TYPES = {
 _NODE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-#: Cirque node keys that hold a capability's parameters, and that capability.
-CIRQUE_PARAM_KEYS = {"traffic_control": "TrafficControl", "mount_pairs": "Mount"}
+#: Cirque node keys that ask for a capability when given without it, and that capability.
+CIRQUE_PARAM_KEYS = {
+    "traffic_control": "TrafficControl",
+    "mount_pairs": "Mount",
+    "weave_config_file": "Weave",
+}
 
 OUR_FIELDS = ("image", "capabilities", "env", "command", "docker_network")
-CIRQUE_FIELDS = ("type", "base_image", "capability", "traffic_control", "mount_pairs")
+#: Cirque's node keys. Capability settings among them are read by the capability's
+#: ``params_from_cirque`` (Weave: weave_config_*; XVNC: xvnc_localhost, display_id,
+#: docker_display_id); XVNC's are ignored on a node without XVNC, as Cirque did.
+CIRQUE_FIELDS = (
+    "type",
+    "base_image",
+    "capability",
+    "traffic_control",
+    "mount_pairs",
+    "weave_config_file",
+    "weave_config_target_path",
+    "xvnc_localhost",
+    "display_id",
+    "docker_display_id",
+)
 
 
 @dataclass

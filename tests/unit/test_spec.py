@@ -234,3 +234,47 @@ def test_bad_node_names(name: Any) -> None:
 def test_home_spec_must_be_a_mapping() -> None:
     with pytest.raises(SpecError, match="mapping of node name"):
         HomeSpec.parse([{"hub": {}}])
+
+
+def test_cirque_weave_config_file_asks_for_weave(tmp_path: Path) -> None:
+    credentials = tmp_path / "weave.json"
+    credentials.write_text("{}")
+    spec = NodeSpec.parse(
+        "hub",
+        {"weave_config_file": str(credentials), "weave_config_target_path": "/etc/weave.json"},
+    )
+    weave = spec.capability("Weave")
+    assert weave is not None and [c.name for c in spec.capabilities] == ["Weave"]
+    assert (weave.file, weave.target) == (str(credentials), "/etc/weave.json")
+
+
+def test_cirque_weave_config_file_missing_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as caught:
+        NodeSpec.parse("hub", {"weave_config_file": str(tmp_path / "absent.json")})
+    assert "node hub" in one_line(caught) and "does not exist" in one_line(caught)
+
+
+@pytest.mark.parametrize(
+    ("keys", "display", "localhost"),
+    [
+        ({"display_id": 3, "xvnc_localhost": False}, 3, False),
+        ({"docker_display_id": 5}, 5, True),
+        ({"display_id": 2, "docker_display_id": 2}, 2, True),
+    ],
+)
+def test_cirque_xvnc_keys(keys: dict[str, Any], display: int, localhost: bool) -> None:
+    spec = NodeSpec.parse("panel", {"type": "xvnc", "capability": ["XVNC"], **keys})
+    xvnc = spec.capability("XVNC")
+    assert xvnc is not None and (xvnc.display, xvnc.localhost) == (display, localhost)
+
+
+def test_cirque_xvnc_display_ids_that_disagree_are_refused() -> None:
+    with pytest.raises(SpecError, match=r"node panel.*given twice"):
+        NodeSpec.parse("panel", {"capability": ["XVNC"], "display_id": 1, "docker_display_id": 2})
+
+
+def test_cirque_xvnc_keys_without_xvnc_are_accepted_and_ask_for_nothing() -> None:
+    spec = NodeSpec.parse(
+        "phone", {"display_id": 1, "docker_display_id": 1, "xvnc_localhost": True}
+    )
+    assert spec.capabilities == []
