@@ -22,13 +22,15 @@ import docker
 import docker.errors
 import tenacity
 
-from pytest_cirque.errors import DockerUnavailable, ExecTimeout, NodeError
+from pytest_cirque.errors import DockerUnavailable, ExecTimeout, NodeError, WaitTimeout
 
 KIND_CONTAINER = "container"
 KIND_NETWORK = "network"
 KIND_VOLUME = "volume"
 #: Seconds a network may claim endpoints with no container before it counts as stale.
 STALE_AFTER_S = 2.0
+#: Seconds a just-started exec may be reported running without a pid.
+EXEC_PID_WAIT_S = 10.0
 
 
 class SubnetTaken(Exception):
@@ -373,7 +375,7 @@ class Backend:
         worker.start()
         worker.join(timeout)
         if worker.is_alive():
-            self.kill_exec(container, exec_id)
+            self.kill_exec(container, exec_id, node=node, command=_command_text(cmd))
             raise ExecTimeout(
                 f"node {node}: command {_command_text(cmd)!r} did not finish within "
                 f"{timeout:g} s and was killed; raise timeout= or look at node.logs()"
@@ -430,14 +432,35 @@ class Backend:
         except docker.errors.NotFound:
             return False
 
-    def kill_exec(self, container: str, exec_id: str) -> None:
+    def exec_pid(self, container: str, exec_id: str, *, node: str, command: str) -> int:
+        """The host pid of an exec'd process, 0 once it has ended. Right after its start
+        Docker reports it running with pid 0 for a moment: wait for the pid until
+        EXEC_PID_WAIT_S, then WaitTimeout."""
+
+        def pending(info: dict[str, Any]) -> bool:
+            return bool(info.get("Running")) and not info.get("Pid")
+
+        try:
+            info = tenacity.Retrying(
+                stop=tenacity.stop_after_delay(EXEC_PID_WAIT_S),
+                wait=tenacity.wait_exponential(multiplier=0.005, max=0.1),
+                retry=tenacity.retry_if_result(pending),
+            )(self.api.exec_inspect, exec_id)
+        except tenacity.RetryError:
+            raise WaitTimeout(
+                f"node {node}: waited {EXEC_PID_WAIT_S:g} s for the process id of "
+                f"{command!r} (Docker reports it running without one)",
+                log=self.logs(container, tail=50),
+            ) from None
+        except docker.errors.APIError:
+            return 0
+        return int(info.get("Pid") or 0)
+
+    def kill_exec(self, container: str, exec_id: str, *, node: str = "", command: str = "") -> None:
         """Kill an exec'd process and its descendants. Works without privilege: the host
         pids are read from /proc and killed from inside the container by their namespace
         pids (any image with a `kill` program or a shell)."""
-        try:
-            host_pid = int(self.api.exec_inspect(exec_id).get("Pid") or 0)
-        except docker.errors.APIError:
-            return
+        host_pid = self.exec_pid(container, exec_id, node=node or container, command=command)
         if host_pid <= 0:
             return
         ns_pids = [p for p in map(_namespace_pid, _descendants(host_pid)) if p]
@@ -572,7 +595,7 @@ class BackgroundExec:
 
     def kill(self) -> None:
         """Kill the command (and what it started); returns once its output has closed."""
-        self._backend.kill_exec(self._container, self.exec_id)
+        self._backend.kill_exec(self._container, self.exec_id, node=self.node, command=self.command)
         self._reader.join(10)
 
 

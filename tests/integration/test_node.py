@@ -84,6 +84,17 @@ def test_background_exec_keeps_running(home: Home) -> None:
     assert job.wait(timeout=10).exit_code != 0
 
 
+@pytest.mark.parametrize("attempt", range(3))
+def test_background_exec_killed_right_after_it_started(home: Home, attempt: int) -> None:
+    """Docker reports a just-started exec running with pid 0 for a moment; kill waits for
+    the pid instead of killing nothing."""
+    node = home["n"]
+    job = node.exec_background(["sleep", f"432{attempt}"])
+    job.kill()
+    assert not job.running
+    assert node.exec(["pgrep", "-f", f"^sleep 432{attempt}$"]).exit_code == 1, "still running"
+
+
 def test_background_exec_finishes(home: Home) -> None:
     job = home["n"].exec_background(["sh", "-c", "echo done; exit 4"])
     result = job.wait(timeout=30)
