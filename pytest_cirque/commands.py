@@ -217,8 +217,12 @@ def cmd_shell(args: argparse.Namespace) -> int:
             "cirque shell needs the docker command line tool on PATH; use "
             f"`cirque exec {args.home} {args.node} CMD` instead"
         )
-    shell = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"
-    os.execv(docker_cli, ["docker", "exec", "-it", container.id, "sh", "-c", shell])
+    from pytest_cirque.capabilities.interactive import DEFAULT_SHELL, shell_command
+
+    with docker_errors(f"node {args.node} of home {args.home}: looking for bash"):
+        has_bash = container.exec_run(["sh", "-c", "command -v bash"]).exit_code == 0
+    shell = "bash" if has_bash else DEFAULT_SHELL
+    os.execv(docker_cli, shell_command(container.id, shell, docker=docker_cli))
     return 0  # not reached
 
 

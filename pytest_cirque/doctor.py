@@ -132,16 +132,17 @@ KERNEL_FEATURES: tuple[KernelFeature, ...] = (
     KernelFeature(
         "netem",
         ("sch_netem",),
-        "TrafficControl latencyMs/jitterMs/loss use netem on the node's LAN interface",
-        "no netem: TrafficControl latency/jitter come from userspace media; "
-        "loss uses iptables statistic and rate uses tbf",
+        "TrafficControl latencyMs/jitterMs use netem on the node's LAN interface "
+        "(loss always uses the iptables statistic match)",
+        "no netem: TrafficControl latencyMs/jitterMs are refused (latency and jitter come "
+        "from userspace media); loss (iptables statistic) and rateKbit (tbf) still work",
         probe="tc qdisc add dev lo root netem delay 1ms",
     ),
     KernelFeature(
         "iptables-statistic",
         ("xt_statistic",),
         "TrafficControl loss drops packets with the iptables statistic match",
-        "TrafficControl loss is unavailable without netem",
+        "TrafficControl loss is unavailable (it needs the iptables statistic match)",
         probe="iptables -w -A OUTPUT -m statistic --mode random --probability 0.5 -j ACCEPT",
         iptables_match="statistic",
     ),
