@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import atexit
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -121,6 +122,7 @@ async def flood(url: str, index: int, seconds: float, qos: int, pool: int) -> di
 def step(broker, counter, rate: int, args) -> dict:
     per = rate // args.processes
     baseline = counter.value
+    load_at_start = os.getloadavg()[0]
     shards = run_shards(
         __file__,
         [
@@ -152,6 +154,9 @@ def step(broker, counter, rate: int, args) -> dict:
         "expected_publishes": expected,
         "lost": max(0, expected - received),
         "schedule_lateness_p99_ms": p99,
+        # The machine is shared: other work competing for the two cores lowers the rate.
+        "load_average_1m_at_start": round(load_at_start, 2),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "shards": shards,
     }
     if args.mode == "transport":
