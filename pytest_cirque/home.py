@@ -105,7 +105,7 @@ class Home:
 
             tasks = [lambda n=n: create_and_start(n) for n in new_nodes]
             if any(segment_guard(n.network) for n in new_nodes if n.network):
-                tasks.append(self.namespaces.start)
+                tasks.insert(0, self.namespaces.start)  # first: ready when the nodes are
             self._raise_first(run_parallel(tasks, PARALLELISM), "creating nodes")
             self.guard_segments(new_nodes)
             with_capabilities = [n for n in new_nodes if n.capabilities]

@@ -78,17 +78,24 @@ class NamespaceHelper:
             self.container_id = container
 
     def run(self, jobs: Sequence[tuple[int, str]]) -> list[int]:
-        """Run each (host pid, shell script) in that process's network namespace, all in
-        one exec. Returns the indexes of the jobs that were not applied."""
+        """Run each (host pid, script) in that process's network namespace, all in one
+        exec, the jobs side by side. A script is lines of simple commands (no shell
+        syntax beyond words), each run directly under nsenter. Returns the indexes of the
+        jobs that were not applied."""
         if not jobs:
             return []
         self.start()
         if not self.container_id:
             return list(range(len(jobs)))
-        lines = [
-            f"nsenter -t {pid} -n sh -c {shlex.quote(script)} || echo {FAILED_MARK} {index}"
-            for index, (pid, script) in enumerate(jobs)
-        ]
+        lines = []
+        for index, (pid, script) in enumerate(jobs):
+            commands = [
+                "nsenter -t {} -n {}".format(pid, " ".join(map(shlex.quote, shlex.split(line))))
+                for line in script.splitlines()
+                if line.strip()
+            ]
+            lines.append(f"{{ {' && '.join(commands)} || echo {FAILED_MARK} {index}; }} &")
+        lines.append("wait")
         try:
             result = self._backend.exec(
                 self.container_id,
