@@ -63,6 +63,7 @@ if not QUICKJS_HAS_OOM_FIX:
         f"quickjs {QUICKJS_VERSION} without the out-of-memory fix: a script reaching its "
         "memory limit can crash the process; run scripts/setup",
         RuntimeWarning,
+        stacklevel=1,  # point at the engine, not at whoever imported it
     )
 
 
