@@ -150,7 +150,28 @@ class _Client(paho.Client):
         out = self._out_packet
         if len(out) > 1:
             _coalesce(out)
-        return super()._packet_write()
+        head = out[0] if out else None
+        rc = super()._packet_write()
+        if head is not None and head.get("qos0") and head["to_process"] == 0:
+            for mid, info in head["qos0"]:  # what paho does once a QoS 0 PUBLISH is written
+                self._qos0_written(mid, info)
+        return rc
+
+    def _qos0_written(self, mid: int, info: paho.MQTTMessageInfo | None) -> None:
+        with self._callback_mutex:
+            on_publish = self.on_publish
+        if on_publish:
+            with self._in_callback_mutex:
+                on_publish(self, self._userdata, mid, _PUBACK_REASONS[0], _NO_PUBACK_PROPERTIES)
+        if info is not None:
+            info._set_as_published()
+
+    def reconnect(self) -> MQTTErrorCode:
+        for packet in self._out_packet:  # paho marks unwritten QoS 0 messages lost, so here
+            for _mid, info in packet.get("qos0", ()):
+                info.rc = MQTTErrorCode.MQTT_ERR_CONN_LOST
+                info._set_as_published()
+        return super().reconnect()
 
     def _handle_pubackcomp(self, cmd):
         packet = self._in_packet["packet"]
@@ -180,15 +201,20 @@ _PUBLISH, _DISCONNECT = 0x30, 0xE0
 def _coalesce(out: deque) -> None:
     """Join the leading queued packets into one, so one ``send`` writes them all.
 
-    Only packets paho does nothing with once written are joined: not a QoS 0 PUBLISH
-    (paho then calls on_publish) and not DISCONNECT (paho then closes the socket).
+    DISCONNECT is never joined (paho closes the socket once it is written). The QoS 0
+    PUBLISHes joined are listed under ``qos0``: paho reports each as published once
+    written, and ``_Client`` does so for them once the joined packet is written.
     """
-    run, size = [], 0
+    run, size, qos0 = [], 0, []
     for packet in out:
         command = packet["command"] & 0xF0
-        if (command == _PUBLISH and packet["qos"] == 0) or command == _DISCONNECT:
+        if command == _DISCONNECT:
             break
         run.append(packet)
+        if "qos0" in packet:  # joined before, partly written
+            qos0 += packet["qos0"]
+        elif command == _PUBLISH and packet["qos"] == 0:
+            qos0.append((packet["mid"], packet["info"]))
         size += packet["to_process"]
         if size >= _COALESCE_BYTES:
             break
@@ -199,13 +225,14 @@ def _coalesce(out: deque) -> None:
     joined = b"".join(p["packet"][p["pos"] :] for p in run)
     out.appendleft(
         {
-            "command": 0x40,  # PUBACK: written and forgotten, as every packet joined here
+            "command": 0x40,  # PUBACK: paho does nothing more once it is written
             "mid": 0,
             "qos": 1,
             "pos": 0,
             "to_process": len(joined),
             "packet": joined,
             "info": None,
+            "qos0": qos0,
         }
     )
 
