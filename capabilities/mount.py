@@ -23,7 +23,6 @@ from pytest_cirque.capabilities.base import (
     register,
     subject,
 )
-
 from pytest_cirque.errors import SpecError
 
 

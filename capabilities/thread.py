@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 
 from pytest_cirque.capabilities.base import Capability, register, subject
 from pytest_cirque.capabilities.wifi import RADIO_UNAVAILABLE
-
 from pytest_cirque.errors import CapabilityUnavailable
 
 

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_cirque.capabilities.base import Capability, NodeRuntime, Params, register, subject
-
 from pytest_cirque.errors import CapabilityUnavailable
 
 #: Forces netem detection: "1" (the engine's kernel has sch_netem) or "0" (it has not).

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pytest_cirque.capabilities.base import Capability, register, subject
-
 from pytest_cirque.errors import CapabilityUnavailable
 
 #: The one line every radio capability fails with until the media exist.

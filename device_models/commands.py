@@ -22,7 +22,6 @@ from pytest_cirque.device_models.model import (
     stock_models,
     validate_model_file,
 )
-
 from pytest_cirque.errors import CirqueError, DeviceModelError
 
 

@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import quickjs
-from pytest_cirque.device_models.model import DeviceModel, ScriptRef
 
+from pytest_cirque.device_models.model import DeviceModel, ScriptRef
 from pytest_cirque.errors import CirqueError, ScriptError
 
 # scripts/build-quickjs builds quickjs with third_party/quickjs/build-backtrace-oom.patch

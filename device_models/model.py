@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pytest_cirque.device_models import internal_scripts, telemetry
 
+from pytest_cirque.device_models import internal_scripts, telemetry
 from pytest_cirque.errors import DeviceModelError
 
 PROTOCOLS = ("AMQP", "MQTT", "HTTP")

@@ -1,1 +1,4 @@
-"""Image recipes: one folder per image, each with its Dockerfile (data, read by pytest_cirque.image_builder)."""
+"""Image recipes: one folder per image, each with its Dockerfile.
+
+Data, read by pytest_cirque.image_builder.
+"""

@@ -36,10 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_cirque.errors import CirqueError, SpecError
 from pytest_cirque.radios.link_model import PHYS, Decision, LinkModel
 from pytest_cirque.radios.pcap import PcapWriter
-
-from pytest_cirque.errors import CirqueError, SpecError
 
 #: ioctl switching a TAP device's carrier (linux/if_tun.h: _IOW('T', 226, int)).
 TUNSETCARRIER = 0x400454E2

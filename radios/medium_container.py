@@ -34,10 +34,10 @@ import docker
 import docker.errors
 import requests.exceptions
 import tenacity
-from pytest_cirque.radios.link_model import PHYS
 
 from pytest_cirque import errors
 from pytest_cirque.errors import NodeError, WaitTimeout
+from pytest_cirque.radios.link_model import PHYS
 
 #: Where the volume with the control socket and captures is mounted in the helpers.
 RUN_DIR = "/run/cirque-medium"

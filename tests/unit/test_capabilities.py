@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from pytest_cirque.capabilities import traffic_control
 from pytest_cirque.capabilities import xvnc as xvnc_module
 from pytest_cirque.capabilities.base import REGISTRY, ContainerConfig, Mount, lookup
@@ -22,7 +23,6 @@ from pytest_cirque.capabilities.traffic_control import TrafficControl, drop_prob
 from pytest_cirque.capabilities.weave import DEFAULT_DAEMON, DEFAULT_TARGET, Weave
 from pytest_cirque.capabilities.wifi import WiFi
 from pytest_cirque.capabilities.xvnc import XVNC
-
 from pytest_cirque.errors import CapabilityUnavailable, NodeError, SpecError, WaitTimeout
 
 WHERE = "home.yaml:3 node 'sensor'"

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from pytest_cirque.device_models.engine import (
     QUICKJS_HAS_OOM_FIX,
     ModelEngine,
@@ -16,7 +17,6 @@ from pytest_cirque.device_models.engine import (
     check_scripts,
 )
 from pytest_cirque.device_models.model import load_model
-
 from pytest_cirque.errors import CirqueError, ScriptError
 
 DATA = Path(__file__).parent / "data"

@@ -6,6 +6,8 @@ import math
 import random
 
 import pytest
+
+from pytest_cirque.errors import SpecError
 from pytest_cirque.radios.link_model import (
     PHY_80211G,
     PHY_WIRED,
@@ -13,8 +15,6 @@ from pytest_cirque.radios.link_model import (
     LinkModel,
     TokenBucket,
 )
-
-from pytest_cirque.errors import SpecError
 
 
 def make_model(*names: str, seed: int = 1, **options: object) -> LinkModel:

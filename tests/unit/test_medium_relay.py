@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from pytest_cirque.radios.endpoint import mac_for
 from pytest_cirque.radios.link_model import LinkModel
 from pytest_cirque.radios.medium import Medium, request

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pytest_cirque.device_models.model import (
     load_model,
     parse_interval,
     stock_models,
     validate_model_file,
 )
-
 from pytest_cirque.errors import DeviceModelError
 
 DATA = Path(__file__).parent / "data"

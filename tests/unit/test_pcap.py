@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from pytest_cirque.radios.pcap import LINKTYPE_ETHERNET, MAGIC, PcapWriter, read_pcap
 
 BROADCAST_ARP = bytes.fromhex(

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
 from pytest_cirque.device_models import internal_scripts
 from pytest_cirque.device_models.model import load_model
 from pytest_cirque.device_models.simulator import Simulation, SimulationRunner
@@ -25,8 +27,6 @@ from pytest_cirque.device_models.transports.base import (
     MethodHandler,
     Transport,
 )
-from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
-
 from pytest_cirque.errors import DeviceModelError, ScriptError, TransportError, WaitTimeout
 
 DATA = Path(__file__).parent / "data"

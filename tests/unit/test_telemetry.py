@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+
 from pytest_cirque.device_models.telemetry import (
     TelemetryProblem,
     check,
