@@ -17,12 +17,13 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import platform
 import resource
 import statistics
 import time
 from collections.abc import Iterable
+
+from machine import machine
 
 from pytest_cirque.device_models.model import load_model, stock_models
 from pytest_cirque.device_models.simulator import Simulation
@@ -118,13 +119,19 @@ async def measure(devices: int, seconds: float) -> dict:
         "lateness_mean_ms": round(statistics.fmean(lateness) * 1000, 2) if lateness else 0,
         "cpu_s": round(cpu, 2),
         "cpu_us_per_state_tick_and_messages": round(cpu / ticks * 1e6, 1) if ticks else None,
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "kernel": platform.release(),
-            "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # a shared machine
-        },
+        "machine": memory_machine(),
+    }
+
+
+def memory_machine() -> dict:
+    """The machine block under the names device_memory.json has always used."""
+    block = machine()
+    return {
+        "python": block["python"],
+        "cpus": block["cores"],
+        "processor": platform.processor() or platform.machine(),
+        "kernel": block["kernel"],
+        "load_average_1m_at_end": block["load_average_1m_at_end"],
     }
 
 

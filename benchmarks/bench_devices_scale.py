@@ -31,14 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from device_bench_support import (
     BrokerCounter,
-    machine,
     ms,
     percentile,
     rss_bytes,
     run_shards,
-    save,
     write_model,
 )
+from machine import machine, write_result
 
 from pytest_cirque.device_models.brokers import MosquittoContainer, MosquittoProcess
 
@@ -170,7 +169,7 @@ def main() -> None:
         "shards": shards,
         "machine": info,
     }
-    save(args.out, result)
+    write_result(args.out, result)
     print(json.dumps(result, indent=2))
 
 

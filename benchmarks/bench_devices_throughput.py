@@ -30,14 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from device_bench_support import (
     BrokerCounter,
-    machine,
     ms,
     percentile,
     rss_bytes,
     run_shards,
-    save,
     write_model,
 )
+from machine import machine, write_result
 
 from pytest_cirque.device_models.brokers import MosquittoProcess
 
@@ -226,7 +225,7 @@ def main() -> None:
         "steps": steps,
         "machine": info,
     }
-    save(args.out, result)
+    write_result(args.out, result)
     print(json.dumps(result, indent=2))
 
 

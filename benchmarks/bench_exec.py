@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench_home import RESULTS, machine
+from bench_home import home_machine
+from machine import write_result
 
 from pytest_cirque import identity
 from pytest_cirque.service import Cirque
@@ -72,7 +73,7 @@ def main() -> int:
             "benchmark": "bench_exec",
             "what": "round trip of one command in a running node",
             "count": args.count,
-            "machine": machine(service.client),
+            "machine": home_machine(service.client),
             "results": results,
         }
     finally:
@@ -80,8 +81,7 @@ def main() -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "bench_exec.json").write_text(text + "\n")
+        write_result("bench_exec", report)
     return 0
 
 

@@ -21,42 +21,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
+
+from machine import machine, write_result
 
 from pytest_cirque import identity
 from pytest_cirque.docker_backend import Backend, StaleNetwork
 from pytest_cirque.service import Cirque
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_OVERHEAD = 0.15
 
 
-def machine(client: Any) -> dict[str, Any]:
-    """The machine block of a result file."""
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    memory_kib = 0
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as info:
-            memory_kib = int(next(line.split()[1] for line in info if line.startswith("MemTotal")))
-    except (OSError, StopIteration):
-        pass
+def home_machine(client: Any) -> dict[str, Any]:
+    """The machine block under the names bench_home.json and bench_exec.json have always
+    used, with the Docker Engine's version and the load when the run started."""
+    block = machine()
     return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(memory_kib / 1024 / 1024, 1),
-        "kernel": platform.release(),
+        "cpu_model": block["cpu"],
+        "cores": block["cores"],
+        "memory_gib": block["memory_gib"],
+        "kernel": block["kernel"],
         "docker_version": client.version().get("Version"),
-        "python_version": platform.python_version(),
+        "python_version": block["python"],
         "load_average_at_start": os.getloadavg(),
     }
 
@@ -190,7 +179,7 @@ def main() -> int:
             "goal": f"overhead vs raw docker-py at most {GOAL_OVERHEAD:.0%} at 5 and 20 nodes",
             "rounds": args.rounds,
             "image": image,
-            "machine": machine(service.client),
+            "machine": home_machine(service.client),
             "results": results,
             "raw_networks_left_stale_by_docker": raw.stale_networks,
         }
@@ -199,8 +188,7 @@ def main() -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "bench_home.json").write_text(text + "\n")
+        write_result("bench_home", report)
     return 0
 
 

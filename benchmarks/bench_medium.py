@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import re
 import statistics
 import time
@@ -29,10 +27,11 @@ from typing import Any
 
 import docker
 import docker.errors
-from pytest_cirque.radios.medium_container import MediumContainer
+from machine import machine
 
 from pytest_cirque import identity
 from pytest_cirque.image_builder import ensure_image
+from pytest_cirque.radios.medium_container import MediumContainer
 
 WLAN = {"n1": "10.78.0.1", "n2": "10.78.0.2"}
 PORT = 5001
@@ -216,12 +215,7 @@ def run(pings: int, seconds: float) -> dict[str, Any]:
     added = round(medium_rtt["median"] - wired["median"], 3)
     return {
         "benchmark": "medium",
-        "host": {
-            "cpus": _cpus(),
-            "load_average_1m": _load(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-        },
+        "host": medium_host(),
         "phy": "802.11g",
         "medium_start_s": round(start_s, 2),
         "attach_s": [round(s, 2) for s in attach_s],
@@ -248,13 +242,15 @@ def run(pings: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def _cpus() -> int:
-    return os.cpu_count() or 0
-
-
-def _load() -> float:
-    """The machine is shared: a high load explains noisy numbers."""
-    return round(os.getloadavg()[0], 2)
+def medium_host() -> dict[str, Any]:
+    """The machine block under the name and keys medium.json has always used."""
+    block = machine()
+    return {
+        "cpus": block["cores"],
+        "load_average_1m": block["load_average_1m_at_end"],
+        "kernel": block["kernel"],
+        "python": block["python"],
+    }
 
 
 def main() -> None:

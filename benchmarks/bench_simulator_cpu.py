@@ -38,7 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from device_bench_support import BrokerCounter, machine, save, write_model
+from device_bench_support import BrokerCounter, write_model
+from machine import machine, write_result
 
 from pytest_cirque.device_models.brokers import MosquittoProcess
 from pytest_cirque.device_models.simulator import Simulation
@@ -144,7 +145,7 @@ def main() -> None:
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.profile)
         print(out.getvalue(), file=sys.stderr)
     else:
-        save(args.out, result)
+        write_result(args.out, result)
     print(json.dumps(result, indent=2))
 
 

@@ -1,5 +1,5 @@
-"""Shared parts of the fleet benchmarks: a benchmark model, broker-side counting, the
-machine block, and simulator shards in their own processes.
+"""Shared parts of the fleet benchmarks: a benchmark model, broker-side counting and
+simulator shards in their own processes (the machine block is in machine.py).
 
 Broker-side counts come from a subscriber per broker that counts every telemetry message
 the broker delivers (QoS 1, so the broker queues rather than drops when it lags) and
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -20,10 +19,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from pytest_cirque.device_models.brokers import MosquittoProcess
 from pytest_cirque.device_models.transports.mqtt import parse_mqtt_url
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 STATE_SCRIPT = """
 function main(context, previousState, previousProperties) {
@@ -149,29 +145,6 @@ class _Short(Exception):
     pass
 
 
-def machine(broker: MosquittoProcess | None = None) -> dict:
-    """The machine block of a result file."""
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as info:
-        memory_kib = int(info.readline().split()[1])
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(memory_kib / 2**20, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "mosquitto": broker.version() if broker else "",
-        "nofile_limit": int(subprocess.check_output(["sh", "-c", "ulimit -n"]).strip()),
-        # The machine is shared: a high load means other work competed for the cores.
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-    }
-
-
 def rss_bytes(pid: int | str = "self") -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -197,10 +170,3 @@ def run_shards(script: str, shard_args: list[list[str]]) -> list[dict]:
             raise RuntimeError(f"shard {process.args} exited {process.returncode}")
         results.append(json.loads(out.strip().splitlines()[-1]))
     return results
-
-
-def save(name: str, result: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
