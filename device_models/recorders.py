@@ -245,6 +245,7 @@ class MqttRecorder(TelemetryRecorder):
         self._client.reconnect_delay_set(0.05, 1)
         self._client.on_message = self._on_message
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = lambda *args: self._connected.clear()
         self._topic_filter = topic_filter
         connect_props = Properties(PacketTypes.CONNECT)
@@ -318,8 +319,13 @@ class MqttRecorder(TelemetryRecorder):
     def _on_connect(self, client, _userdata, _flags, reason_code, _props) -> None:
         if reason_code.is_failure:
             return
+        # Connected counts from the SUBACK: only then does the broker deliver (and keep,
+        # in the saved session) what is published to the filter.
         client.subscribe(self._topic_filter, qos=1)
-        self._connected.set()
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:
+        if not any(code.is_failure for code in reason_codes):
+            self._connected.set()
 
     def _on_message(self, _client, _userdata, message) -> None:
         parts = message.topic.split("/")
