@@ -133,22 +133,11 @@ class TelemetryRecorder:
                 raise _NotYet
             return found[:count]
 
-        try:
-            for attempt in Retrying(
-                stop=stop_after_delay(timeout),
-                wait=wait_fixed(0.5),
-                sleep=self._sleep_until_news,
-                retry=retry_if_exception_type(_NotYet),
-                reraise=True,
-            ):
-                with attempt:
-                    return check()
-        except _NotYet:
-            raise WaitTimeout(
-                f"waited {timeout:g} s for {description}; {self.summary(schema, device, kind)}",
-                log=self.context(),
-            ) from None
-        raise AssertionError("unreachable")
+        return self._wait(
+            check,
+            timeout,
+            lambda: f"waited {timeout:g} s for {description}; {self.summary(schema, device, kind)}",
+        )
 
     def summary(self, schema=None, device=None, kind="telemetry") -> str:
         """What arrived, in one line: counts by device and schema, and the latest few."""
@@ -165,6 +154,23 @@ class TelemetryRecorder:
             f"arrived instead: {len(messages)} message(s): {common}; {len(matching)} match "
             f"schema/device/kind; {label}: {latest}"
         )
+
+    def _wait(self, check: Callable[[], Any], timeout: float, failure: Callable[[], str]) -> Any:
+        """Call ``check`` until it stops raising _NotYet, waking whenever a message arrives;
+        at the deadline raise WaitTimeout with ``failure()`` and the recorder's context."""
+        try:
+            for attempt in Retrying(
+                stop=stop_after_delay(timeout),
+                wait=wait_fixed(0.5),
+                sleep=self._sleep_until_news,
+                retry=retry_if_exception_type(_NotYet),
+                reraise=True,
+            ):
+                with attempt:
+                    return check()
+        except _NotYet:
+            raise WaitTimeout(failure(), log=self.context()) from None
+        raise AssertionError("unreachable")
 
     def _sleep_until_news(self, seconds: float) -> None:
         """tenacity's pause between checks, cut short when a message arrives."""
@@ -293,23 +299,14 @@ class MqttRecorder(TelemetryRecorder):
                     raise _NotYet
                 return self._responses.pop(request_id)
 
-        try:
-            for attempt in Retrying(
-                stop=stop_after_delay(timeout),
-                wait=wait_fixed(0.5),
-                sleep=self._sleep_until_news,
-                retry=retry_if_exception_type(_NotYet),
-                reraise=True,
-            ):
-                with attempt:
-                    return answered()
-        except _NotYet:
-            raise WaitTimeout(
+        return self._wait(
+            answered,
+            timeout,
+            lambda: (
                 f"waited {timeout:g} s for device {device_id} to answer method {method} "
-                f"(request {request_id} on {topic})",
-                log=self.context(),
-            ) from None
-        raise AssertionError("unreachable")
+                f"(request {request_id} on {topic})"
+            ),
+        )
 
     def reported_properties(self, device_id: str) -> dict | None:
         """The latest properties the device reported (retained or live), or None."""

@@ -25,7 +25,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from pytest_cirque.errors import TransportError
 
-from .base import DeliveryCounts, Message, MethodHandler, Transport, metadata, settle
+from .base import DeliveryCounts, DeviceRoster, Message, Transport, metadata, settle
 
 EXCHANGE = "cirque.devices"
 TELEMETRY_KEY = "devices.{device_id}.messages.events"
@@ -36,7 +36,7 @@ class _Retry(Exception):
     """A publish failed in a way worth another try (connection lost, channel closed)."""
 
 
-class AmqpTransport(Transport):
+class AmqpTransport(DeviceRoster, Transport):
     """Publishes telemetry to a RabbitMQ topic exchange over one confirmed channel."""
 
     def __init__(
@@ -66,11 +66,10 @@ class AmqpTransport(Transport):
         self.counts = DeliveryCounts()
         self.property_counts = DeliveryCounts()
         self.last_error = ""
-        self._devices: set[str] = set()
+        self._init_roster()
         self._connection = None
         self._exchange = None
         self._reconnect_lock = asyncio.Lock()
-        self._handler: MethodHandler | None = None
         self._started = False
 
     @property
@@ -96,15 +95,6 @@ class AmqpTransport(Transport):
             ) from None
         self._started = True
         await self.add_devices(device_ids)
-
-    async def add_devices(self, device_ids: Iterable[str]) -> None:
-        self._devices.update(device_ids)
-
-    async def remove_devices(self, device_ids: Iterable[str]) -> None:
-        self._devices.difference_update(device_ids)
-
-    def on_method(self, handler: MethodHandler) -> None:
-        self._handler = handler
 
     async def send(self, message: Message) -> None:
         self._check(message.device_id)

@@ -136,6 +136,27 @@ _TRANSPORT_MODULES = {
 }
 
 
+class DeviceRoster:
+    """Device membership and the method handler, for transports that keep no connection
+    per device (HTTP, AMQP): adding a device only makes it known."""
+
+    _devices: set[str]
+    _handler: MethodHandler | None
+
+    def _init_roster(self) -> None:
+        self._devices = set()
+        self._handler = None
+
+    async def add_devices(self, device_ids: Iterable[str]) -> None:
+        self._devices.update(device_ids)
+
+    async def remove_devices(self, device_ids: Iterable[str]) -> None:
+        self._devices.difference_update(device_ids)
+
+    def on_method(self, handler: MethodHandler) -> None:
+        self._handler = handler
+
+
 def make_transport(protocol: str, url: str, **options) -> Transport:
     """Build the transport for a model's Protocol (MQTT, HTTP, AMQP) aimed at ``url``.
 

@@ -24,7 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from pytest_cirque.errors import TransportError
 
-from .base import DeliveryCounts, Message, MethodHandler, Transport, metadata, settle
+from .base import DeliveryCounts, DeviceRoster, Message, Transport, metadata, settle
 
 TELEMETRY_PATH = "/devices/{device_id}/messages/events"
 PROPERTIES_PATH = "/devices/{device_id}/properties/reported"
@@ -34,7 +34,7 @@ class _Retry(Exception):
     """A delivery attempt failed in a way worth another try."""
 
 
-class HttpTransport(Transport):
+class HttpTransport(DeviceRoster, Transport):
     """POSTs telemetry to an HTTP endpoint through one pooled aiohttp session."""
 
     def __init__(
@@ -66,9 +66,8 @@ class HttpTransport(Transport):
         self.counts = DeliveryCounts()
         self.property_counts = DeliveryCounts()
         self.last_error = ""
-        self._devices: set[str] = set()
+        self._init_roster()
         self._session = None
-        self._handler: MethodHandler | None = None
 
     async def start(self, device_ids: Iterable[str]) -> None:
         import aiohttp  # lazily: only HTTP simulations need it
@@ -78,15 +77,6 @@ class HttpTransport(Transport):
             timeout=aiohttp.ClientTimeout(total=self.request_timeout),
         )
         await self.add_devices(device_ids)
-
-    async def add_devices(self, device_ids: Iterable[str]) -> None:
-        self._devices.update(device_ids)
-
-    async def remove_devices(self, device_ids: Iterable[str]) -> None:
-        self._devices.difference_update(device_ids)
-
-    def on_method(self, handler: MethodHandler) -> None:
-        self._handler = handler
 
     async def send(self, message: Message) -> None:
         self._check(message.device_id)
