@@ -27,6 +27,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import tenacity
 from machine import machine
 
 from pytest_cirque import identity
@@ -101,7 +102,11 @@ def tcp_throughput(
         sink.id, ["python3", "/tmp/sink.py", WLAN["n2"], str(PORT)]
     )["Id"]
     stream = sink.client.api.exec_start(exec_id, stream=True)
-    time.sleep(0.5)  # benchmark only: give the sink time to listen
+    for attempt in tenacity.Retrying(
+        stop=tenacity.stop_after_delay(30), wait=tenacity.wait_fixed(0.05), reraise=True
+    ):
+        with attempt:  # the sink listens on its port
+            assert f":{PORT} " in sh(sink, f"ss -Hltn 'sport = :{PORT}'")
     cpu_before = int(sh(medium.container, CPU_USAGE).strip())
     started = time.monotonic()
     sh(source, f"python3 /tmp/source.py {WLAN['n2']} {PORT} {seconds}")
