@@ -95,6 +95,15 @@ class NodeRuntime(Protocol):
         """Remove this node's sidecar of that role (nothing when there is none)."""
         ...
 
+    def host_pid(self) -> int:
+        """The host pid of the node's main process (0 when it is not running)."""
+        ...
+
+    def medium(self, kind: str) -> Any:
+        """The home's medium of ``kind`` ("wifi", "lan"), started on first use: a
+        ``radios.medium_container.MediumContainer`` (attach, move, cut, carrier, capture)."""
+        ...
+
 
 class Capability:
     """Base class: subclasses set ``name`` and override what they need."""

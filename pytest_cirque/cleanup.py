@@ -32,9 +32,11 @@ from pytest_cirque.networks import warn_stale
 
 _ROLE_ORDER = {
     identity.ROLE_NETADMIN: 0,
+    identity.ROLE_MEDIUM_ENDPOINT: 0,
     identity.ROLE_SIDECAR: 1,
     identity.ROLE_NODE: 2,
-    identity.ROLE_KEPT_MARKER: 3,
+    identity.ROLE_MEDIUM: 3,
+    identity.ROLE_KEPT_MARKER: 4,
 }
 
 

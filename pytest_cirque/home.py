@@ -21,6 +21,7 @@ from pytest_cirque.errors import CirqueError, NodeError, SpecError
 from pytest_cirque.netns import NamespaceHelper
 from pytest_cirque.networks import HomeNetworks, segment_guard
 from pytest_cirque.node import Node
+from pytest_cirque.radios.medium_container import MediumContainer
 from pytest_cirque.spec import NodeSpec
 
 if TYPE_CHECKING:
@@ -28,6 +29,13 @@ if TYPE_CHECKING:
 
 #: How many containers are created, started or removed at once.
 PARALLELISM = 8
+
+#: The media a home can own, by kind: (phy of the link model, shared airtime budget,
+#: whether it runs the WiFi layer: access points, stations and their control sockets).
+MEDIA: dict[str, tuple[str, bool, bool]] = {
+    "wifi": ("802.11g", True, True),
+    "lan": ("wired", False, False),
+}
 
 
 def _one_line(errors: list[BaseException]) -> str:
@@ -54,10 +62,13 @@ class Home:
         self.nodes: dict[str, Node] = {}
         self.networks = HomeNetworks(self.backend, self.identity, name)
         self.namespaces = NamespaceHelper(self)
+        #: kind -> the home's running medium of that kind (see ``medium``).
+        self.media: dict[str, MediumContainer] = {}
         self.state = "creating"
         self.kept = False
         self._marker = ""
         self._lock = threading.RLock()
+        self._media_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Home {self.name} {self.state} nodes={list(self.nodes)}>"
@@ -183,6 +194,40 @@ class Home:
                     self.nodes.pop(node.name, None)
         return errors
 
+    def medium(self, kind: str) -> MediumContainer:
+        """The home's medium of ``kind`` ("wifi", "lan"), started on first use. Every node
+        attached to one kind shares it; it is removed after the nodes."""
+        if kind not in MEDIA:
+            raise SpecError(f"home {self.name}: unknown medium {kind!r}; known: {', '.join(MEDIA)}")
+        with self._media_lock:
+            medium = self.media.get(kind)
+            if medium is None:
+                self._check_usable()
+                phy, airtime, wifi = MEDIA[kind]
+                medium = MediumContainer(
+                    self.backend.client,
+                    name=identity.object_name(self.name, "_medium", kind),
+                    image=self.resolve_image("medium"),
+                    labels=self.identity.labels(self.name, identity.ROLE_MEDIUM),
+                    phy=phy,
+                    airtime=airtime,
+                    wifi=wifi,
+                )
+                medium.start()
+                self.media[kind] = medium
+        return medium
+
+    def _remove_media(self) -> list[BaseException]:
+        errors: list[BaseException] = []
+        with self._media_lock:
+            media, self.media = list(self.media.values()), {}
+        for medium in media:
+            try:
+                medium.remove()
+            except Exception as exc:
+                errors.append(exc)
+        return errors
+
     def _check_usable(self) -> None:
         if self.state in ("destroyed", "destroying"):
             raise CirqueError(f"home {self.name} is {self.state}; create a new home")
@@ -262,6 +307,7 @@ class Home:
                 )
             except KeyboardInterrupt:
                 interrupted = True
+            errors += self._remove_media()
             errors += self.networks.remove_all()
             if self._marker:
                 try:

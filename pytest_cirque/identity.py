@@ -32,6 +32,10 @@ ROLE_SIDECAR = "sidecar"
 ROLE_NETADMIN = "netadmin"
 ROLE_NETWORK = "network"
 ROLE_KEPT_MARKER = "kept-marker"
+#: A home's radio or wired medium (relay container and its volume) and the short-lived
+#: helpers that attach nodes to it.
+ROLE_MEDIUM = "medium"
+ROLE_MEDIUM_ENDPOINT = "medium-endpoint"
 
 NAME_PREFIX = "cirque"
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")

@@ -23,6 +23,7 @@ from pytest_cirque.spec import NodeSpec
 if TYPE_CHECKING:
     from pytest_cirque.home import Home
     from pytest_cirque.networks import Network
+    from pytest_cirque.radios.medium_container import MediumContainer
 
 __all__ = ["BackgroundExec", "ExecResult", "Node"]
 
@@ -294,6 +295,10 @@ class Node:
                 f"{what}{detail}",
                 log=self.logs(tail=WAIT_LOG_TAIL),
             ) from None
+
+    def medium(self, kind: str) -> MediumContainer:
+        """The home's medium of ``kind`` ("wifi", "lan"), started on first use."""
+        return self.home.medium(kind)
 
     def screenshot(self) -> bytes:
         """A PNG of the node's virtual display (needs the XVNC capability)."""

@@ -75,6 +75,18 @@ class Endpoint:
         }
 
 
+@dataclass(eq=False)
+class Timer:
+    """A callback due at ``at`` on the relay loop; ``cancel()`` keeps it from running."""
+
+    at: float
+    callback: Callable[[], None]
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 @dataclass
 class _Request:
     conn: socket.socket
@@ -104,6 +116,7 @@ class Medium:
         self._by_fd: dict[int, Endpoint] = {}
         self._by_mac: dict[bytes, Endpoint] = {}
         self._due: list[tuple[float, int, Endpoint, bytes]] = []
+        self._timers: list[tuple[float, int, Timer]] = []
         self._sequence = itertools.count()
         # select(2) takes microsecond timeouts; epoll rounds them up to whole milliseconds,
         # which would add up to a millisecond to every delayed frame. A medium has tens of
@@ -123,12 +136,28 @@ class Medium:
 
     def serve_forever(self) -> None:
         while self._running:
-            timeout = None
-            if self._due:
-                timeout = max(0.0, self._due[0][0] - self.clock())
+            wakeups = [queue[0][0] for queue in (self._due, self._timers) if queue]
+            timeout = max(0.0, min(wakeups) - self.clock()) if wakeups else None
             for key, _events in self._selector.select(timeout):
                 key.data(key.fileobj)
             self._deliver_due()
+            self._run_timers()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback`` on the relay loop after ``delay`` seconds (cancellable)."""
+        timer = Timer(self.clock() + max(0.0, delay), callback)
+        heapq.heappush(self._timers, (timer.at, next(self._sequence), timer))
+        return timer
+
+    def _run_timers(self) -> None:
+        now = self.clock()
+        while self._timers and self._timers[0][0] <= now:
+            _at, _seq, timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                try:
+                    timer.callback()
+                except Exception as exc:  # one broken timer must not stop the medium
+                    self._log(f"timer {timer.callback!r} failed: {type(exc).__name__}: {exc}")
 
     def stop(self) -> None:
         self._running = False
@@ -146,8 +175,8 @@ class Medium:
         now = self.clock()
         while self._due and self._due[0][0] <= now:
             _at, _seq, endpoint, frame = heapq.heappop(self._due)
-            if endpoint.fd >= 0 and endpoint.carrier:
-                self._write(endpoint, frame)
+            if endpoint.fd >= 0:
+                self.deliver(endpoint, frame)
 
     # --- frames ---------------------------------------------------------------------
 
@@ -168,42 +197,58 @@ class Medium:
             self.relay(source, frame)
 
     def relay(self, source: Endpoint, frame: bytes) -> None:
-        """Put one frame from ``source`` on the air and schedule it for its receivers."""
+        """Put one frame the node behind ``source`` sent on the air."""
         if len(frame) < 14:
             return
         source.counters["sent"] += 1
         if not source.carrier:
             self._drop(source, "no carrier")
             return
-        now = self.clock()
         sender_mac = frame[6:12]
         if sender_mac not in source.macs:
             self._learn(sender_mac, source)
+        receivers = self.receivers(source, frame)
+        if receivers is not None:
+            self.transmit(source, frame, receivers)
+
+    def receivers(self, source: Endpoint, frame: bytes) -> list[Endpoint] | None:
+        """Who may hear a frame a node sent: the owner of its destination address, or
+        everyone else for broadcast and unknown addresses. None: the frame is refused (a
+        subclass's rule, already counted as a drop)."""
+        destination_mac = frame[0:6]
+        owner = None if destination_mac[0] & 1 else self._by_mac.get(destination_mac)
+        if owner is not None:
+            return [owner] if owner is not source else []
+        return [e for e in self.endpoints.values() if e is not source]
+
+    def transmit(self, source: Endpoint, frame: bytes, receivers: list[Endpoint]) -> None:
+        """Send ``frame`` from ``source`` over the link model: capture it, spend airtime,
+        and schedule it for each receiver that hears it."""
+        now = self.clock()
         if self.capture is not None:
             self.capture.write(frame)
-        destination_mac = frame[0:6]
-        broadcast = bool(destination_mac[0] & 1)
-        owner = None if broadcast else self._by_mac.get(destination_mac)
-        if owner is not None:
-            receivers = [owner] if owner is not source else []
-        else:
-            receivers = [e for e in self.endpoints.values() if e is not source]
+        broadcast = bool(frame[0] & 1)
         waited = self.model.transmit(source.name, len(frame), now, broadcast)
         if isinstance(waited, Decision):
             self._drop(source, waited.reason)
             return
         for receiver in receivers:
-            if not receiver.carrier:
-                self._drop(receiver, "no carrier")
-                continue
             decision = self.model.receive(source.name, receiver.name, len(frame), now, waited)
             if not decision.deliver:
                 self._drop(receiver, decision.reason)
             elif decision.delay <= 0:
-                self._write(receiver, frame)
+                self.deliver(receiver, frame)
             else:
                 entry = (now + decision.delay, next(self._sequence), receiver, frame)
                 heapq.heappush(self._due, entry)
+
+    def deliver(self, receiver: Endpoint, frame: bytes) -> None:
+        """A frame reached ``receiver``: hand it to its node (a subclass may take frames
+        meant for the radio itself, such as management frames)."""
+        if not receiver.carrier:
+            self._drop(receiver, "no carrier")
+            return
+        self._write(receiver, frame)
 
     def _learn(self, mac: bytes, endpoint: Endpoint) -> None:
         """Remember behind which endpoint a MAC address lives (it may have moved)."""

@@ -7,7 +7,10 @@ Least privilege, measured on Docker 20.10:
 - attaching a node runs a short-lived endpoint container in the node's network
   namespace (``network_mode=container:<node>``) with NET_ADMIN and /dev/net/tun: it
   creates ``wlan0`` there and hands its descriptor to the medium over that socket;
-- no ``pid=host``, no privileged container, nothing on the host outside Docker.
+- nothing privileged, nothing on the host outside Docker. A WiFi medium alone shares
+  the host's pid namespace (still without capabilities): it serves each station's
+  wpa_supplicant control socket inside the node's own filesystem, which it reaches as
+  /proc/<pid>/root, so the node's software finds the socket where it expects it.
 
 The relay's code is copied into the containers at creation (``put_archive``), so any
 image with python3 and iproute2 can serve, and no host path is bind-mounted.
@@ -35,7 +38,7 @@ import docker.errors
 import requests.exceptions
 import tenacity
 
-from pytest_cirque import errors
+from pytest_cirque import errors, identity
 from pytest_cirque.errors import NodeError, WaitTimeout
 from pytest_cirque.radios.link_model import PHYS
 
@@ -52,7 +55,16 @@ _CODE = {
     "pytest_cirque/radios/__init__.py": b"",
     **{
         f"pytest_cirque/radios/{name}": (_RADIOS / name).read_bytes()
-        for name in ("medium.py", "link_model.py", "pcap.py", "endpoint.py")
+        for name in (
+            "medium.py",
+            "link_model.py",
+            "pcap.py",
+            "endpoint.py",
+            "wifi.py",
+            "wpa.py",
+            "ctrl_iface.py",
+        )
+        if (_RADIOS / name).exists()
     },
 }
 START_TIMEOUT_S = 30.0
@@ -138,6 +150,7 @@ class MediumContainer:
         labels: Mapping[str, str],
         phy: str = "802.11g",
         airtime: bool = True,
+        wifi: bool = False,
     ) -> None:
         missing = {"io.cirque.run", "io.cirque.home", "io.cirque.owner"} - set(labels)
         if missing:
@@ -149,6 +162,7 @@ class MediumContainer:
         self.image = image
         self.phy = phy
         self.airtime = airtime
+        self.wifi = wifi
         self.labels = {**labels, "io.cirque.medium": name}
         self.container: Any = None
         self.volume: Any = None
@@ -159,7 +173,7 @@ class MediumContainer:
 
     def start(self) -> MediumContainer:
         """Create the volume and the relay container, and wait until it serves."""
-        labels = {**self.labels, "io.cirque.role": "medium"}
+        labels = {**self.labels, identity.ROLE: identity.ROLE_MEDIUM}
         try:
             volume = self.client.volumes.create(name=f"{self.name}-run", labels=labels)
             if volume.attrs.get("Labels") != labels:  # an existing volume of that name
@@ -169,12 +183,15 @@ class MediumContainer:
             command += ["--socket", SOCKET, "--phy", self.phy]
             if not self.airtime:
                 command.append("--no-airtime")
+            if self.wifi:
+                command.append("--wifi")
             self.container = self.client.containers.create(
                 self.image,
                 command=command,
                 name=self.name,
                 labels=labels,
                 network_mode="none",
+                pid_mode="host" if self.wifi else None,
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
                 environment={"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"},
@@ -291,7 +308,7 @@ class MediumContainer:
                 self.image,
                 command=command,
                 name=f"{self.name}-attach-{endpoint}",
-                labels={**self.labels, "io.cirque.role": "medium-endpoint"},
+                labels={**self.labels, identity.ROLE: identity.ROLE_MEDIUM_ENDPOINT},
                 network_mode=f"container:{node_id}",
                 cap_drop=["ALL"],
                 cap_add=["NET_ADMIN"],
