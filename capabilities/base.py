@@ -49,8 +49,8 @@ class ContainerConfig:
     #: Which LAN segment of the home the node joins. "lan" is the default segment, a bridge
     #: without inter-container traffic: its nodes reach only the gateway (and, unless the
     #: network is internal, the outside). "lan-access" is the LanAccess segment, whose nodes
-    #: also reach each other.
-    lan_segment: str = "lan"
+    #: also reach each other. None: the node has no wired LAN at all (a WiFi-only device).
+    lan_segment: str | None = "lan"
     #: Extra labels (keys under ``io.cirque.``) describing what the capability set up.
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -112,6 +112,9 @@ class Capability:
     name: ClassVar[str] = ""
     #: Medium kind this capability attaches the node to ("wifi", "thread"), or None.
     medium: ClassVar[str | None] = None
+    #: Whether the node brings that medium to its home (an access point does; a station
+    #: needs a home that has it).
+    provides_medium: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.params = params

@@ -11,8 +11,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pytest_cirque.capabilities.base import Capability, register, subject
-from pytest_cirque.capabilities.wifi import RADIO_UNAVAILABLE
 from pytest_cirque.errors import CapabilityUnavailable
+
+RADIO_UNAVAILABLE = (
+    "{subject} needs the simulated {medium} radio medium, which is not available in this "
+    "version of pytest-cirque; remove {name} from the node (WiFi and LanAccess are available)"
+)
 
 
 @register

@@ -302,7 +302,8 @@ class Backend:
             image,
             command=command,
             name=name,
-            hostname=hostname if not network_mode else None,
+            # Docker refuses a hostname only where the network namespace is shared.
+            hostname=hostname if network_mode in (None, "none") else None,
             environment=dict(environment) if environment else None,
             labels=dict(labels),
             host_config=host_config,

@@ -22,7 +22,7 @@ from pytest_cirque.netns import NamespaceHelper
 from pytest_cirque.networks import HomeNetworks, segment_guard
 from pytest_cirque.node import Node
 from pytest_cirque.radios.medium_container import MediumContainer
-from pytest_cirque.spec import NodeSpec
+from pytest_cirque.spec import HomeSpec, NodeSpec
 
 if TYPE_CHECKING:
     from pytest_cirque.service import Cirque
@@ -64,6 +64,8 @@ class Home:
         self.namespaces = NamespaceHelper(self)
         #: kind -> the home's running medium of that kind (see ``medium``).
         self.media: dict[str, MediumContainer] = {}
+        #: Media the home has without a node bringing them (HomeSpec.media).
+        self.declared_media: set[str] = set()
         self.state = "creating"
         self.kept = False
         self._marker = ""
@@ -108,7 +110,9 @@ class Home:
         try:
             # Networks first (one per segment/variant in use), then every container.
             for node in new_nodes:
-                node.network = self.networks.get(node.spec.docker_network, node.config.lan_segment)
+                if node.config.lan_segment is not None:
+                    segment = node.config.lan_segment
+                    node.network = self.networks.get(node.spec.docker_network, segment)
 
             def create_and_start(node: Node) -> None:
                 node.create(node.network, idle[node.spec.image])
@@ -174,6 +178,10 @@ class Home:
             raise SpecError(
                 f"home {self.name}: node {spec.name!r} already exists; choose another name"
             )
+        present = set(self.declared_media)
+        for node in list(self.nodes.values()):
+            present |= {c.medium for c in node.capabilities if c.medium and c.provides_medium}
+        HomeSpec(nodes={spec.name: spec}).check_media(present)
         self._build([spec])
         return self.nodes[spec.name]
 
@@ -214,6 +222,9 @@ class Home:
                     wifi=wifi,
                 )
                 medium.start()
+                if wifi:
+                    # Always on, so a failure can show what was on the air (save_capture).
+                    medium.start_capture("air.pcap")
                 self.media[kind] = medium
         return medium
 

@@ -68,8 +68,9 @@ class Node:
         for capability in self.capabilities:
             capability.configure(self.config, self.name)
 
-    def create(self, network: Network, idle_command: bool) -> None:
-        """Create the container on its LAN segment (not started)."""
+    def create(self, network: Network | None, idle_command: bool) -> None:
+        """Create the container on its LAN segment, or with no network at all when it has
+        none (a WiFi-only device); not started."""
         self.network = network
         config = self.config
         labels = self.home.identity.labels(self.home.name, identity.ROLE_NODE, self.name)
@@ -91,7 +92,8 @@ class Node:
             command=command,
             environment={**self.spec.env, **config.environment},
             hostname=self.name,
-            network=network.name,
+            network=network.name if network else None,
+            network_mode=None if network else "none",
             aliases=[self.name],
             cap_add=config.cap_add,
             devices=config.devices,
@@ -218,7 +220,10 @@ class Node:
 
     @property
     def ip(self) -> str | None:
-        """IPv4 address on the home LAN, or None when the node is not running."""
+        """IPv4 address on the home LAN, or None when the node is not running or has no
+        wired LAN (a WiFi-only station: see ``wifi.wifi_address``)."""
+        if self.network is None:
+            return None
         return self._endpoint().get("IPAddress") or None
 
     @property

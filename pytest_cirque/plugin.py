@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pytest_cirque.home import Home
     from pytest_cirque.service import Cirque
     from pytest_cirque.spec import HomeSpec
+    from pytest_cirque.wifi import AccessPoint
 
 #: Marker name -> "signature: description", as pytest's ``markers`` ini lines want them.
 MARKERS: dict[str, str] = {
@@ -39,13 +40,14 @@ MARKERS: dict[str, str] = {
     "node name to node spec, or a YAML file path relative to the test file",
     "capabilities": "capabilities(*capabilities, nodes=None): add capabilities (names or "
     "{name: params}) to every node of the test's home, or only to the nodes named",
-    "wifi": "wifi(**options): the test needs simulated WiFi radios (not available yet)",
+    "wifi": "wifi(*, stations=None, **ap): the test's home has a WiFi medium; `stations` "
+    "names the nodes that get the WiFi capability, `ap` (ssid, psk, channel, hidden, mode, "
+    "subnet, position) configures the `wifi_ap` fixture's access point",
     "thread": "thread(**options): the test needs simulated Thread radios (not available yet)",
 }
 
 #: Radio markers that are registered but cannot be honoured in this version.
 UNAVAILABLE_RADIOS = {
-    "wifi": "simulated WiFi radios are not available in this version",
     "thread": "simulated Thread radios are not available in this version",
 }
 
@@ -92,8 +94,18 @@ def capabilities_marker(*capabilities: str | Mapping[str, Any], nodes: list[str]
 
 
 def radio_marker(**options: Any) -> dict[str, Any]:
-    """Arguments of ``@pytest.mark.wifi`` and ``@pytest.mark.thread``."""
+    """Arguments of ``@pytest.mark.thread``."""
     return options
+
+
+def wifi_marker(*, stations: list[str] | None = None, **ap: Any) -> tuple[list[str] | None, dict]:
+    """Arguments of ``@pytest.mark.wifi``: the station nodes, and the settings of the
+    ``wifi_ap`` fixture's access point (checked like a WiFiAP capability's parameters)."""
+    if stations is not None and (
+        isinstance(stations, str) or not all(isinstance(s, str) for s in stations)
+    ):
+        raise TypeError(f"stations must be a list of node names, not {stations!r}")
+    return (None if stations is None else list(stations)), ap
 
 
 def call_marker(item: pytest.Item, marker: pytest.Mark, signature: Callable[..., Any]) -> Any:
@@ -176,6 +188,12 @@ def spec_from_markers(item: pytest.Item) -> tuple[HomeSpec, str | None] | None:
                 f"{item.nodeid}: @pytest.mark.{radio}: {reason}; they arrive with the radio "
                 "media, until then deselect these tests (-m 'not " + radio + "')"
             )
+    wifi = item.get_closest_marker("wifi")
+    if wifi is not None:
+        stations, ap = call_marker(item, wifi, wifi_marker)
+        # The wifi_ap fixture's settings, checked now: a bad PSK fails before any home.
+        where = f"{item.nodeid}: @pytest.mark.wifi"
+        build_capability({"WiFiAP": {"ssid": "cirque-ap", **ap}}, where)
     home_mark = item.get_closest_marker("home")
     capability_marks = list(item.iter_markers("capabilities"))
     checked = [call_marker(item, mark, capabilities_marker) for mark in capability_marks]
@@ -192,7 +210,18 @@ def spec_from_markers(item: pytest.Item) -> tuple[HomeSpec, str | None] | None:
     # Outermost marker first, so a marker closer to the test replaces a farther one's.
     for capabilities, nodes in reversed(checked):
         add_capabilities(spec, capabilities, nodes, f"{item.nodeid}: @pytest.mark.capabilities")
+    if wifi is not None:
+        spec.media.add("wifi")
+        if stations:
+            add_capabilities(spec, ("WiFi",), stations, f"{item.nodeid}: @pytest.mark.wifi")
+    spec.check_media()
     return spec, name
+
+
+def wifi_ap_settings(item: pytest.Item) -> dict[str, Any]:
+    """The ``wifi_ap`` fixture's AP settings from the test's ``@pytest.mark.wifi``."""
+    marker = item.get_closest_marker("wifi")
+    return call_marker(item, marker, wifi_marker)[1] if marker is not None else {}
 
 
 def setup_failure(message: str) -> BaseException:
@@ -327,10 +356,44 @@ def report_homes(item: pytest.Item, report: pytest.TestReport, homes: list[Home]
                 log = f"(log unavailable: {exc})"
             report.sections.append((f"cirque log {home.name}/{node_name}", log or "(empty)"))
             written += _write(folder / f"{home.name}.{node_name}.log", log)
+        written += report_wifi(home, report, folder)
         if settings.keep and not home.kept:
             report.sections.append((KEPT_SECTION, keep_home(home)))
     if written:
         report.sections.append(("cirque logs", f"written to {folder}"))
+
+
+def report_wifi(home: Home, report: pytest.TestReport, folder: Path) -> list[str]:
+    """The WiFi medium's view (APs, stations, each station's control log) as report
+    sections, and what was on the air as a pcap in the log folder."""
+    medium = home.media.get("wifi")
+    if medium is None:
+        return []
+    written: list[str] = []
+    try:
+        state = medium.request("wifi_status")
+        lines = [
+            f"ap {name}: {ap['ssid']!r} {ap['security']} bssid {ap['bssid']} "
+            f"clients {ap['clients'] or '-'}"
+            for name, ap in state["aps"].items()
+        ]
+        for name, station in state["stations"].items():
+            lines.append(
+                f"station {name}: {station['wpa_state']} ssid {station['ssid']!r} "
+                f"bssid {station['bssid']} ip {station['ip_address']}"
+            )
+            log = "\n".join(medium.request("wifi_log", name=name)["lines"][-LOG_TAIL:])
+            report.sections.append((f"cirque wpa_ctrl {home.name}/{name}", log or "(empty)"))
+            written += _write(folder / f"{home.name}.{name}.wpa_ctrl.log", log)
+        summary = "\n".join(lines) or "(no access points or stations)"
+        report.sections.append((f"cirque wifi {home.name}", summary))
+        with contextlib.suppress(OSError):
+            capture = medium.save_capture(folder / f"{home.name}.wifi.pcap")
+            if capture is not None:
+                written.append(str(capture))
+    except CirqueError as exc:
+        report.sections.append((f"cirque wifi {home.name}", f"(unavailable: {exc})"))
+    return written
 
 
 def _write(path: Path, text: str) -> list[str]:
@@ -486,6 +549,8 @@ def home_factory(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Cal
     ) -> Home:
         where = f"{request.node.nodeid}: home_factory"
         parsed = parse_home_spec(spec, Path(request.node.path).parent, where)
+        if request.node.get_closest_marker("wifi") is not None:
+            parsed.media.add("wifi")
         made.append(_create_home(request, cirque, parsed, name or request.node.name))
         return made[-1]
 
@@ -493,6 +558,46 @@ def home_factory(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Cal
         yield make_home
     finally:
         _destroy_all(made)
+
+
+@pytest.fixture
+def wifi_ap_factory(request: pytest.FixtureRequest, home: Home) -> Callable[..., AccessPoint]:
+    """Add an access point node to the test's home: ``wifi_ap_factory(name="ap", **ap)``
+    with WiFiAP's parameters (ssid, psk, channel, hidden, mode, subnet, position, mac).
+    A bad parameter raises SpecError and adds nothing."""
+    from pytest_cirque.wifi import access_point
+
+    def make(name: str = "ap", image: str = "wifi-ap", **settings: Any) -> AccessPoint:
+        if name in home:
+            node = home[name]
+            if not any(c.name == "WiFiAP" for c in node.capabilities):
+                raise SpecError(
+                    f"{request.node.nodeid}: wifi_ap: node {name!r} exists and is no access "
+                    "point; choose another name"
+                )
+            return access_point(node)
+        settings.setdefault("ssid", f"cirque-{name}")
+        node = home.add_node(name, {"image": image, "capabilities": [{"WiFiAP": settings}]})
+        return access_point(node)
+
+    return make
+
+
+@pytest.fixture
+def wifi_ap(request: pytest.FixtureRequest, home: Home, wifi_ap_factory) -> AccessPoint:
+    """The access point of the test's home: its WiFiAP node when the spec has one, else a
+    new one, set up by ``@pytest.mark.wifi(ssid=..., psk=...)`` (default: SSID
+    "cirque-ap", WPA2 passphrase "cirque-passphrase"). Exposes ssid, psk, bssid, address."""
+    from pytest_cirque.wifi import access_point
+
+    for node in list(home.nodes.values()):
+        if any(c.name == "WiFiAP" for c in node.capabilities):
+            return access_point(node)
+    settings = {"psk": "cirque-passphrase", **wifi_ap_settings(request.node)}
+    try:
+        return wifi_ap_factory("ap", **settings)
+    except SpecError as exc:
+        raise setup_failure(f"{request.node.nodeid}: wifi_ap: {exc}") from None
 
 
 @pytest.fixture(scope="session")

@@ -73,9 +73,11 @@ class Cirque:
         if self._closed:
             raise CirqueError("this Cirque service is closed; create a new one")
         parsed = HomeSpec.parse(spec)
+        parsed.check_media()
         for node_spec in parsed.nodes.values():
             self.resolve_image(node_spec.image)  # unknown image: fail before anything exists
         home = Home(self, self._home_name(name))
+        home.declared_media = set(parsed.media)
         watchdog.ensure_running(self.identity.owner)
         with self._lock:
             self._homes[home.name] = home

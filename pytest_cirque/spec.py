@@ -127,6 +127,33 @@ class HomeSpec:
     nodes: dict[str, NodeSpec] = field(default_factory=dict)
     #: The file the spec came from, or "".
     source: str = ""
+    #: Media the home has besides those its nodes bring (an access point brings "wifi"):
+    #: ``@pytest.mark.wifi`` declares "wifi" for a home whose AP comes from ``wifi_ap``.
+    media: set[str] = field(default_factory=set)
+
+    def provided_media(self) -> set[str]:
+        """The media this home will have: declared ones and those its nodes bring."""
+        brought = {
+            cap.medium
+            for node in self.nodes.values()
+            for cap in node.capabilities
+            if cap.medium and cap.provides_medium
+        }
+        return self.media | brought
+
+    def check_media(self, present: set[str] | None = None) -> None:
+        """Refuse a node whose radio needs a medium the home will not have (``present``:
+        media the running home has already)."""
+        have = self.provided_media() | (present or set())
+        for node in self.nodes.values():
+            for cap in node.capabilities:
+                if cap.medium and cap.medium not in have:
+                    raise SpecError(
+                        f"{node.where}: capability {cap.name} needs the home's {cap.medium} "
+                        f"medium, and this home has none; add an access point node (capability "
+                        f"WiFiAP) or mark the test @pytest.mark.{cap.medium} and use the "
+                        f"{cap.medium}_ap fixture"
+                    )
 
     @classmethod
     def parse(cls, source: Any, where: str = "") -> HomeSpec:

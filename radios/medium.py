@@ -6,6 +6,10 @@ descriptor, reads what the node sends and writes what the node receives. Per fra
 link model decides who hears it, whether it is lost and after how long it arrives:
 frames due later wait on a timer heap, rates and airtime are token buckets in the model.
 
+A wired pair puts the medium in the middle of a real link: a node's TAP (``eth0``) and a
+packet socket on the interface that really joins the LAN. Each carries the other's frames
+only, through the link model (loss, latency, jitter, rate), and nothing else reaches them.
+
 A Unix socket takes control requests, one JSON line per connection, one JSON line back:
 attach an endpoint (its TAP file descriptor comes along as SCM_RIGHTS), move a node, cut
 a link, change parameters, switch carrier, start or stop a capture, report status.
@@ -45,6 +49,9 @@ TUNSETCARRIER = 0x400454E2
 #: Frames read from one endpoint before the relay looks at the others again.
 READ_BATCH = 64
 MAX_FRAME = 65536
+#: What one read of a packet socket may return: a virtio-net header and a frame the
+#: sender's segmentation offload left whole (up to 64 KiB of IP packet).
+MAX_PACKET = MAX_FRAME + 1024
 MAX_REQUEST = 65536
 DEFAULT_SOCKET = "/run/cirque-medium/control.sock"
 
@@ -52,6 +59,45 @@ DEFAULT_SOCKET = "/run/cirque-medium/control.sock"
 def set_carrier(fd: int, on: bool) -> None:
     """Switch the carrier of the TAP behind ``fd``: off, the node sees NO-CARRIER."""
     fcntl.ioctl(fd, TUNSETCARRIER, struct.pack("i", 1 if on else 0))
+
+
+#: struct virtio_net_hdr (linux/virtio_net.h), which a packet socket with PACKET_VNET_HDR
+#: puts before every frame: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset.
+VNET_HEADER = struct.Struct("=BBHHHH")
+VNET_F_NEEDS_CSUM = 1
+#: The header of a frame that needs nothing done (what the relay writes).
+VNET_PLAIN = bytes(VNET_HEADER.size)
+
+
+def internet_checksum(data: bytes | bytearray | memoryview) -> int:
+    """RFC 1071 checksum of ``data``: the ones' complement of its ones' complement sum of
+    16-bit words. That sum is the data as one big number modulo 0xFFFF (2**16 = 1 mod
+    0xFFFF), which Python computes in C however long the frame."""
+    padded = bytes(data) + b"\0" * (len(data) % 2)
+    number = int.from_bytes(padded, "big")
+    total = number % 0xFFFF or (0xFFFF if number else 0)
+    return 0xFFFF - total
+
+
+def from_vnet(data: bytes) -> bytes:
+    """The Ethernet frame behind a virtio-net header, with its checksum completed.
+
+    A neighbour on the same host offloads its TCP/UDP checksums: the packet crosses the
+    veth with only the pseudo-header sum in place (NEEDS_CSUM, where the sum starts and
+    where it goes). A node would drop it as corrupt, so the relay finishes it as a NIC
+    would. A segmentation-offloaded packet stays whole: the node's stack takes it as one
+    large receive."""
+    if len(data) < VNET_HEADER.size:
+        return b""
+    flags, _gso, _hdr_len, _gso_size, start, offset = VNET_HEADER.unpack_from(data)
+    frame = data[VNET_HEADER.size :]
+    if not flags & VNET_F_NEEDS_CSUM or start + offset + 2 > len(frame):
+        return frame
+    # The field holds the pseudo-header sum: summing over it folds that in.
+    completed = bytearray(frame)
+    checksum = internet_checksum(memoryview(completed)[start:]) or 0xFFFF
+    struct.pack_into("!H", completed, start + offset, checksum)
+    return bytes(completed)
 
 
 @dataclass
@@ -66,12 +112,20 @@ class Endpoint:
     attached_at: tuple[float, float, float] = (0.0, 0.0, 0.0)
     attached_carrier: bool = True
     counters: Counter[str] = field(default_factory=Counter)
+    #: The endpoint this one is wired to: a node's TAP and the packet socket on its real
+    #: LAN interface. A pair is a private wire: each one's frames go to the other only,
+    #: whatever their addresses, and nothing else reaches either.
+    peer: str | None = None
+    #: The descriptor is an AF_PACKET socket with virtio-net headers, not a TAP: frames
+    #: carry a header both ways, and there is no carrier to switch.
+    packet: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {
             "carrier": self.carrier,
             "macs": sorted(":".join(f"{b:02x}" for b in mac) for mac in self.macs),
             "counters": dict(self.counters),
+            "peer": self.peer,
         }
 
 
@@ -186,7 +240,7 @@ class Medium:
             return
         for _ in range(READ_BATCH):
             try:
-                frame = os.read(fd, MAX_FRAME)
+                frame = os.read(fd, MAX_PACKET if source.packet else MAX_FRAME)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -194,7 +248,7 @@ class Medium:
                 self._log(f"endpoint {source.name}: read failed ({exc.strerror}); detached")
                 self.detach(source.name)
                 return
-            self.relay(source, frame)
+            self.relay(source, from_vnet(frame) if source.packet else frame)
 
     def relay(self, source: Endpoint, frame: bytes) -> None:
         """Put one frame the node behind ``source`` sent on the air."""
@@ -205,7 +259,7 @@ class Medium:
             self._drop(source, "no carrier")
             return
         sender_mac = frame[6:12]
-        if sender_mac not in source.macs:
+        if source.peer is None and sender_mac not in source.macs:
             self._learn(sender_mac, source)
         receivers = self.receivers(source, frame)
         if receivers is not None:
@@ -213,13 +267,16 @@ class Medium:
 
     def receivers(self, source: Endpoint, frame: bytes) -> list[Endpoint] | None:
         """Who may hear a frame a node sent: the owner of its destination address, or
-        everyone else for broadcast and unknown addresses. None: the frame is refused (a
-        subclass's rule, already counted as a drop)."""
+        everyone else for broadcast and unknown addresses; a paired endpoint's peer only.
+        None: the frame is refused (a subclass's rule, already counted as a drop)."""
+        if source.peer is not None:
+            peer = self.endpoints.get(source.peer)
+            return [peer] if peer is not None else []
         destination_mac = frame[0:6]
         owner = None if destination_mac[0] & 1 else self._by_mac.get(destination_mac)
         if owner is not None:
             return [owner] if owner is not source else []
-        return [e for e in self.endpoints.values() if e is not source]
+        return [e for e in self.endpoints.values() if e is not source and e.peer is None]
 
     def transmit(self, source: Endpoint, frame: bytes, receivers: list[Endpoint]) -> None:
         """Send ``frame`` from ``source`` over the link model: capture it, spend airtime,
@@ -260,7 +317,7 @@ class Medium:
 
     def _write(self, receiver: Endpoint, frame: bytes) -> None:
         try:
-            os.write(receiver.fd, frame)
+            os.write(receiver.fd, VNET_PLAIN + frame if receiver.packet else frame)
             receiver.counters["received"] += 1
         except OSError as exc:
             self._drop(receiver, f"write failed: {exc.strerror}")
@@ -272,11 +329,25 @@ class Medium:
     # --- endpoints ------------------------------------------------------------------
 
     def attach(
-        self, name: str, fd: int, position: list[float] | None = None, carrier: bool = True
+        self,
+        name: str,
+        fd: int,
+        position: list[float] | None = None,
+        carrier: bool = True,
+        *,
+        peer: str | None = None,
+        packet: bool = False,
     ) -> None:
+        """Relay the frames of ``fd`` (a TAP, or with ``packet`` a packet socket) as endpoint
+        ``name``; with ``peer`` (an attached, unpaired endpoint) the two are a pair."""
         if name in self.endpoints:
             raise SpecError(f"medium: endpoint {name!r} is already attached; detach it first")
-        self._switch_carrier(fd, carrier)
+        if peer is not None:
+            other = self._endpoint(peer)
+            if other.peer is not None or peer == name:
+                raise SpecError(f"medium: endpoint {peer!r} is already paired; detach it first")
+        if not packet:
+            self._switch_carrier(fd, carrier)
         self.model.add_node(name, position or (0.0, 0.0, 0.0))
         os.set_blocking(fd, False)
         endpoint = Endpoint(
@@ -285,7 +356,11 @@ class Medium:
             carrier=carrier,
             attached_at=self.model.position(name),
             attached_carrier=carrier,
+            peer=peer,
+            packet=packet,
         )
+        if peer is not None:
+            self.endpoints[peer].peer = name
         self.endpoints[name] = endpoint
         self._by_fd[fd] = endpoint
         self._selector.register(fd, selectors.EVENT_READ, self._on_readable)
@@ -302,10 +377,13 @@ class Medium:
         del self.endpoints[name]
         self.model.remove_node(name)
         self._log(f"endpoint {name}: detached")
+        if endpoint.peer in self.endpoints:  # a pair is one wire: it goes as a whole
+            self.detach(endpoint.peer)
 
     def set_endpoint_carrier(self, name: str, on: bool) -> None:
         endpoint = self._endpoint(name)
-        self._switch_carrier(endpoint.fd, on)
+        if not endpoint.packet:
+            self._switch_carrier(endpoint.fd, on)
         endpoint.carrier = on
         self._log(f"endpoint {name}: carrier {'on' if on else 'off'}")
 
@@ -407,10 +485,34 @@ class Medium:
         name: str,
         position: list[float] | None = None,
         carrier: bool = True,
+        peer: str | None = None,
     ) -> None:
-        if len(fds) != 1:
-            raise SpecError(f"medium: attach {name!r} needs exactly one TAP descriptor")
-        self.attach(name, fds[0], position, carrier)
+        """Attach a TAP; with ``peer``, a wired pair: the node's TAP (first descriptor) and
+        a packet socket on its real LAN interface (second), attached as ``peer``."""
+        if peer is None:
+            if len(fds) != 1:
+                raise SpecError(f"medium: attach {name!r} needs exactly one TAP descriptor")
+            self.attach(name, fds[0], position, carrier)
+            fds.clear()
+            return
+        if len(fds) != 2:
+            raise SpecError(
+                f"medium: attach {name!r} with peer {peer!r} needs two descriptors "
+                "(the TAP, then a packet socket)"
+            )
+        if peer == name or name in self.endpoints or peer in self.endpoints:
+            raise SpecError(
+                f"medium: cannot attach the pair {name!r}/{peer!r}: a name is taken "
+                f"(attached: {', '.join(self.endpoints) or 'none'}); detach it first"
+            )
+        tap, packet = fds
+        self.attach(peer, packet, position, packet=True)
+        fds.remove(packet)
+        try:
+            self.attach(name, tap, position, carrier, peer=peer)
+        except BaseException:
+            self.detach(peer)
+            raise
         fds.clear()
 
     def _op_detach(self, fds: list[int], name: str) -> None:
@@ -494,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--socket", default=DEFAULT_SOCKET)
     serve.add_argument("--phy", default="802.11g", choices=sorted(PHYS))
     serve.add_argument("--no-airtime", action="store_true", help="no shared airtime budget")
+    serve.add_argument("--wifi", action="store_true", help="run the WiFi layer (APs, stations)")
     ask = commands.add_parser("request", help="send one JSON control request, print the reply")
     ask.add_argument("message")
     ask.add_argument("--socket", default=DEFAULT_SOCKET)
@@ -507,7 +610,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "session":
         return control_session(args.socket)
     model = LinkModel(PHYS[args.phy], airtime=not args.no_airtime)
-    medium = Medium(model, args.socket)
+    if args.wifi:
+        from pytest_cirque.radios.wifi import WifiMedium  # needs python3-cryptography
+
+        medium: Medium = WifiMedium(model, args.socket)
+    else:
+        medium = Medium(model, args.socket)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"medium ready on {args.socket} ({args.phy})", flush=True)
     try:

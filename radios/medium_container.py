@@ -8,9 +8,11 @@ Least privilege, measured on Docker 20.10:
   namespace (``network_mode=container:<node>``) with NET_ADMIN and /dev/net/tun: it
   creates ``wlan0`` there and hands its descriptor to the medium over that socket;
 - nothing privileged, nothing on the host outside Docker. A WiFi medium alone shares
-  the host's pid namespace (still without capabilities): it serves each station's
+  the host's pid namespace with one capability, SYS_PTRACE: it serves each station's
   wpa_supplicant control socket inside the node's own filesystem, which it reaches as
-  /proc/<pid>/root, so the node's software finds the socket where it expects it.
+  /proc/<pid>/root (the kernel's ptrace access check guards that path, and a process
+  without capabilities may not look into one that has some), so the node's software
+  finds the socket where it expects it.
 
 The relay's code is copied into the containers at creation (``put_archive``), so any
 image with python3 and iproute2 can serve, and no host path is bind-mounted.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import json
 import re
 import struct
@@ -168,6 +171,9 @@ class MediumContainer:
         self.volume: Any = None
         self._session: ControlSession | None = None
         self._session_lock = threading.Lock()
+        self._captures = 0
+        #: Subnets handed out by claim_subnet, by owner.
+        self._subnets: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -193,6 +199,7 @@ class MediumContainer:
                 network_mode="none",
                 pid_mode="host" if self.wifi else None,
                 cap_drop=["ALL"],
+                cap_add=["SYS_PTRACE"] if self.wifi else None,
                 security_opt=["no-new-privileges"],
                 environment={"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"},
                 volumes={self.volume.name: {"bind": RUN_DIR, "mode": "rw"}},
@@ -340,6 +347,31 @@ class MediumContainer:
         finally:
             helper.remove(force=True)
 
+    def claim_subnet(
+        self,
+        owner: str,
+        wanted: str | None,
+        pool: ipaddress.IPv4Network,
+        first: int,
+    ) -> str:
+        """A subnet for ``owner`` (an AP's wlan0) that no other owner on this medium has:
+        ``wanted`` when given, else the ``first``-th /24 of ``pool`` or the next free one."""
+        with self._session_lock:
+            taken = {net for name, net in self._subnets.items() if name != owner}
+            if wanted is not None:
+                network = ipaddress.ip_network(wanted)
+                clash = next((t for t in taken if t.overlaps(network)), None)
+                if clash is not None:
+                    raise errors.SpecError(
+                        f"medium {self.name}: subnet {wanted} of {owner} overlaps {clash} of "
+                        "another access point; give each AP its own subnet"
+                    )
+            else:
+                candidates = list(pool.subnets(new_prefix=24))[first:]
+                network = next(c for c in candidates if not any(c.overlaps(t) for t in taken))
+            self._subnets[owner] = network
+            return str(network)
+
     def detach(self, endpoint: str) -> None:
         """Remove the endpoint's interface from its node."""
         self.request("detach", name=endpoint)
@@ -427,6 +459,19 @@ class MediumContainer:
             target = Path(destination)
             target.write_bytes(data.read() if data else b"")
         return target
+
+    def save_capture(self, destination: str | Path) -> Path | None:
+        """Copy the running capture to ``destination`` and go on capturing (into a new
+        file): a failing test keeps what was on the air up to now. None without one."""
+        path = self.status().get("capture")
+        if not path:
+            return None
+        self.stop_capture()
+        try:
+            return self.fetch(path, destination)
+        finally:
+            self._captures += 1
+            self.start_capture(f"air-{self._captures}.pcap")
 
     def read_capture(self, path: str, expression: str = "") -> str:
         """A capture decoded by tcpdump in place (one line per frame)."""

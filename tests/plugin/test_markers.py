@@ -12,7 +12,7 @@ def test_markers_are_registered_with_descriptions(pytester: pytest.Pytester) -> 
         [
             "@pytest.mark.home(spec, [*], name=None): the nodes of the test's `home` fixture*",
             "@pytest.mark.capabilities([*]capabilities, nodes=None): add capabilities*",
-            "@pytest.mark.wifi([*][*]options): *WiFi*",
+            "@pytest.mark.wifi([*], stations=None, [*][*]ap): the test's home has a WiFi medium*",
             "@pytest.mark.thread([*][*]options): *Thread*",
         ]
     )
@@ -42,7 +42,7 @@ def test_strict_markers_accepts_the_radio_markers_and_m_selects_them(
     assert result.ret == 0
 
 
-@pytest.mark.parametrize("radio", ["wifi", "thread"])
+@pytest.mark.parametrize("radio", ["thread"])
 def test_radio_markers_fail_setup_in_one_line(pytester: pytest.Pytester, radio: str) -> None:
     pytester.makepyfile(
         f"""

@@ -433,19 +433,24 @@ def test_xvnc_bad_values(params, problem):
 # --- radio slots -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("cls", "medium", "interface", "socket"),
-    [
-        (WiFi, "wifi", "wlan0", "/var/run/wpa_supplicant/wlan0"),
-        (Thread, "thread", "wpan0", "/run/openthread-wpan0.sock"),
-    ],
-)
-def test_radio_slots_are_declared_but_unavailable(cls, medium, interface, socket):
-    assert (cls.medium, cls.interface, cls.control_socket) == (medium, interface, socket)
+def test_the_wifi_station_declares_its_interface_and_control_socket():
+    assert (WiFi.medium, WiFi.interface, WiFi.control_socket) == (
+        "wifi",
+        "wlan0",
+        "/var/run/wpa_supplicant/wlan0",
+    )
+
+
+def test_the_thread_slot_is_declared_but_unavailable():
+    assert (Thread.medium, Thread.interface, Thread.control_socket) == (
+        "thread",
+        "wpan0",
+        "/run/openthread-wpan0.sock",
+    )
     with pytest.raises(CapabilityUnavailable) as error:
-        build(cls.name)
+        build(Thread.name)
     message = one_line(error)
-    assert "not available in this version" in message and cls.name in message
+    assert "not available in this version" in message and Thread.name in message
 
 
 def test_xvnc_sidecars_share_the_node_namespace_and_publish_on_loopback():

@@ -1,0 +1,383 @@
+"""WiFi provisioning in tests: scan, associate, DHCP, ping, and all four as ``provision``.
+
+Each helper waits on a condition with a deadline and fails with one line that names the
+station, the step and what was seen instead, with the station's control-interface log
+and a capture of the air attached (``ProvisioningError.log``, ``.capture``).
+
+The helpers speak to the station's control interface through the medium (the same
+interface the node's wpa_cli reaches at /var/run/wpa_supplicant/wlan0), so they work
+with any image; DHCP and ping run the node's own client and ``ping``.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tenacity
+
+from pytest_cirque.errors import CirqueError, NodeError, WaitTimeout
+
+if TYPE_CHECKING:
+    from pytest_cirque.capabilities.wifi import WiFiAP
+    from pytest_cirque.node import Node
+    from pytest_cirque.radios.medium_container import MediumContainer
+
+MEDIUM = "wifi"
+INTERFACE = "wlan0"
+SCAN_TIMEOUT_S = 10.0
+ASSOCIATE_TIMEOUT_S = 15.0
+DHCP_TIMEOUT_S = 30.0
+#: Lines of the control log attached to a failure.
+CONTROL_LOG_TAIL = 60
+
+
+class ProvisioningError(WaitTimeout):
+    """A provisioning step failed; ``step`` names it, ``capture`` is a pcap of the air."""
+
+    def __init__(self, message: str, step: str, log: str = "", capture: Path | None = None):
+        text = f"{message}; capture of the air: {capture}" if capture else message
+        super().__init__(text, log=log)
+        self.step = step
+        self.capture = capture
+
+
+@dataclass
+class AccessPoint:
+    """An access point node of a home, as tests use it."""
+
+    node: Node
+    ssid: str
+    psk: str | None
+    bssid: str
+    #: The AP's address on its WiFi subnet (router mode), where stations' pings go.
+    address: str | None
+    subnet: str | None
+    hidden: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def lan_ip(self) -> str | None:
+        """The AP's address on the home's wired LAN (its "LAN side")."""
+        return self.node.ip
+
+
+@dataclass
+class PingResult:
+    sent: int
+    received: int
+    rtt_ms: list[float] = field(default_factory=list)
+
+    @property
+    def loss(self) -> float:
+        return 1.0 - self.received / self.sent if self.sent else 1.0
+
+
+@dataclass
+class ProvisionReport:
+    """What ``provision`` did: each step's duration in seconds, and where it ended."""
+
+    station: str
+    ssid: str
+    bssid: str
+    ip_address: str
+    steps: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.steps.values())
+
+
+# --- the station's control interface ----------------------------------------------------
+
+
+def medium_of(node: Node) -> MediumContainer:
+    return node.medium(MEDIUM)
+
+
+def ctrl(station: Node, command: str) -> str:
+    """Send one control-interface command to the station (as wpa_cli would)."""
+    return str(medium_of(station).request("wifi_ctrl", name=station.name, command=command)["reply"])
+
+
+def status(station: Node) -> dict[str, str]:
+    """The station's STATUS as a dict (wpa_state, bssid, ssid, ip_address, ...)."""
+    return dict(
+        line.split("=", 1) for line in ctrl(station, "STATUS").splitlines() if "=" in line
+    )
+
+
+def control_log(station: Node, tail: int = CONTROL_LOG_TAIL) -> str:
+    """The station's recent control-interface log: commands, replies and events."""
+    try:
+        lines = medium_of(station).request("wifi_log", name=station.name)["lines"]
+    except CirqueError as exc:
+        return f"(control log unavailable: {exc})"
+    return "\n".join(lines[-tail:])
+
+
+def access_point(node: Node) -> AccessPoint:
+    """The access point behind a node with the WiFiAP capability."""
+    capability = _ap_capability(node)
+    info = medium_of(node).request("wifi_status")["aps"].get(node.name)
+    if info is None:
+        raise NodeError(f"node {node.name}: its access point is not on the WiFi medium")
+    return AccessPoint(
+        node=node,
+        ssid=capability.ssid,
+        psk=capability.psk,
+        bssid=info["bssid"],
+        address=capability.address,
+        subnet=None if capability.network is None else str(capability.network),
+        hidden=capability.hidden,
+    )
+
+
+def _ap_capability(node: Node) -> WiFiAP:
+    for capability in node.capabilities:
+        if capability.name == "WiFiAP":
+            return capability  # type: ignore[return-value]
+    raise NodeError(f"node {node.name} is not an access point; give it the WiFiAP capability")
+
+
+def _failure(
+    station: Node, step: str, message: str, capture: bool = True
+) -> ProvisioningError:
+    saved = None
+    if capture:
+        try:
+            target = Path(tempfile.mkdtemp(prefix="cirque-air-")) / f"{station.name}-{step}.pcap"
+            saved = medium_of(station).save_capture(target)
+        except (CirqueError, OSError):
+            saved = None
+    log = f"--- control interface of {station.name} ---\n{control_log(station)}"
+    return ProvisioningError(
+        f"station {station.name}: {step}: {message}", step=step, log=log, capture=saved
+    )
+
+
+def _wait(
+    what: Callable[[], Any], timeout: float, interval: float = 0.05
+) -> tuple[Any, float]:
+    """Poll ``what()`` until truthy; returns (value, seconds). None value at the deadline."""
+    start = time.monotonic()
+    try:
+        value = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_fixed(interval),
+            retry=tenacity.retry_if_result(lambda result: not result),
+        )(what)
+    except tenacity.RetryError:
+        value = None
+    return value, time.monotonic() - start
+
+
+# --- the four steps ---------------------------------------------------------------------
+
+
+def scan(station: Node, ssid: str, timeout: float = SCAN_TIMEOUT_S) -> dict[str, Any]:
+    """Scan until ``ssid`` is among the results; returns its best entry (bssid,
+    frequency, signal, flags, ssid)."""
+
+    def found() -> dict[str, Any] | None:
+        if ctrl(station, "SCAN").strip() not in ("OK", "FAIL-BUSY"):
+            return None
+        return best_result(ctrl(station, "SCAN_RESULTS"), ssid)
+
+    entry, _ = _wait(found, timeout, interval=0.15)
+    if entry is None:
+        seen = sorted({r["ssid"] for r in parse_scan_results(ctrl(station, "SCAN_RESULTS"))})
+        raise _failure(
+            station,
+            "scan",
+            f"SSID {ssid!r} not found within {timeout:g} s (heard: {', '.join(seen) or 'nothing'})",
+        )
+    return entry
+
+
+def parse_scan_results(text: str) -> list[dict[str, Any]]:
+    results = []
+    for line in text.splitlines()[1:]:
+        parts = line.split("\t")
+        if len(parts) >= 4:
+            bssid, frequency, signal, flags = parts[:4]
+            results.append(
+                {
+                    "bssid": bssid,
+                    "frequency": int(frequency),
+                    "signal": int(signal),
+                    "flags": flags,
+                    "ssid": parts[4] if len(parts) > 4 else "",
+                }
+            )
+    return results
+
+
+def best_result(text: str, ssid: str) -> dict[str, Any] | None:
+    matches = [r for r in parse_scan_results(text) if r["ssid"] == ssid]
+    return max(matches, key=lambda r: r["signal"]) if matches else None
+
+
+def configure_network(
+    station: Node, ssid: str, psk: str | None, hidden: bool = False
+) -> int:
+    """Add a network block for ``ssid`` (WPA2-PSK, or open without ``psk``); its id."""
+    network_id = ctrl(station, "ADD_NETWORK").strip()
+    if not network_id.isdigit():
+        raise NodeError(f"station {station.name}: ADD_NETWORK failed: {network_id!r}")
+    settings = [("ssid", _quoted(ssid))]
+    settings.append(("psk", _quoted(psk)) if psk is not None else ("key_mgmt", "NONE"))
+    if hidden:
+        settings.append(("scan_ssid", "1"))
+    for name, value in settings:
+        reply = ctrl(station, f"SET_NETWORK {network_id} {name} {value}").strip()
+        if reply != "OK":
+            shown = "***" if name == "psk" else value
+            raise NodeError(
+                f"station {station.name}: SET_NETWORK {network_id} {name} {shown} refused "
+                f"({reply}); check the value"
+            )
+    return int(network_id)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def associate(
+    station: Node,
+    ap: AccessPoint | str,
+    psk: str | None = None,
+    timeout: float = ASSOCIATE_TIMEOUT_S,
+    network_id: int | None = None,
+) -> dict[str, str]:
+    """Configure and select the network and wait for COMPLETED; returns STATUS. A wrong key
+    fails at once, as wpa_supplicant reports it (reason=WRONG_KEY)."""
+    ssid = ap.ssid if isinstance(ap, AccessPoint) else ap
+    if isinstance(ap, AccessPoint) and psk is None:
+        psk = ap.psk
+    hidden = ap.hidden if isinstance(ap, AccessPoint) else False
+    if network_id is None:
+        network_id = configure_network(station, ssid, psk, hidden)
+    ctrl(station, f"SELECT_NETWORK {network_id}")
+    seen_log = len(control_log(station, tail=10_000).splitlines())
+
+    def done() -> dict[str, str] | str | None:
+        now = status(station)
+        if now.get("wpa_state") == "COMPLETED" and now.get("ssid") == ssid:
+            return now
+        lines = control_log(station, tail=10_000).splitlines()[seen_log:]
+        if any("reason=WRONG_KEY" in line for line in lines):
+            return "wrong key"
+        return None
+
+    result, _ = _wait(done, timeout)
+    if result == "wrong key":
+        raise _failure(
+            station,
+            "associate",
+            f"the AP of {ssid!r} refused the key (CTRL-EVENT-SSID-TEMP-DISABLED reason=WRONG_KEY)",
+        )
+    if not isinstance(result, dict):
+        state = status(station).get("wpa_state", "?")
+        raise _failure(
+            station, "associate", f"not associated with {ssid!r} within {timeout:g} s "
+            f"(wpa_state={state})"
+        )
+    return result
+
+
+def dhcp(station: Node, timeout: float = DHCP_TIMEOUT_S) -> str:
+    """Run the station's own DHCP client on wlan0 until it has a lease; its address."""
+    script = (
+        f"if command -v dhclient >/dev/null; then "
+        f"dhclient -4 -1 -v -pf /run/dhclient.{INTERFACE}.pid "
+        f"-lf /run/dhclient.{INTERFACE}.leases {INTERFACE}; "
+        f"elif command -v udhcpc >/dev/null; then udhcpc -i {INTERFACE} -n -q -t 10; "
+        f"else echo 'no DHCP client (dhclient or udhcpc) in the node image' >&2; exit 3; fi"
+    )
+    try:
+        result = station.exec(["sh", "-c", script], timeout=timeout)
+    except CirqueError as exc:
+        raise _failure(station, "dhcp", f"no lease within {timeout:g} s ({exc})") from None
+    address = wifi_address(station)
+    if result.exit_code != 0 or address is None:
+        output = (result.stdout + result.stderr).strip().splitlines()
+        raise _failure(
+            station,
+            "dhcp",
+            f"no lease (exit {result.exit_code}: {output[-1] if output else 'no output'})",
+        )
+    return address
+
+
+def wifi_address(station: Node) -> str | None:
+    """The station's IPv4 address on wlan0, or None."""
+    result = station.exec(["ip", "-4", "-o", "addr", "show", "dev", INTERFACE])
+    match = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", result.stdout)
+    return match.group(1) if match else None
+
+
+def ping(
+    station: Node,
+    target: str,
+    count: int = 3,
+    max_loss: float = 0.0,
+    interval: float = 0.2,
+    deadline_s: float | None = None,
+) -> PingResult:
+    """Ping ``target`` from the station; fails when more than ``max_loss`` (0..1) is lost."""
+    deadline = deadline_s or count * interval + 5
+    command = ["ping", "-n", "-c", str(count), "-i", str(interval), "-w", str(int(deadline))]
+    result = station.exec([*command, target], timeout=deadline + 10)
+    sent = re.search(r"(\d+) packets transmitted, (\d+) received", result.stdout)
+    rtts = [float(m) for m in re.findall(r"time=([\d.]+) ms", result.stdout)]
+    outcome = PingResult(int(sent.group(1)), int(sent.group(2)), rtts) if sent else PingResult(
+        count, 0
+    )
+    if outcome.loss > max_loss:
+        raise _failure(
+            station,
+            "ping",
+            f"{outcome.received}/{outcome.sent} replies from {target} "
+            f"(loss {outcome.loss:.0%} > {max_loss:.0%})",
+        )
+    return outcome
+
+
+def provision(
+    station: Node,
+    ap: AccessPoint,
+    psk: str | None = None,
+    ping_target: str | None = None,
+    max_loss: float = 0.0,
+) -> ProvisionReport:
+    """Scan, associate, DHCP, ping: what a device does when it joins a network. Returns
+    each step's duration; a failure names its step (ProvisioningError)."""
+    report = ProvisionReport(station.name, ap.ssid, "", "")
+    started = time.monotonic()
+    network_id = configure_network(station, ap.ssid, psk if psk is not None else ap.psk, ap.hidden)
+    scan(station, ap.ssid)
+    report.steps["scan"] = time.monotonic() - started
+    started = time.monotonic()
+    state = associate(station, ap, psk=psk, network_id=network_id)
+    report.bssid = state.get("bssid", "")
+    report.steps["associate"] = time.monotonic() - started
+    started = time.monotonic()
+    report.ip_address = dhcp(station)
+    report.steps["dhcp"] = time.monotonic() - started
+    target = ping_target or ap.address or ap.lan_ip
+    if target is None:
+        raise NodeError(f"station {station.name}: nothing to ping; give ping_target")
+    started = time.monotonic()
+    ping(station, target, max_loss=max_loss)
+    report.steps["ping"] = time.monotonic() - started
+    return report

@@ -1,0 +1,1030 @@
+"""The WiFi layer of a medium: access points, stations and the air between them.
+
+A WiFi medium is the relay of ``radios.medium`` plus what a WiFi chip and its
+firmware would do, for every endpoint given a WiFi role:
+
+- an access point beacons its SSID, answers probes, authenticates and associates
+  stations, and runs the authenticator side of WPA2's 4-way handshake; only stations it
+  has authorized exchange data with its node, and it forwards between its stations;
+- a station scans (probe requests, beacons heard), associates with the best BSS of an
+  enabled network, runs the supplicant side of the handshake, roams to a stronger AP of
+  the same network, and loses its association (and its carrier) when the AP's beacons no
+  longer reach it. Its node drives it through the wpa_supplicant control interface
+  (``radios.ctrl_iface``), served at /var/run/wpa_supplicant/wlan0 inside the node.
+
+Management frames travel as Ethernet frames of the local experimental ethertype 0x88B5
+(an 802.11 management subtype, a status and the SSID, channel and RSN elements) and the
+handshake as standard EAPOL-Key frames (0x888E): both cross the link model like data,
+so range, loss and latency apply to them, and a capture shows them in order. Nodes never
+see them: their wlan0 carries data frames only, after association.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from pytest_cirque.errors import SpecError
+from pytest_cirque.radios.ctrl_iface import (
+    EV_PSK_MAY_BE_INCORRECT,
+    EV_SCAN_RESULTS,
+    EV_SCAN_STARTED,
+    ControlSocket,
+    CtrlInterface,
+    LinkStatus,
+    Network,
+    ScanResult,
+    ev_assoc_reject,
+    ev_associated,
+    ev_connected,
+    ev_disconnected,
+    ev_key_negotiation_completed,
+    ev_sme_authenticating,
+    ev_trying_to_associate,
+)
+from pytest_cirque.radios.medium import Endpoint, Medium, Timer
+from pytest_cirque.radios.wpa import (
+    EAPOL_ETHERTYPE,
+    Authenticator,
+    HandshakeError,
+    Supplicant,
+    passphrase_error,
+    pmk,
+    rsn_ie,
+    ssid_error,
+)
+
+#: IEEE Std 802 local experimental ethertype 1: our management frames.
+MGMT_ETHERTYPE = 0x88B5
+MGMT_VERSION = 1
+IPV4_ETHERTYPE = 0x0800
+ARP_ETHERTYPE = 0x0806
+BROADCAST = b"\xff" * 6
+
+BEACON_INTERVAL_S = 0.1024
+#: A station that hears no beacon of its AP for this long has lost it.
+BEACON_LOSS_S = 1.0
+#: How long a scan listens for probe responses.
+SCAN_DWELL_S = 0.12
+#: A BSS last heard longer ago than this is no longer a scan result.
+SCAN_RESULT_AGE_S = 10.0
+#: When no BSS of an enabled network was found, scan again after this long.
+RESCAN_S = 2.0
+#: Authentication and association: time per attempt, and attempts.
+MLME_TIMEOUT_S = 0.3
+MLME_ATTEMPTS = 3
+#: The AP's EAPOL timeout per message and how many times it sends one (hostapd's
+#: dot11RSNAConfigPairwiseUpdateCount is 4) before it gives up with reason 15.
+EAPOL_TIMEOUT_S = 0.25
+EAPOL_ATTEMPTS = 4
+#: A station whose handshake makes no progress for this long gives up.
+HANDSHAKE_TIMEOUT_S = 3.0
+#: A station roams to a BSS of its network this much stronger than its own.
+ROAM_MARGIN_DB = 10.0
+#: How often a connected station checks its link (beacon loss, roaming).
+LINK_CHECK_S = 0.25
+
+#: IEEE 802.11 reason codes used here.
+REASON_UNSPECIFIED = 1
+REASON_DEAUTH_LEAVING = 3
+REASON_INACTIVITY = 4
+REASON_4WAY_TIMEOUT = 15
+#: IEEE 802.11 status codes used here.
+STATUS_SUCCESS = 0
+STATUS_UNSPECIFIED = 1
+STATUS_INVALID_AKMP = 43
+
+
+class Subtype(IntEnum):
+    """802.11 management frame subtypes."""
+
+    ASSOC_REQ = 0
+    ASSOC_RESP = 1
+    PROBE_REQ = 4
+    PROBE_RESP = 5
+    BEACON = 8
+    DISASSOC = 10
+    AUTH = 11
+    DEAUTH = 12
+
+
+ELEMENT_SSID = 0
+ELEMENT_DS_PARAMS = 3
+ELEMENT_RSN = 48
+
+
+@dataclass
+class Mgmt:
+    """A management frame's body: subtype, status (or reason) and elements."""
+
+    subtype: Subtype
+    status: int = 0
+    ssid: bytes = b""
+    channel: int = 0
+    rsn: bytes = b""
+
+    def encode(self) -> bytes:
+        elements = bytes([ELEMENT_SSID, len(self.ssid)]) + self.ssid
+        if self.channel:
+            elements += bytes([ELEMENT_DS_PARAMS, 1, self.channel])
+        if self.rsn:
+            elements += self.rsn  # already a whole element (id, length, body)
+        return struct.pack("!BBH", MGMT_VERSION, self.subtype, self.status) + elements
+
+    @classmethod
+    def decode(cls, body: bytes) -> Mgmt:
+        if len(body) < 4 or body[0] != MGMT_VERSION:
+            raise ValueError("not a management frame of this medium")
+        _version, subtype, status = struct.unpack("!BBH", body[:4])
+        frame = cls(Subtype(subtype), status)
+        at = 4
+        while at + 2 <= len(body):
+            element, size = body[at], body[at + 1]
+            value = body[at + 2 : at + 2 + size]
+            if len(value) != size:
+                raise ValueError("truncated element")
+            if element == ELEMENT_SSID:
+                frame.ssid = value
+            elif element == ELEMENT_DS_PARAMS and size == 1:
+                frame.channel = value[0]
+            elif element == ELEMENT_RSN:
+                frame.rsn = body[at : at + 2 + size]
+            at += 2 + size
+        return frame
+
+
+def ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
+    return dst + src + struct.pack("!H", ethertype) + payload
+
+
+def frequency_mhz(channel: int) -> int:
+    """Centre frequency of a 2.4 GHz (1..14) or 5 GHz channel."""
+    if channel == 14:
+        return 2484
+    if 1 <= channel <= 13:
+        return 2407 + 5 * channel
+    return 5000 + 5 * channel
+
+
+def mac_text(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def mac_bytes(text: str, where: str) -> bytes:
+    try:
+        mac = bytes(int(part, 16) for part in text.split(":"))
+    except ValueError:
+        mac = b""
+    if len(mac) != 6:
+        raise SpecError(f"{where}: {text!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+    return mac
+
+
+def check_ap(ssid: str, psk: str | None, channel: int, where: str) -> bytes:
+    """The SSID as bytes, or a SpecError saying what is wrong with the AP's settings."""
+    raw = ssid.encode() if isinstance(ssid, str) else b""
+    problem = ssid_error(raw) if isinstance(ssid, str) else "must be a string"
+    if problem:
+        raise SpecError(f"{where}: SSID {ssid!r} {problem}")
+    if psk is not None:
+        problem = passphrase_error(psk) if isinstance(psk, str) else "must be a string"
+        if problem:
+            raise SpecError(f"{where}: PSK {problem}; give 8 to 63 characters, or none (open)")
+    if not isinstance(channel, int) or isinstance(channel, bool) or not 1 <= channel <= 196:
+        raise SpecError(f"{where}: channel {channel!r} is not a WiFi channel (1..14, 36..165)")
+    return raw
+
+
+# --- access point ---------------------------------------------------------------------
+
+
+@dataclass
+class Client:
+    """A station as its access point sees it."""
+
+    mac: bytes
+    state: str = "authenticated"  # then "associated", "authorized"
+    authenticator: Authenticator | None = None
+    attempts: int = 0
+    timer: Timer | None = None
+
+
+class AccessPoint:
+    """The AP side of one BSS: beacons, probes, (re)association, the authenticator."""
+
+    def __init__(
+        self,
+        medium: WifiMedium,
+        endpoint: Endpoint,
+        bssid: bytes,
+        ssid: bytes,
+        psk: str | None,
+        channel: int,
+        hidden: bool,
+    ) -> None:
+        self.medium = medium
+        self.endpoint = endpoint
+        self.bssid = bssid
+        self.ssid = ssid
+        self.psk = psk
+        self.channel = channel
+        self.hidden = hidden
+        self.pmk = pmk(psk, ssid) if psk is not None else None
+        self.gtk = os.urandom(16)
+        self.rsn = rsn_ie() if psk is not None else b""
+        self.clients: dict[bytes, Client] = {}
+        self.mic_failures = 0
+        self._beacon: Timer | None = None
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    def start(self) -> None:
+        self._beacon = self.medium.call_later(0, self._send_beacon)
+
+    def stop(self) -> None:
+        if self._beacon is not None:
+            self._beacon.cancel()
+        for client in self.clients.values():
+            if client.timer is not None:
+                client.timer.cancel()
+        self.clients.clear()
+
+    def authorized(self, mac: bytes) -> bool:
+        client = self.clients.get(mac)
+        return client is not None and client.state == "authorized"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "bssid": mac_text(self.bssid),
+            "ssid": self.ssid.decode(errors="replace"),
+            "security": "WPA2-PSK" if self.psk is not None else "open",
+            "channel": self.channel,
+            "hidden": self.hidden,
+            "clients": {mac_text(m): c.state for m, c in self.clients.items()},
+            "mic_failures": self.mic_failures,
+        }
+
+    # --- sending --------------------------------------------------------------------
+
+    def _mgmt(self, dst: bytes, subtype: Subtype, status: int = 0, ssid: bytes = b"") -> None:
+        body = Mgmt(subtype, status, ssid, self.channel, self.rsn).encode()
+        self.medium.send_radio(self.endpoint, ethernet(dst, self.bssid, MGMT_ETHERTYPE, body))
+
+    def _send_beacon(self) -> None:
+        self._mgmt(BROADCAST, Subtype.BEACON, ssid=b"" if self.hidden else self.ssid)
+        self._beacon = self.medium.call_later(BEACON_INTERVAL_S, self._send_beacon)
+
+    def _eapol(self, client: Client, payload: bytes) -> None:
+        frame = ethernet(client.mac, self.bssid, EAPOL_ETHERTYPE, payload)
+        self.medium.send_radio(self.endpoint, frame)
+        if client.timer is not None:
+            client.timer.cancel()
+        client.timer = self.medium.call_later(EAPOL_TIMEOUT_S, lambda: self._eapol_timeout(client))
+
+    def deauthenticate(self, mac: bytes, reason: int) -> None:
+        client = self.clients.pop(mac, None)
+        if client is not None and client.timer is not None:
+            client.timer.cancel()
+        self._mgmt(mac, Subtype.DEAUTH, reason)
+
+    # --- receiving ------------------------------------------------------------------
+
+    def on_mgmt(self, src: bytes, frame: Mgmt) -> None:
+        if frame.subtype == Subtype.PROBE_REQ:
+            if (not frame.ssid and not self.hidden) or frame.ssid == self.ssid:
+                self._mgmt(src, Subtype.PROBE_RESP, ssid=self.ssid)
+        elif frame.subtype == Subtype.AUTH:
+            old = self.clients.pop(src, None)
+            if old is not None and old.timer is not None:
+                old.timer.cancel()
+            self.clients[src] = Client(src)
+            self._mgmt(src, Subtype.AUTH, STATUS_SUCCESS)
+        elif frame.subtype == Subtype.ASSOC_REQ:
+            self._associate(src, frame)
+        elif frame.subtype in (Subtype.DEAUTH, Subtype.DISASSOC):
+            client = self.clients.pop(src, None)
+            if client is not None and client.timer is not None:
+                client.timer.cancel()
+
+    def _associate(self, src: bytes, frame: Mgmt) -> None:
+        client = self.clients.get(src)
+        if client is None:
+            self._mgmt(src, Subtype.DEAUTH, REASON_UNSPECIFIED)  # class 3 frame, not authed
+            return
+        if frame.ssid != self.ssid:
+            self._mgmt(src, Subtype.ASSOC_RESP, STATUS_UNSPECIFIED)
+            return
+        if bool(frame.rsn) != (self.psk is not None):
+            self._mgmt(src, Subtype.ASSOC_RESP, STATUS_INVALID_AKMP)
+            return
+        self._mgmt(src, Subtype.ASSOC_RESP, STATUS_SUCCESS)
+        if self.pmk is None:
+            client.state = "authorized"
+            self.medium.log(f"ap {self.name}: {mac_text(src)} associated (open)")
+            return
+        client.state = "associated"
+        client.attempts = 1
+        client.authenticator = Authenticator(self.pmk, self.bssid, src, self.gtk)
+        self._eapol(client, client.authenticator.message1())
+
+    def on_eapol(self, src: bytes, payload: bytes) -> None:
+        client = self.clients.get(src)
+        if client is None or client.authenticator is None:
+            return
+        failures = client.authenticator.mic_failures
+        try:
+            reply = client.authenticator.receive(payload)
+        except HandshakeError as exc:
+            if client.authenticator.mic_failures > failures:
+                self.mic_failures += 1
+            self.medium.log(f"ap {self.name}: EAPOL from {mac_text(src)} refused: {exc}")
+            return
+        if reply is not None:
+            client.attempts = 1
+            self._eapol(client, reply)
+        if client.authenticator.complete:
+            if client.timer is not None:
+                client.timer.cancel()
+            client.state = "authorized"
+            self.medium.log(f"ap {self.name}: {mac_text(src)} authorized (WPA2-PSK)")
+
+    def _eapol_timeout(self, client: Client) -> None:
+        if self.clients.get(client.mac) is not client or client.state == "authorized":
+            return
+        if client.attempts >= EAPOL_ATTEMPTS:
+            self.medium.log(
+                f"ap {self.name}: {mac_text(client.mac)}: 4-way handshake timed out "
+                f"(wrong PSK?); deauthenticated"
+            )
+            self.deauthenticate(client.mac, REASON_4WAY_TIMEOUT)
+            return
+        client.attempts += 1
+        assert client.authenticator is not None
+        again = client.authenticator.retransmit()  # message 1 or 3, with a new replay counter
+        if again is not None:
+            self._eapol(client, again)
+
+    # --- data -----------------------------------------------------------------------
+
+    def downlink(self, frame: bytes, exclude: Endpoint | None = None) -> list[Endpoint]:
+        """Which stations a data frame from this AP goes to: every authorized one for
+        broadcast, the one owning the destination address otherwise."""
+        members = [
+            s.endpoint
+            for s in self.medium.stations.values()
+            if s.bss == self.bssid and s.state == "COMPLETED" and self.authorized(s.mac)
+        ]
+        if frame[0] & 1:
+            return [e for e in members if e is not exclude]
+        return [e for e in members if self.medium.stations[e.name].mac == frame[0:6]]
+
+
+# --- station --------------------------------------------------------------------------
+
+
+@dataclass
+class Bss:
+    """A BSS as a station heard it."""
+
+    bssid: bytes
+    ssid: bytes
+    channel: int
+    rsn: bytes
+    signal_dbm: float
+    last_seen: float
+    #: Heard through a probe response (a hidden SSID is known only then).
+    probed: bool = False
+
+
+class Station:
+    """A WiFi client, driven through its control interface (a ``StationDriver``)."""
+
+    def __init__(self, medium: WifiMedium, endpoint: Endpoint, mac: bytes, ifname: str) -> None:
+        self.medium = medium
+        self.endpoint = endpoint
+        self.mac = mac
+        self.ifname = ifname
+        self.interface = CtrlInterface(self, clock=medium.clock)
+        self.socket: ControlSocket | None = None
+        self.state = "DISCONNECTED"
+        self.heard: dict[bytes, Bss] = {}
+        self.bss: bytes | None = None
+        self.network: Network | None = None
+        self.target: Bss | None = None
+        self.supplicant: Supplicant | None = None
+        self.ip_address: str | None = None
+        self.user_disconnected = False
+        self.scanning = False
+        self._scan_started = 0.0
+        self._attempts = 0
+        self._timers: dict[str, Timer] = {}
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    # --- control socket -------------------------------------------------------------
+
+    def serve(self, pid: int) -> None:
+        """Serve the control socket inside the node whose process is ``pid``."""
+        self.close_socket()
+        root = f"/proc/{pid}/root" if pid else ""
+        self.socket = ControlSocket(
+            self.interface, path=f"/var/run/wpa_supplicant/{self.ifname}", root=root
+        )
+        self.medium.watch(self.socket.fileno(), self.socket.handle_readable)
+
+    def close_socket(self) -> None:
+        if self.socket is not None:
+            self.medium.unwatch(self.socket.fileno())
+            self.socket.close()
+            self.socket = None
+
+    def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self.close_socket()
+
+    def event(self, text: str) -> None:
+        """An event to the node's monitors (wpa_cli, wpa_ctrl) and the medium's log."""
+        self.medium.log(f"station {self.name}: {text}")
+        self.interface.event(text)
+
+    def _later(self, key: str, delay: float, callback: Callable[[], None]) -> None:
+        self._cancel(key)
+        self._timers[key] = self.medium.call_later(delay, callback)
+
+    def _cancel(self, key: str) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    # --- StationDriver --------------------------------------------------------------
+
+    def request_scan(self) -> bool:
+        if self.scanning:
+            return False
+        self._scan()
+        return True
+
+    def scan_results(self) -> list[ScanResult]:
+        now = self.medium.clock()
+        results = []
+        for bss in self.heard.values():
+            if now - bss.last_seen > SCAN_RESULT_AGE_S:
+                continue
+            flags = "[WPA2-PSK-CCMP][ESS]" if bss.rsn else "[ESS]"
+            results.append(
+                ScanResult(
+                    bssid=mac_text(bss.bssid),
+                    frequency=frequency_mhz(bss.channel),
+                    signal_dbm=round(bss.signal_dbm),
+                    flags=flags,
+                    ssid=bss.ssid,
+                )
+            )
+        return sorted(results, key=lambda r: -r.signal_dbm)
+
+    def status(self) -> LinkStatus:
+        connected = self.state not in ("DISCONNECTED", "INACTIVE", "SCANNING")
+        bss = self.target if connected else None
+        network = self.network if connected else None
+        return LinkStatus(
+            wpa_state=self.state,
+            address=mac_text(self.mac),
+            bssid=mac_text(bss.bssid) if bss else None,
+            ssid=bss.ssid if bss else None,
+            frequency=frequency_mhz(bss.channel) if bss else None,
+            network_id=network.id if network else None,
+            key_mgmt=("WPA2-PSK" if bss.rsn else "NONE") if bss else None,
+            ip_address=self.ip_address if self.state == "COMPLETED" else None,
+        )
+
+    def networks_changed(self) -> None:
+        if self.network is not None and not self._usable(self.network):
+            self._leave(REASON_DEAUTH_LEAVING, locally=True)
+        self._consider()
+
+    def disconnect(self) -> None:
+        self.user_disconnected = True
+        self._cancel("rescan")
+        if self.state != "DISCONNECTED":
+            self._leave(REASON_DEAUTH_LEAVING, locally=True)
+        self._cancel("scan")
+        self.scanning = False
+        self.state = "DISCONNECTED"
+
+    def reconnect(self) -> None:
+        self.user_disconnected = False
+        if self.state in ("DISCONNECTED", "INACTIVE"):
+            self._consider()
+
+    # --- choosing a network ---------------------------------------------------------
+
+    def _usable(self, network: Network) -> bool:
+        return network in self._enabled()
+
+    def _enabled(self) -> list[Network]:
+        """Networks the station may join now, best first."""
+        self.interface.reenable_expired()
+        return self.interface.networks.candidates(self.medium.clock())
+
+    def _consider(self) -> None:
+        """Connect when idle and allowed to: scan first, then pick the best BSS."""
+        if self.user_disconnected or self.state not in ("DISCONNECTED", "INACTIVE", "SCANNING"):
+            return
+        if not self._enabled():
+            if not self.scanning:
+                self.state = self._idle_state()
+            return
+        if not self.scanning:
+            self._scan()
+
+    def _idle_state(self) -> str:
+        """INACTIVE with nothing enabled (wpa_supplicant's wording), else DISCONNECTED."""
+        enabled = any(not n.disabled for n in self.interface.networks)
+        return "DISCONNECTED" if enabled and not self.user_disconnected else "INACTIVE"
+
+    def _scan(self) -> None:
+        self.scanning = True
+        self._scan_started = self.medium.clock()
+        if self.state in ("DISCONNECTED", "INACTIVE"):
+            self.state = "SCANNING"
+        self.event(EV_SCAN_STARTED)
+        self._send_mgmt(BROADCAST, Mgmt(Subtype.PROBE_REQ))
+        for network in self.interface.networks:
+            if network.scan_ssid and network.ssid and not network.disabled:
+                self._send_mgmt(BROADCAST, Mgmt(Subtype.PROBE_REQ, ssid=network.ssid))
+        self._later("scan", SCAN_DWELL_S, self._scan_done)
+
+    def _scan_done(self) -> None:
+        self.scanning = False
+        self.event(EV_SCAN_RESULTS)
+        if self.state == "SCANNING":
+            self.state = "DISCONNECTED"
+        if self.user_disconnected or self.state != "DISCONNECTED":
+            return
+        choice = self._best()
+        if choice is None:
+            if self._enabled():
+                self._later("rescan", RESCAN_S, self._consider)
+            else:
+                self.state = self._idle_state()
+            return
+        self._connect(*choice)
+
+    def _best(self, fresh_s: float = SCAN_RESULT_AGE_S) -> tuple[Bss, Network] | None:
+        now = self.medium.clock()
+        for network in self._enabled():
+            candidates = [
+                bss
+                for bss in self.heard.values()
+                if bss.ssid == network.ssid
+                and (network.uses_psk if bss.rsn else network.is_open)
+                and now - bss.last_seen <= fresh_s
+                and (network.bssid is None or mac_text(bss.bssid) == network.bssid.lower())
+            ]
+            if candidates:
+                return max(candidates, key=lambda b: b.signal_dbm), network
+        return None
+
+    # --- connecting -----------------------------------------------------------------
+
+    def _connect(self, bss: Bss, network: Network, roaming: bool = False) -> None:
+        if roaming and self.bss is not None:
+            self._send_mgmt(self.bss, Mgmt(Subtype.DEAUTH, REASON_DEAUTH_LEAVING))
+        else:
+            self.medium.set_carrier(self.endpoint, False)
+        self.target, self.network, self.bss = bss, network, None
+        self.supplicant = None
+        self.state = "AUTHENTICATING"
+        self.event(ev_sme_authenticating(mac_text(bss.bssid), bss.ssid, frequency_mhz(bss.channel)))
+        self._attempts = 1
+        self._send_mgmt(bss.bssid, Mgmt(Subtype.AUTH))
+        self._later("mlme", MLME_TIMEOUT_S, self._mlme_timeout)
+
+    def _mlme_timeout(self) -> None:
+        target = self.target
+        if target is None or self.state not in ("AUTHENTICATING", "ASSOCIATING"):
+            return
+        if self._attempts >= MLME_ATTEMPTS:
+            what = "authentication" if self.state == "AUTHENTICATING" else "association"
+            self.event(f"SME: {what.capitalize()} timed out with {mac_text(target.bssid)}")
+            self._reset_link()
+            self._later("rescan", RESCAN_S, self._consider)
+            return
+        self._attempts += 1
+        if self.state == "AUTHENTICATING":
+            self._send_mgmt(target.bssid, Mgmt(Subtype.AUTH))
+        else:
+            self._send_association(target)
+        self._later("mlme", MLME_TIMEOUT_S, self._mlme_timeout)
+
+    def _send_association(self, bss: Bss) -> None:
+        rsn = rsn_ie() if bss.rsn else b""
+        self._send_mgmt(bss.bssid, Mgmt(Subtype.ASSOC_REQ, ssid=bss.ssid, rsn=rsn))
+
+    def on_mgmt(self, src: bytes, frame: Mgmt, signal_dbm: float) -> None:
+        now = self.medium.clock()
+        if frame.subtype in (Subtype.BEACON, Subtype.PROBE_RESP):
+            known = self.heard.get(src)
+            probed = frame.subtype == Subtype.PROBE_RESP or (known is not None and known.probed)
+            ssid = frame.ssid or (known.ssid if known is not None and known.probed else b"")
+            self.heard[src] = Bss(src, ssid, frame.channel, frame.rsn, signal_dbm, now, probed)
+            return
+        target = self.target
+        if target is None or src != target.bssid:
+            return
+        if frame.subtype == Subtype.AUTH and self.state == "AUTHENTICATING":
+            if frame.status != STATUS_SUCCESS:
+                self._rejected(frame.status)
+                return
+            self.state = "ASSOCIATING"
+            self._attempts = 1
+            frequency = frequency_mhz(target.channel)
+            self.event(ev_trying_to_associate(mac_text(target.bssid), target.ssid, frequency))
+            self._send_association(target)
+            self._later("mlme", MLME_TIMEOUT_S, self._mlme_timeout)
+        elif frame.subtype == Subtype.ASSOC_RESP and self.state == "ASSOCIATING":
+            self._cancel("mlme")
+            if frame.status != STATUS_SUCCESS:
+                self._rejected(frame.status)
+                return
+            self.bss = target.bssid
+            self.state = "ASSOCIATED"
+            self.event(ev_associated(mac_text(target.bssid)))
+            if not target.rsn:
+                self._completed()
+                return
+            assert self.network is not None and self.network.psk is not None
+            key = pmk(self.network.psk, target.ssid)
+            self.supplicant = Supplicant(key, target.bssid, self.mac)
+            self.state = "4WAY_HANDSHAKE"
+            self._later("handshake", HANDSHAKE_TIMEOUT_S, self._handshake_timeout)
+        elif frame.subtype in (Subtype.DEAUTH, Subtype.DISASSOC):
+            if self.state in ("ASSOCIATED", "4WAY_HANDSHAKE") and target.rsn:
+                self._wrong_key(frame.status)
+            else:
+                self._leave(frame.status, locally=False)
+                self._consider()
+
+    def _rejected(self, status: int) -> None:
+        assert self.target is not None
+        self.event(ev_assoc_reject(mac_text(self.target.bssid), status))
+        self._reset_link()
+        self._later("rescan", RESCAN_S, self._consider)
+
+    def on_eapol(self, src: bytes, payload: bytes) -> None:
+        if self.supplicant is None or self.bss != src:
+            return
+        try:
+            reply = self.supplicant.receive(payload)
+        except HandshakeError as exc:
+            self.medium.log(f"station {self.name}: EAPOL from {mac_text(src)} refused: {exc}")
+            return
+        if reply is not None:
+            self.medium.send_radio(self.endpoint, ethernet(src, self.mac, EAPOL_ETHERTYPE, reply))
+        if self.supplicant.complete and self.state != "COMPLETED":
+            self.event(ev_key_negotiation_completed(mac_text(src)))
+            self._completed()
+
+    def _completed(self) -> None:
+        assert self.target is not None and self.network is not None
+        self._cancel("handshake")
+        self.state = "COMPLETED"
+        self.medium.set_carrier(self.endpoint, True)
+        self.interface.connection_completed(self.network.id)
+        self.event(ev_connected(mac_text(self.target.bssid), self.network.id, self.network.id_str))
+        self._later("link", LINK_CHECK_S, self._check_link)
+
+    def _handshake_timeout(self) -> None:
+        if self.state in ("ASSOCIATED", "4WAY_HANDSHAKE"):
+            if self.bss is not None:
+                self._send_mgmt(self.bss, Mgmt(Subtype.DEAUTH, REASON_4WAY_TIMEOUT))
+            self._wrong_key(REASON_4WAY_TIMEOUT, locally=True)
+
+    def _wrong_key(self, reason: int, locally: bool = False) -> None:
+        """The handshake failed: as wpa_supplicant, suspect the key and back off."""
+        network = self.network
+        self.event(EV_PSK_MAY_BE_INCORRECT)
+        self._leave(reason, locally=locally)
+        if network is None or self.interface.networks.get(network.id) is not network:
+            return
+        self.interface.auth_failed(network.id, "WRONG_KEY")
+        wait = network.temp_disabled_until - self.medium.clock()
+        self._later(f"reenable-{network.id}", max(wait, 0.0), self._consider)
+        self._consider()
+
+    def _check_link(self) -> None:
+        """Beacon loss takes the association down; a much stronger AP of the same
+        network takes the station over (roaming)."""
+        if self.state != "COMPLETED" or self.bss is None or self.network is None:
+            return
+        now = self.medium.clock()
+        current = self.heard.get(self.bss)
+        if current is None or now - current.last_seen > BEACON_LOSS_S:
+            self.event(f"CTRL-EVENT-BEACON-LOSS bssid={mac_text(self.bss)}")
+            self._leave(REASON_INACTIVITY, locally=True)
+            self._consider()
+            return
+        choice = self._best(fresh_s=BEACON_LOSS_S)
+        if choice is not None:
+            bss, network = choice
+            if bss.bssid != self.bss and bss.signal_dbm >= current.signal_dbm + ROAM_MARGIN_DB:
+                self.event(
+                    f"CTRL-EVENT-STARTED-ROAM bssid={mac_text(bss.bssid)} "
+                    f"(signal {bss.signal_dbm:.0f} dBm over {current.signal_dbm:.0f} dBm)"
+                )
+                self._connect(bss, network, roaming=True)
+                return
+        self._later("link", LINK_CHECK_S, self._check_link)
+
+    def _leave(self, reason: int, locally: bool) -> None:
+        """Tear the association down and say so (CTRL-EVENT-DISCONNECTED)."""
+        bssid = self.bss or (self.target.bssid if self.target else None)
+        if locally and self.bss is not None and reason != REASON_INACTIVITY:
+            self._send_mgmt(self.bss, Mgmt(Subtype.DEAUTH, reason))
+        was_connecting = self.state not in ("DISCONNECTED", "INACTIVE", "SCANNING")
+        self._reset_link()
+        if was_connecting and bssid is not None:
+            self.event(ev_disconnected(mac_text(bssid), reason, locally))
+
+    def _reset_link(self) -> None:
+        for key in ("mlme", "handshake", "link"):
+            self._cancel(key)
+        self.medium.set_carrier(self.endpoint, False)
+        self.state = "DISCONNECTED"
+        self.bss = None
+        self.target = None
+        self.network = None
+        self.supplicant = None
+        self.ip_address = None
+
+    def lost_ap(self, bssid: bytes) -> None:
+        """The AP went away (detached): as a deauthentication from it."""
+        if self.bss == bssid or (self.target is not None and self.target.bssid == bssid):
+            self._leave(REASON_DEAUTH_LEAVING, locally=False)
+            self._consider()
+        self.heard.pop(bssid, None)
+
+    # --- data -----------------------------------------------------------------------
+
+    def note_sent(self, frame: bytes) -> None:
+        """Learn the node's own IPv4 address from what it sends (STATUS shows it)."""
+        ethertype = frame[12:14]
+        if ethertype == b"\x08\x00" and len(frame) >= 30:
+            address = frame[26:30]
+        elif ethertype == b"\x08\x06" and len(frame) >= 32:
+            address = frame[28:32]
+        else:
+            return
+        if address != b"\x00\x00\x00\x00":
+            self.ip_address = str(ipaddress.IPv4Address(address))
+
+    def _send_mgmt(self, dst: bytes, frame: Mgmt) -> None:
+        frame_bytes = ethernet(dst, self.mac, MGMT_ETHERTYPE, frame.encode())
+        self.medium.send_radio(self.endpoint, frame_bytes)
+
+    def describe(self) -> dict[str, Any]:
+        status = self.status()
+        return {
+            "mac": mac_text(self.mac),
+            "wpa_state": status.wpa_state,
+            "bssid": status.bssid,
+            "ssid": status.ssid.decode(errors="replace") if status.ssid else None,
+            "ip_address": self.ip_address,
+            "networks": len(list(self.interface.networks)),
+            "control_socket": self.socket is not None,
+        }
+
+
+# --- the medium -----------------------------------------------------------------------
+
+
+class WifiMedium(Medium):
+    """A medium whose endpoints may be access points and stations."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.aps: dict[str, AccessPoint] = {}
+        self.stations: dict[str, Station] = {}
+        self._by_radio_mac: dict[bytes, AccessPoint | Station] = {}
+
+    def log(self, line: str) -> None:
+        self._log(line)
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> None:
+        self._selector.register(fd, 1, lambda _fd: callback())
+
+    def unwatch(self, fd: int) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(fd)
+
+    def set_carrier(self, endpoint: Endpoint, on: bool) -> None:
+        if endpoint.carrier != on and endpoint.fd >= 0:
+            self.set_endpoint_carrier(endpoint.name, on)
+
+    # --- radio frames ---------------------------------------------------------------
+
+    def send_radio(self, source: Endpoint, frame: bytes) -> None:
+        """Send a frame of the radio itself (management, EAPOL) over the air."""
+        source.counters["radio sent"] += 1
+        destination = frame[0:6]
+        if destination == BROADCAST:
+            receivers = [
+                e
+                for name, e in self.endpoints.items()
+                if e is not source and (name in self.aps or name in self.stations)
+            ]
+        else:
+            owner = self._by_radio_mac.get(destination)
+            receivers = [owner.endpoint] if owner is not None else []
+        self.transmit(source, frame, receivers)
+
+    def deliver(self, receiver: Endpoint, frame: bytes) -> None:
+        ethertype = struct.unpack("!H", frame[12:14])[0]
+        ap = self.aps.get(receiver.name)
+        station = self.stations.get(receiver.name)
+        if ethertype in (MGMT_ETHERTYPE, EAPOL_ETHERTYPE):
+            if ap is None and station is None:
+                return
+            receiver.counters["radio received"] += 1
+            self._on_radio_frame(receiver, ap or station, frame, ethertype)
+            return
+        if ap is not None:
+            self._ap_received(ap, frame)
+        elif station is not None:
+            if station.state == "COMPLETED":
+                super().deliver(receiver, frame)
+            else:
+                self._drop(receiver, "not associated")
+        else:
+            super().deliver(receiver, frame)
+
+    def _on_radio_frame(
+        self, receiver: Endpoint, role: AccessPoint | Station, frame: bytes, ethertype: int
+    ) -> None:
+        src = frame[6:12]
+        sender = self._by_radio_mac.get(src)
+        if sender is None:
+            return
+        payload = frame[14:]
+        if ethertype == EAPOL_ETHERTYPE:
+            role.on_eapol(src, payload)
+            return
+        try:
+            mgmt = Mgmt.decode(payload)
+        except ValueError:
+            return
+        if isinstance(role, Station):
+            role.on_mgmt(src, mgmt, self.model.rssi_dbm(sender.endpoint.name, receiver.name))
+        else:
+            role.on_mgmt(src, mgmt)
+
+    # --- data frames ----------------------------------------------------------------
+
+    def receivers(self, source: Endpoint, frame: bytes) -> list[Endpoint] | None:
+        ethertype = struct.unpack("!H", frame[12:14])[0]
+        ap = self.aps.get(source.name)
+        station = self.stations.get(source.name)
+        if ap is None and station is None:
+            return super().receivers(source, frame)
+        if ethertype in (MGMT_ETHERTYPE, EAPOL_ETHERTYPE):
+            self._drop(source, "radio frames come from the medium, not the node")
+            return None
+        if station is not None:
+            station.note_sent(frame)
+            serving = self._ap_of(station)
+            if serving is None:
+                self._drop(source, "not associated")
+                return None
+            return [serving.endpoint]
+        assert ap is not None
+        receivers = ap.downlink(frame)
+        if not receivers and not frame[0] & 1:
+            self._drop(source, "no such station")
+            return None
+        return receivers
+
+    def _ap_of(self, station: Station) -> AccessPoint | None:
+        if station.state != "COMPLETED" or station.bss is None:
+            return None
+        ap = self._by_radio_mac.get(station.bss)
+        if isinstance(ap, AccessPoint) and ap.authorized(station.mac):
+            return ap
+        return None
+
+    def _ap_received(self, ap: AccessPoint, frame: bytes) -> None:
+        """A station's data frame reached its AP: for the AP's node, for another station
+        of the BSS (forwarded over the air again), or both (broadcast)."""
+        sender = self._by_radio_mac.get(frame[6:12])
+        if not isinstance(sender, Station) or self._ap_of(sender) is not ap:
+            self._drop(ap.endpoint, "not from an associated station")
+            return
+        exclude = sender.endpoint
+        others = ap.downlink(frame, exclude=exclude) if frame[0:6] != ap.bssid else []
+        others = [e for e in others if e is not exclude]
+        if others:
+            self.transmit(ap.endpoint, frame, others)
+        if frame[0] & 1 or not others:
+            super().deliver(ap.endpoint, frame)
+
+    # --- endpoints ------------------------------------------------------------------
+
+    def detach(self, name: str) -> None:
+        self._forget_role(name)
+        super().detach(name)
+
+    def _forget_role(self, name: str) -> None:
+        ap = self.aps.pop(name, None)
+        if ap is not None:
+            ap.stop()
+            self._by_radio_mac.pop(ap.bssid, None)
+            for station in self.stations.values():
+                station.lost_ap(ap.bssid)
+        station = self.stations.pop(name, None)
+        if station is not None:
+            station.stop()
+            self._by_radio_mac.pop(station.mac, None)
+            for other in self.aps.values():
+                other.clients.pop(station.mac, None)
+
+    def close(self) -> None:
+        for name in list(self.aps) + list(self.stations):
+            self._forget_role(name)
+        super().close()
+
+    def _claim(self, name: str, mac: str) -> tuple[Endpoint, bytes]:
+        endpoint = self._endpoint(name)
+        if name in self.aps or name in self.stations:
+            raise SpecError(f"medium: endpoint {name!r} already has a WiFi role")
+        address = mac_bytes(mac, f"medium: endpoint {name!r}")
+        owner = self._by_radio_mac.get(address)
+        if owner is not None:
+            raise SpecError(f"medium: MAC {mac} is already used by {owner.name!r}")
+        return endpoint, address
+
+    def _op_wifi_ap(
+        self,
+        fds: list[int],
+        name: str,
+        mac: str,
+        ssid: str,
+        psk: str | None = None,
+        channel: int = 6,
+        hidden: bool = False,
+    ) -> dict[str, Any]:
+        raw_ssid = check_ap(ssid, psk, channel, f"access point {name}")
+        endpoint, bssid = self._claim(name, mac)
+        ap = AccessPoint(self, endpoint, bssid, raw_ssid, psk, channel, bool(hidden))
+        self.aps[name] = ap
+        self._by_radio_mac[bssid] = ap
+        self.set_carrier(endpoint, True)
+        ap.start()
+        security = "WPA2-PSK" if psk is not None else "open"
+        self._log(f"ap {name}: SSID {ssid!r} ({security}) on channel {channel}, BSSID {mac}")
+        return {"bssid": mac_text(bssid)}
+
+    def _op_wifi_station(
+        self, fds: list[int], name: str, mac: str, pid: int, ifname: str = "wlan0"
+    ) -> None:
+        endpoint, address = self._claim(name, mac)
+        station = Station(self, endpoint, address, ifname)
+        self.set_carrier(endpoint, False)
+        station.serve(int(pid))
+        self.stations[name] = station
+        self._by_radio_mac[address] = station
+        self._log(f"station {name}: {mac}, control socket /var/run/wpa_supplicant/{ifname}")
+
+    def _op_wifi_serve(self, fds: list[int], name: str, pid: int) -> None:
+        """The station's node started again (new processes): serve its socket there."""
+        self._station(name).serve(int(pid))
+
+    def _op_wifi_status(self, fds: list[int]) -> dict[str, Any]:
+        return {
+            "aps": {name: ap.describe() for name, ap in self.aps.items()},
+            "stations": {name: s.describe() for name, s in self.stations.items()},
+        }
+
+    def _op_wifi_ctrl(self, fds: list[int], name: str, command: str) -> dict[str, Any]:
+        """One control-interface command, as the node's wpa_cli would send it."""
+        return {"reply": self._station(name).interface.handle(command)}
+
+    def _op_wifi_log(self, fds: list[int], name: str) -> dict[str, Any]:
+        return {"lines": list(self._station(name).interface.history)}
+
+    def _station(self, name: str) -> Station:
+        try:
+            return self.stations[name]
+        except KeyError:
+            known = ", ".join(self.stations) or "none"
+            raise SpecError(f"medium: {name!r} is not a WiFi station (stations: {known})") from None
