@@ -561,8 +561,11 @@ class Station:
             self.state = "SCANNING"
         self.event(EV_SCAN_STARTED)
         self._send_mgmt(BROADCAST, Mgmt(Subtype.PROBE_REQ))
+        # Directed probes find hidden SSIDs. wpa_supplicant sends them for enabled networks;
+        # here configured ones count too, so a scan can look for a hidden network before
+        # it is selected (the provisioning helpers time the scan apart from association).
         for network in self.interface.networks:
-            if network.scan_ssid and network.ssid and not network.disabled:
+            if network.scan_ssid and network.ssid:
                 self._send_mgmt(BROADCAST, Mgmt(Subtype.PROBE_REQ, ssid=network.ssid))
         self._later("scan", SCAN_DWELL_S, self._scan_done)
 
