@@ -1,0 +1,971 @@
+"""The wpa_supplicant control interface: network table, commands, events, the socket.
+
+Expected texts were checked against wpa_supplicant 2.10 itself (wired driver on a veth):
+STATUS layout and WPS UUID, GET_NETWORK values and defaults, LIST_NETWORKS flags, event
+wording. The station behind the interface is a small fake here (this is protocol logic);
+the socket tests use real datagram clients and the real ``wpa_cli``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import selectors
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_cirque.errors import NodeError, SpecError
+from pytest_cirque.radios.ctrl_iface import (
+    EV_PSK_MAY_BE_INCORRECT,
+    EV_SCAN_RESULTS,
+    EV_SCAN_STARTED,
+    EV_TERMINATING,
+    ControlSocket,
+    CtrlInterface,
+    LinkStatus,
+    NetworkTable,
+    ScanResult,
+    c_atoi,
+    ev_associated,
+    ev_connected,
+    ev_disconnected,
+    ev_key_negotiation_completed,
+    ev_reenabled,
+    ev_sme_authenticating,
+    ev_temp_disabled,
+    ev_trying_to_associate,
+    resolve_in_root,
+    scan_flags,
+    ssid_txt,
+    temp_disable_duration,
+    wps_uuid,
+)
+
+OWN = "02:00:00:00:00:01"
+AP = "02:00:00:00:01:00"
+#: wpa_supplicant 2.10 showed this UUID for 5e:e2:9a:6c:8a:8e.
+REFERENCE_UUID = ("5e:e2:9a:6c:8a:8e", "593630c0-5b96-5e95-af43-80b801f52a66")
+WPA_CLI = shutil.which("wpa_cli") or "/usr/sbin/wpa_cli"
+needs_wpa_cli = pytest.mark.skipif(
+    not os.access(WPA_CLI, os.X_OK),
+    reason="wpa_cli is not installed (scripts/setup installs the wpasupplicant package)",
+)
+DEADLINE_S = 30.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeStation:
+    """A StationDriver that records what the interface asked of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.link = LinkStatus("DISCONNECTED", OWN)
+        self.results: list[ScanResult] = []
+        self.scanning = False
+        self.fail_status = False
+
+    def request_scan(self) -> bool:
+        self.calls.append("request_scan")
+        if self.scanning:
+            return False
+        self.scanning = True
+        return True
+
+    def scan_results(self) -> list[ScanResult]:
+        return list(self.results)
+
+    def status(self) -> LinkStatus:
+        if self.fail_status:
+            raise RuntimeError("radio gone")
+        return self.link
+
+    def networks_changed(self) -> None:
+        self.calls.append("networks_changed")
+
+    def disconnect(self) -> None:
+        self.calls.append("disconnect")
+
+    def reconnect(self) -> None:
+        self.calls.append("reconnect")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def station() -> FakeStation:
+    return FakeStation()
+
+
+@pytest.fixture
+def events() -> list[tuple[str, int]]:
+    return []
+
+
+@pytest.fixture
+def ctrl(station: FakeStation, clock: Clock, events: list) -> CtrlInterface:
+    interface = CtrlInterface(station, clock=clock)
+    interface.listeners.append(lambda text, level: events.append((text, level)))
+    return interface
+
+
+def run(ctrl: CtrlInterface, *commands: str) -> list[str]:
+    return [ctrl.handle(command) for command in commands]
+
+
+def connect(station: FakeStation, network_id: int, **changes: Any) -> None:
+    fields = {
+        "wpa_state": "COMPLETED",
+        "address": OWN,
+        "bssid": AP,
+        "ssid": b"home",
+        "frequency": 2437,
+        "network_id": network_id,
+        "key_mgmt": "WPA2-PSK",
+    }
+    fields.update(changes)
+    station.link = LinkStatus(**fields)
+
+
+# --- the network table and its values -------------------------------------------------
+
+
+def test_add_network_gives_increasing_ids_disabled_with_wpa_supplicants_defaults(
+    ctrl: CtrlInterface, events: list
+) -> None:
+    assert run(ctrl, "ADD_NETWORK", "ADD_NETWORK") == ["0\n", "1\n"]
+    assert events == [("CTRL-EVENT-NETWORK-ADDED 0", 3), ("CTRL-EVENT-NETWORK-ADDED 1", 3)]
+    assert run(
+        ctrl,
+        "GET_NETWORK 0 disabled",
+        "GET_NETWORK 0 key_mgmt",
+        "GET_NETWORK 0 proto",
+        "GET_NETWORK 0 pairwise",
+        "GET_NETWORK 0 ieee80211w",
+        "GET_NETWORK 0 priority",
+        "GET_NETWORK 0 scan_ssid",
+    ) == ["1", "WPA-PSK WPA-EAP", "WPA RSN", "CCMP TKIP", "3", "0", "0"]
+    # Unset values, unknown variables and networks answer FAIL.
+    assert (
+        run(
+            ctrl,
+            "GET_NETWORK 0 ssid",
+            "GET_NETWORK 0 psk",
+            "GET_NETWORK 0 bssid",
+            "GET_NETWORK 0 id_str",
+            "GET_NETWORK 0 bogus",
+            "GET_NETWORK 9 ssid",
+            "GET_NETWORK 0",
+        )
+        == ["FAIL\n"] * 7
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "reply", "shown"),
+    [
+        ('"home"', "OK\n", '"home"'),
+        ('"my home"', "OK\n", '"my home"'),
+        ("686f6d65ff", "OK\n", "686f6d65ff"),  # hex, not printable: shown as hex
+        ("686f6d65", "OK\n", '"home"'),
+        ('P"a\\x01b"', "OK\n", "610162"),
+        ('""', "OK\n", '""'),
+        ("home", "FAIL\n", None),  # neither quoted nor hex
+        ("686", "FAIL\n", None),  # odd number of hex digits
+        ("41  42", "FAIL\n", None),  # hex digits and nothing else
+        ('"' + "x" * 33 + '"', "FAIL\n", None),  # longer than 32 bytes
+        ('"home', "FAIL\n", None),
+    ],
+)
+def test_ssid_values(ctrl: CtrlInterface, value: str, reply: str, shown: str | None) -> None:
+    ctrl.handle("ADD_NETWORK")
+    assert ctrl.handle(f"SET_NETWORK 0 ssid {value}") == reply
+    assert ctrl.handle("GET_NETWORK 0 ssid") == (shown if shown is not None else "FAIL\n")
+
+
+@pytest.mark.parametrize(
+    ("value", "reply", "stored"),
+    [
+        ('"password123"', "OK\n", "password123"),
+        ('"password123', "OK\n", "password123"),  # wpa_supplicant accepts the open quote
+        ('"12345678"', "OK\n", "12345678"),
+        ('"' + "p" * 63 + '"', "OK\n", "p" * 63),
+        ('"short"', "FAIL\n", None),
+        ('"' + "p" * 64 + '"', "FAIL\n", None),
+        ('"pass\tword123"', "FAIL\n", None),  # control characters are refused
+        ("AB" * 32, "OK\n", "ab" * 32),  # the 256-bit PSK itself, as 64 hex digits
+        ("ab" * 31, "FAIL\n", None),
+        ("zz" * 32, "FAIL\n", None),
+        ("ab " * 21 + "a", "FAIL\n", None),
+    ],
+)
+def test_psk_values(ctrl: CtrlInterface, value: str, reply: str, stored: str | None) -> None:
+    ctrl.handle("ADD_NETWORK")
+    assert ctrl.handle(f"SET_NETWORK 0 psk {value}") == reply
+    network = ctrl.networks.get(0)
+    assert network is not None and network.psk == stored
+    # wpa_supplicant never shows a key: "*" once set.
+    assert ctrl.handle("GET_NETWORK 0 psk") == ("*" if stored else "FAIL\n")
+
+
+def test_other_network_variables(ctrl: CtrlInterface) -> None:
+    ctrl.handle("ADD_NETWORK")
+    replies = run(
+        ctrl,
+        "SET_NETWORK 0 key_mgmt WPA-PSK-SHA256 WPA-PSK",
+        "GET_NETWORK 0 key_mgmt",
+        "SET_NETWORK 0 key_mgmt BOGUS",
+        "SET_NETWORK 0 key_mgmt NONE",
+        "GET_NETWORK 0 key_mgmt",
+        "SET_NETWORK 0 priority 0x10",
+        "GET_NETWORK 0 priority",
+        "SET_NETWORK 0 priority 010",
+        "GET_NETWORK 0 priority",
+        "SET_NETWORK 0 priority -5",
+        "GET_NETWORK 0 priority",
+        "SET_NETWORK 0 priority 5x",
+        "SET_NETWORK 0 scan_ssid 1",
+        "GET_NETWORK 0 scan_ssid",
+        "SET_NETWORK 0 scan_ssid 2",
+        "SET_NETWORK 0 bssid 02:AA:bb:cc:dd:ee",
+        "GET_NETWORK 0 bssid",
+        "SET_NETWORK 0 bssid any",
+        "GET_NETWORK 0 bssid",
+        "SET_NETWORK 0 bssid 02:aa",
+        "BSSID 0 02:00:00:00:00:AA",
+        "GET_NETWORK 0 bssid",
+        'SET_NETWORK 0 id_str "kitchen"',
+        "GET_NETWORK 0 id_str",
+        "SET_NETWORK 0 proto RSN",
+        "GET_NETWORK 0 proto",
+        "SET_NETWORK 0 proto RSN BOGUS",
+        "SET_NETWORK 0 mode 2",  # AP mode: not simulated
+        "SET_NETWORK 0 bogus 1",
+        "SET_NETWORK 0 extra 1",  # an attribute of ours, not a wpa_supplicant variable
+        'SET_NETWORK 9 ssid "x"',
+        "SET_NETWORK 0 ssid",
+        "SET_NETWORK 0",
+    )
+    assert replies == [
+        "OK\n", "WPA-PSK WPA-PSK-SHA256", "FAIL\n", "OK\n", "NONE",
+        "OK\n", "16", "OK\n", "8", "OK\n", "-5", "FAIL\n",
+        "OK\n", "1", "FAIL\n",
+        "OK\n", "02:aa:bb:cc:dd:ee", "OK\n", "FAIL\n", "FAIL\n", "OK\n", "02:00:00:00:00:aa",
+        "OK\n", '"kitchen"',
+        "OK\n", "RSN", "FAIL\n", "FAIL\n", "FAIL\n", "FAIL\n", "FAIL\n", "FAIL\n", "FAIL\n",
+    ]  # fmt: skip
+    network = ctrl.networks.get(0)
+    assert network is not None and network.is_open and not network.uses_psk
+    assert network.id_str == "kitchen" and network.scan_ssid and network.priority == -5
+
+
+def test_psk_usability_follows_key_mgmt() -> None:
+    table = NetworkTable()
+    network = table.add()
+    assert not network.usable  # no SSID yet
+    table.set(0, "ssid", '"home"')
+    assert network.uses_psk and not network.usable  # PSK network without a psk
+    table.set(0, "psk", '"password123"')
+    assert network.usable
+    table.set(0, "key_mgmt", "WPA-EAP")
+    assert not network.uses_psk and not network.usable
+
+
+def test_select_enable_disable_remove(
+    ctrl: CtrlInterface, station: FakeStation, events: list
+) -> None:
+    run(ctrl, "ADD_NETWORK", "ADD_NETWORK", "ADD_NETWORK")
+    events.clear()
+
+    def disabled() -> list[bool]:
+        return [n.disabled for n in ctrl.networks]
+
+    assert ctrl.handle("ENABLE_NETWORK 0") == "OK\n"
+    assert disabled() == [False, True, True]
+    assert ctrl.handle("SELECT_NETWORK 1") == "OK\n"
+    assert disabled() == [True, False, True]
+    assert ctrl.handle("SELECT_NETWORK any") == "OK\n"
+    assert disabled() == [False, False, False]
+    assert ctrl.handle("DISABLE_NETWORK all") == "OK\n"
+    assert disabled() == [True, True, True]
+    assert ctrl.handle("ENABLE_NETWORK all") == "OK\n"
+    assert disabled() == [False, False, False]
+    assert ctrl.handle("DISABLE_NETWORK 2") == "OK\n"
+    assert disabled() == [False, False, True]
+    assert ctrl.handle("ENABLE_NETWORK 2 no-connect") == "OK\n"
+    assert disabled() == [False, False, False]
+    # Unknown ids fail; a non-number reads as 0, as atoi does in wpa_supplicant.
+    assert run(ctrl, "ENABLE_NETWORK 7", "DISABLE_NETWORK 7", "SELECT_NETWORK 7") == ["FAIL\n"] * 3
+    assert ctrl.handle("ENABLE_NETWORK abc") == "OK\n"
+    assert station.calls.count("networks_changed") == 7  # all but "no-connect"
+
+    assert ctrl.handle("REMOVE_NETWORK 1") == "OK\n"
+    assert ctrl.handle("REMOVE_NETWORK 1") == "FAIL\n"
+    assert [n.id for n in ctrl.networks] == [0, 2]
+    assert ctrl.handle("ADD_NETWORK") == "3\n"  # one above the highest id in use
+    assert ctrl.handle("REMOVE_NETWORK all") == "OK\n"
+    assert len(ctrl.networks) == 0
+    assert ctrl.handle("ADD_NETWORK") == "0\n"
+    assert [text for text, _level in events] == [
+        "CTRL-EVENT-NETWORK-REMOVED 1",
+        "CTRL-EVENT-NETWORK-ADDED 3",
+        "CTRL-EVENT-NETWORK-REMOVED 0",
+        "CTRL-EVENT-NETWORK-REMOVED 2",
+        "CTRL-EVENT-NETWORK-REMOVED 3",
+        "CTRL-EVENT-NETWORK-ADDED 0",
+    ]
+
+
+def test_set_network_asks_the_station_to_reconsider_only_for_enabled_networks(
+    ctrl: CtrlInterface, station: FakeStation
+) -> None:
+    run(ctrl, "ADD_NETWORK", 'SET_NETWORK 0 ssid "home"')
+    assert station.calls == []
+    ctrl.handle("SET_NETWORK 0 disabled 0")
+    assert station.calls == ["networks_changed"]
+    ctrl.handle('SET_NETWORK 0 psk "password123"')
+    assert station.calls == ["networks_changed"] * 2
+
+
+def test_list_networks_flags(ctrl: CtrlInterface, station: FakeStation, clock: Clock) -> None:
+    run(
+        ctrl,
+        "ADD_NETWORK",
+        'SET_NETWORK 0 ssid "home"',
+        "ADD_NETWORK",
+        'SET_NETWORK 1 ssid P"a\\"b"',
+        "BSSID 1 02:00:00:00:02:00",
+        "ADD_NETWORK",
+        "SET_NETWORK 2 ssid 41ff",
+        "ENABLE_NETWORK 0",
+        "ENABLE_NETWORK 2",
+    )
+    connect(station, 0)
+    ctrl.auth_failed(2)
+    assert ctrl.handle("LIST_NETWORKS") == (
+        "network id / ssid / bssid / flags\n"
+        "0\thome\tany\t[CURRENT]\n"
+        '1\ta\\"b\t02:00:00:00:02:00\t[DISABLED]\n'
+        "2\tA\\xff\tany\t[TEMP-DISABLED]\n"
+    )
+    assert ctrl.handle("LIST_NETWORKS LAST_ID=0") == (
+        "network id / ssid / bssid / flags\n"
+        '1\ta\\"b\t02:00:00:00:02:00\t[DISABLED]\n'
+        "2\tA\\xff\tany\t[TEMP-DISABLED]\n"
+    )
+    clock.now += 10
+    assert ctrl.handle("LIST_NETWORKS").endswith("2\tA\\xff\tany\t\n")
+
+
+def test_failures_disable_a_network_for_growing_times(
+    ctrl: CtrlInterface, clock: Clock, events: list
+) -> None:
+    run(ctrl, "ADD_NETWORK", 'SET_NETWORK 0 ssid "home"', 'SET_NETWORK 0 psk "password123"')
+    ctrl.handle("ENABLE_NETWORK 0")
+    events.clear()
+    assert [n.id for n in ctrl.networks.candidates(clock.now)] == [0]
+    ctrl.auth_failed(0)
+    assert events[-1] == (
+        'CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="home" auth_failures=1 duration=10 '
+        "reason=WRONG_KEY",
+        3,
+    )
+    assert ctrl.networks.candidates(clock.now) == []
+    clock.now += 9
+    ctrl.reenable_expired()
+    assert len(events) == 1  # not yet
+    clock.now += 1
+    ctrl.reenable_expired()
+    assert events[-1] == ('CTRL-EVENT-SSID-REENABLED id=0 ssid="home"', 3)
+    assert [n.id for n in ctrl.networks.candidates(clock.now)] == [0]
+    ctrl.auth_failed(0, reason="CONN_FAILED")
+    assert events[-1][0].endswith("auth_failures=2 duration=20 reason=CONN_FAILED")
+    # A connection forgets the failures (and re-enables at once).
+    ctrl.connection_completed(0)
+    assert events[-1] == ('CTRL-EVENT-SSID-REENABLED id=0 ssid="home"', 3)
+    network = ctrl.networks.get(0)
+    assert network is not None and network.auth_failures == 0
+    assert [temp_disable_duration(n) for n in (1, 2, 3, 4, 6, 11, 51)] == [
+        10, 20, 30, 60, 90, 120, 300,
+    ]  # fmt: skip
+
+
+def test_enabling_a_disabled_network_forgets_its_failures(
+    ctrl: CtrlInterface, events: list
+) -> None:
+    run(ctrl, "ADD_NETWORK", 'SET_NETWORK 0 ssid "home"', "ENABLE_NETWORK 0")
+    ctrl.auth_failed(0)
+    ctrl.handle("DISABLE_NETWORK 0")
+    events.clear()
+    ctrl.handle("ENABLE_NETWORK 0")
+    assert events == [('CTRL-EVENT-SSID-REENABLED id=0 ssid="home"', 3)]
+    network = ctrl.networks.get(0)
+    assert network is not None and network.auth_failures == 0 and not network.temp_disabled_until
+
+
+def test_candidates_by_priority_then_id() -> None:
+    table = NetworkTable()
+    for name, priority in (("a", 0), ("b", 5), ("c", 5), ("d", 9)):
+        network = table.add()
+        table.set(network.id, "ssid", f'"{name}"')
+        table.set(network.id, "key_mgmt", "NONE")
+        table.set(network.id, "priority", str(priority))
+    table.enable(None)
+    table.disable(3)
+    assert [n.ssid for n in table.candidates(0.0)] == [b"b", b"c", b"a"]
+
+
+# --- commands -----------------------------------------------------------------------
+
+
+def test_status_disconnected_is_wpa_supplicants_text(
+    ctrl: CtrlInterface, station: FakeStation
+) -> None:
+    address, expected_uuid = REFERENCE_UUID
+    station.link = LinkStatus("DISCONNECTED", address.upper())
+    assert wps_uuid(address) == expected_uuid
+    assert ctrl.handle("STATUS") == (
+        f"wpa_state=DISCONNECTED\naddress={address}\nuuid={expected_uuid}\n"
+    )
+    station.link = LinkStatus("INACTIVE", address, ip_address="10.9.9.1")
+    expected = f"wpa_state=INACTIVE\nip_address=10.9.9.1\naddress={address}\nuuid={expected_uuid}\n"
+    assert run(ctrl, "STATUS", "STATUS-VERBOSE", "STATUSX") == [expected] * 3
+    assert ctrl.handle("STATUS-DRIVER") == "FAIL\n"
+
+
+def test_status_connected_describes_the_bss_and_keys(
+    ctrl: CtrlInterface, station: FakeStation
+) -> None:
+    run(ctrl, "ADD_NETWORK", 'SET_NETWORK 0 ssid "home"', 'SET_NETWORK 0 id_str "kit"')
+    connect(station, 0, ip_address="192.168.1.20")
+    assert ctrl.handle("STATUS") == (
+        f"bssid={AP}\nfreq=2437\nssid=home\nid=0\nid_str=kit\nmode=station\n"
+        "pairwise_cipher=CCMP\ngroup_cipher=CCMP\nkey_mgmt=WPA2-PSK\n"
+        f"wpa_state=COMPLETED\nip_address=192.168.1.20\naddress={OWN}\nuuid={wps_uuid(OWN)}\n"
+    )
+    connect(station, 0, key_mgmt="NONE", ssid=b"A\xff", wpa_state="ASSOCIATED")
+    status = ctrl.handle("STATUS")
+    assert "ssid=A\\xff\nid=0\n" in status
+    keys = "pairwise_cipher=NONE\ngroup_cipher=NONE\nkey_mgmt=NONE\nwpa_state=ASSOCIATED\n"
+    assert keys in status
+    # Before association, STATUS says nothing of a BSS.
+    connect(station, 0, wpa_state="ASSOCIATING")
+    assert ctrl.handle("STATUS").startswith("wpa_state=ASSOCIATING\n")
+
+
+def test_scan_and_scan_results(ctrl: CtrlInterface, station: FakeStation) -> None:
+    assert run(ctrl, "SCAN", "SCAN", "SCAN TYPE=ONLY") == ["OK\n", "FAIL-BUSY\n", "FAIL-BUSY\n"]
+    assert station.calls == ["request_scan"] * 3
+    station.results = [
+        ScanResult(AP, 2437, -42, scan_flags("WPA2-PSK"), b"home"),
+        ScanResult("02:00:00:00:02:00", 2412, -71, scan_flags("NONE"), b"caf\xc3\xa9\t"),
+    ]
+    assert ctrl.handle("SCAN_RESULTS") == (
+        "bssid / frequency / signal level / flags / ssid\n"
+        f"{AP}\t2437\t-42\t[WPA2-PSK-CCMP][ESS]\thome\n"
+        "02:00:00:00:02:00\t2412\t-71\t[ESS]\tcaf\\xc3\\xa9\\t\n"
+    )
+
+
+def test_long_replies_stop_at_the_last_whole_line(
+    ctrl: CtrlInterface, station: FakeStation
+) -> None:
+    station.results = [
+        ScanResult(f"02:00:00:00:{n // 256:02x}:{n % 256:02x}", 2437, -50, "[ESS]", b"x" * 32)
+        for n in range(200)
+    ]
+    reply = ctrl.handle("SCAN_RESULTS")
+    assert len(reply.encode()) < 4096
+    assert reply.endswith("x" * 32 + "\n")
+    assert reply.count("\n") == 1 + (4095 - 48) // len(f"{AP}\t2437\t-50\t[ESS]\t{'x' * 32}\n")
+
+
+def test_disconnect_holds_until_reconnect_reassociate_or_select(
+    ctrl: CtrlInterface, station: FakeStation
+) -> None:
+    run(ctrl, "ADD_NETWORK", 'SET_NETWORK 0 ssid "home"', "SET_NETWORK 0 key_mgmt NONE")
+    assert not ctrl.disconnected
+    assert ctrl.handle("RECONNECT") == "OK\n"  # not disconnected: nothing to do
+    assert station.calls == []
+    assert ctrl.handle("DISCONNECT") == "OK\n"
+    assert ctrl.disconnected and station.calls == ["disconnect"]
+    ctrl.handle("ENABLE_NETWORK 0")  # enabling does not end the hold
+    assert ctrl.disconnected and station.calls[-1] == "networks_changed"
+    ctrl.handle("RECONNECT")
+    assert not ctrl.disconnected and station.calls[-1] == "reconnect"
+    ctrl.handle("DISCONNECT")
+    ctrl.handle("SELECT_NETWORK 0")  # a selection ends it
+    assert not ctrl.disconnected and station.calls[-2:] == ["disconnect", "reconnect"]
+    ctrl.handle("SELECT_NETWORK 0")
+    assert station.calls[-1] == "networks_changed"
+    ctrl.handle("REASSOCIATE")  # always reconnects
+    assert station.calls[-1] == "reconnect"
+
+
+def test_small_commands(ctrl: CtrlInterface, station: FakeStation) -> None:
+    assert run(ctrl, "PING", "IFNAME", "INTERFACES", "SAVE_CONFIG") == [
+        "PONG\n", "wlan0", "wlan0\n", "FAIL\n",
+    ]  # fmt: skip
+    # Case, newlines and garbage matter, as in wpa_supplicant.
+    assert (
+        run(ctrl, "ping", "PING\n", "", "\udcff\udcfe", "SET_NETWORKS") == ["UNKNOWN COMMAND\n"] * 5
+    )
+    # ATTACH, DETACH and LEVEL need to know who asks: only a socket can serve them.
+    assert run(ctrl, "ATTACH", "DETACH", "LEVEL 2") == ["FAIL\n"] * 3
+    assert ctrl.handle("SIGNAL_POLL") == "FAIL\n"
+    connect(station, 0)
+    station.results = [ScanResult(AP, 2437, -48, "[ESS]", b"home")]
+    assert ctrl.handle("SIGNAL_POLL") == (
+        "RSSI=-48\nLINKSPEED=54\nNOISE=9999\nFREQUENCY=2437\nWIDTH=20 MHz (no HT)\n"
+        "CENTER_FRQ1=2437\n"
+    )
+    connect(station, 0, signal_dbm=-60)
+    assert ctrl.handle("SIGNAL_POLL").startswith("RSSI=-60\n")
+
+
+def test_control_log_masks_keys_and_records_driver_failures(
+    ctrl: CtrlInterface, station: FakeStation, clock: Clock
+) -> None:
+    run(ctrl, "ADD_NETWORK", 'SET_NETWORK 0 psk "password123"', "SET_NETWORK 0 psk 0123")
+    clock.now += 1.5
+    station.fail_status = True
+    assert ctrl.handle("STATUS") == "FAIL\n"
+    ctrl.event(EV_SCAN_STARTED)
+    log = ctrl.control_log()
+    assert "password123" not in log
+    assert "0.000 > SET_NETWORK 0 psk [REMOVED]" in log
+    assert "SET_NETWORK 0 psk: no such network, unknown variable or invalid value" in log
+    assert "1.500 ! 'STATUS' failed: RuntimeError: radio gone" in log
+    assert "1.500 < FAIL" in log
+    assert log.endswith("1.500 event CTRL-EVENT-SCAN-STARTED ")
+    for _ in range(600):
+        ctrl.handle("PING")
+    assert len(ctrl.history) == 500
+
+
+def test_event_texts_are_wpa_supplicants() -> None:
+    bssid = "01:80:C2:00:00:03"
+    assert ev_connected(bssid, 0, "kit") == (
+        "CTRL-EVENT-CONNECTED - Connection to 01:80:c2:00:00:03 completed [id=0 id_str=kit]"
+    )
+    assert ev_disconnected(bssid, 3, locally_generated=True) == (
+        "CTRL-EVENT-DISCONNECTED bssid=01:80:c2:00:00:03 reason=3 locally_generated=1"
+    )
+    assert ev_disconnected(bssid, 15) == "CTRL-EVENT-DISCONNECTED bssid=01:80:c2:00:00:03 reason=15"
+    assert ev_temp_disabled(0, b"home", 1, 10, "WRONG_KEY") == (
+        'CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="home" auth_failures=1 duration=10 '
+        "reason=WRONG_KEY"
+    )
+    assert ev_reenabled(0, b'a"b') == 'CTRL-EVENT-SSID-REENABLED id=0 ssid="a\\"b"'
+    assert EV_SCAN_STARTED == "CTRL-EVENT-SCAN-STARTED "
+    assert EV_SCAN_RESULTS == "CTRL-EVENT-SCAN-RESULTS "
+    assert ev_sme_authenticating(AP, b"home", 2437) == (
+        f"SME: Trying to authenticate with {AP} (SSID='home' freq=2437 MHz)"
+    )
+    assert ev_trying_to_associate(AP, b"home", 2437) == (
+        f"Trying to associate with {AP} (SSID='home' freq=2437 MHz)"
+    )
+    assert ev_associated(AP) == f"Associated with {AP}"
+    assert ev_key_negotiation_completed(AP) == (
+        f"WPA: Key negotiation completed with {AP} [PTK=CCMP GTK=CCMP]"
+    )
+    assert EV_PSK_MAY_BE_INCORRECT == (
+        "WPA: 4-Way Handshake failed - pre-shared key may be incorrect"
+    )
+    assert ssid_txt(b'\x1b\r\n\\"~\x7f') == '\\e\\r\\n\\\\\\"~\\x7f'
+
+
+def test_atoi_reads_like_c() -> None:
+    assert [c_atoi(t) for t in ("12", " 7x", "-3", "+4", "abc", "", "-")] == [12, 7, -3, 4, 0, 0, 0]
+
+
+# --- paths inside a node's filesystem --------------------------------------------------
+
+
+def test_resolve_in_root_follows_links_inside_root(tmp_path: Path) -> None:
+    root = tmp_path / "node"
+    (root / "run").mkdir(parents=True)
+    (root / "var").mkdir()
+    (root / "data" / "sub").mkdir(parents=True)
+    os.symlink("/run", root / "var" / "run")  # absolute: starts over at root
+    os.symlink("sub", root / "data" / "rel")  # relative: next to itself
+    os.symlink("../../../../../../etc", root / "data" / "up")  # climbs: stops at root
+    os.symlink("/var/run", root / "chain")  # a link to a link
+    os.symlink("loop", root / "loop")
+    r = str(root)
+    assert resolve_in_root(r, "/var/run/wpa_supplicant/wlan0") == f"{r}/run/wpa_supplicant/wlan0"
+    assert resolve_in_root(r + "/", "/var/run") == f"{r}/run"
+    assert resolve_in_root(r, "/data/rel/x") == f"{r}/data/sub/x"
+    assert resolve_in_root(r, "/data/up/passwd") == f"{r}/etc/passwd"
+    assert resolve_in_root(r, "/../../../tmp/x") == f"{r}/tmp/x"
+    assert resolve_in_root(r, "/chain/./a/../b") == f"{r}/run/b"
+    assert resolve_in_root(r, "relative/x") == f"{r}/relative/x"
+    assert resolve_in_root(r, "/") == r
+    with pytest.raises(OSError) as raised:
+        resolve_in_root(r, "/loop/x")
+    assert raised.value.errno == errno.ELOOP
+    # No root: the host's own path, untouched.
+    assert resolve_in_root("", "/var/run/x") == "/var/run/x"
+
+
+# --- the socket -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A directory with a short name: socket paths must stay under 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="cq-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def client(path: str | Path, server: str | Path | None = None) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    if server is not None:
+        sock.connect(str(server))
+    sock.settimeout(DEADLINE_S)
+    return sock
+
+
+def ask(sock: socket.socket, served: ControlSocket, command: bytes) -> bytes:
+    """Send one command, let the server read it, return the reply."""
+    sock.send(command)
+    served.handle_readable()
+    return sock.recv(65536)
+
+
+def nothing_pending(sock: socket.socket) -> bool:
+    """No datagram waits (a datagram is queued the moment it is sent, so no waiting)."""
+    sock.setblocking(False)
+    try:
+        sock.recv(65536)
+    except BlockingIOError:
+        return True
+    finally:
+        sock.settimeout(DEADLINE_S)
+    return False
+
+
+@pytest.fixture
+def served(short_tmp: Path, ctrl: CtrlInterface) -> Iterator[ControlSocket]:
+    sock = ControlSocket(ctrl, str(short_tmp / "run" / "wlan0"))
+    yield sock
+    sock.close()
+
+
+def test_socket_answers_commands_and_garbage(served: ControlSocket, short_tmp: Path) -> None:
+    mode = os.stat(short_tmp / "run").st_mode
+    assert stat.S_IMODE(mode) == 0o770
+    assert stat.S_IMODE(os.stat(served.real_path).st_mode) == 0o770
+    with client(short_tmp / "c1", served.real_path) as c:
+        assert ask(c, served, b"PING") == b"PONG\n"
+        assert ask(c, served, b"ADD_NETWORK") == b"0\n"
+        assert ask(c, served, b"\xff\xfe garbage") == b"UNKNOWN COMMAND\n"
+        assert ask(c, served, b"") == b"UNKNOWN COMMAND\n"
+        c.send(b"P" * 9000)  # longer than wpa_supplicant reads: no answer
+        served.handle_readable()
+        assert nothing_pending(c)
+        assert ask(c, served, b"PING") == b"PONG\n"
+    # A client that never bound an address cannot be answered; the server carries on.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unbound:
+        unbound.sendto(b"PING", served.real_path)
+        served.handle_readable()
+    assert "reply to an unbound client lost" in served.interface.control_log()
+
+
+def test_monitors_get_events_at_their_level(served: ControlSocket, short_tmp: Path) -> None:
+    with client(short_tmp / "m", served.real_path) as monitor:
+        assert ask(monitor, served, b"LEVEL 2") == b"FAIL\n"  # not attached yet
+        assert ask(monitor, served, b"ATTACH") == b"OK\n"
+        served.event("CTRL-EVENT-SCAN-STARTED ")
+        assert monitor.recv(4096) == b"<3>CTRL-EVENT-SCAN-STARTED "
+        # Events from commands reach monitors too (before the command's reply).
+        with client(short_tmp / "c", served.real_path) as c:
+            assert ask(c, served, b"ADD_NETWORK") == b"0\n"
+        assert monitor.recv(4096) == b"<3>CTRL-EVENT-NETWORK-ADDED 0"
+        assert ask(monitor, served, b"LEVEL 4") == b"OK\n"
+        served.event("quiet", level=3)
+        served.event("loud", level=4)
+        assert monitor.recv(4096) == b"<4>loud"
+        assert ask(monitor, served, b"DETACH") == b"OK\n"
+        assert ask(monitor, served, b"DETACH") == b"FAIL\n"
+        served.event("after")
+        assert nothing_pending(monitor)
+    log = served.interface.control_log()
+    assert "> ATTACH" in log and "event loud" in log
+
+
+def test_a_monitor_that_disappears_is_dropped(served: ControlSocket, short_tmp: Path) -> None:
+    live = client(short_tmp / "live", served.real_path)
+    unlinked = client(short_tmp / "unlinked", served.real_path)
+    closed = client(short_tmp / "closed", served.real_path)
+    for sock in (live, unlinked, closed):
+        assert ask(sock, served, b"ATTACH") == b"OK\n"
+    assert len(served.monitors) == 3
+    unlinked.close()
+    os.unlink(short_tmp / "unlinked")  # the socket file is gone
+    closed.close()  # the file stays, nobody reads it
+    served.event("CTRL-EVENT-SCAN-RESULTS ")
+    assert list(served.monitors) == [str(short_tmp / "live")]
+    assert live.recv(4096) == b"<3>CTRL-EVENT-SCAN-RESULTS "
+    assert served.interface.control_log().count("dropped") == 2
+    live.close()
+
+
+def test_close_tells_monitors_and_removes_the_socket(short_tmp: Path, ctrl: CtrlInterface) -> None:
+    served = ControlSocket(ctrl, str(short_tmp / "run" / "wlan0"))
+    with client(short_tmp / "m", served.real_path) as monitor:
+        assert ask(monitor, served, b"ATTACH") == b"OK\n"
+        served.close()
+        assert monitor.recv(4096) == f"<3>{EV_TERMINATING}".encode()
+    assert not os.path.exists(served.real_path)
+    assert not os.path.exists(short_tmp / "run")  # it created the directory, so removes it
+    served.close()  # twice is harmless
+
+
+def test_leftover_socket_is_replaced_but_a_live_one_is_not(
+    short_tmp: Path, ctrl: CtrlInterface, station: FakeStation
+) -> None:
+    path = short_tmp / "wlan0"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as dead:
+        dead.bind(str(path))  # a supplicant that died left its socket file
+    first = ControlSocket(ctrl, str(path))
+    with pytest.raises(NodeError, match="is in use by another process"):
+        ControlSocket(CtrlInterface(station), str(path))
+    first.close()
+    assert not path.exists()
+
+
+def test_paths_that_do_not_fit_a_socket_address_are_refused(
+    short_tmp: Path, ctrl: CtrlInterface
+) -> None:
+    long_root = str(short_tmp / ("r" * 90))
+    with pytest.raises(SpecError, match=r"over the 107-byte limit .* use a shorter root"):
+        ControlSocket(ctrl, "/var/run/wpa_supplicant/wlan0", root=long_root)
+    with pytest.raises(SpecError, match="is relative"):
+        ControlSocket(ctrl, "run/wlan0")
+
+
+def test_root_prefix_binds_and_answers_inside_the_nodes_filesystem(
+    short_tmp: Path, ctrl: CtrlInterface
+) -> None:
+    """ROOT stands for a node's "/": its /var/run is an absolute link to /run, and the
+    first directory of our temporary path an absolute link to /scratch. A node process
+    binds a socket by its own name; we stand in for it with a socket bound at that name
+    on the host, hard-linked into ROOT where the node would have it, and then unlinked on
+    the host: the name the server receives leads nowhere outside ROOT."""
+    root = short_tmp / "node"
+    for directory in ("run", "var", "scratch"):
+        (root / directory).mkdir(parents=True)
+    os.symlink("/run", root / "var" / "run")
+    os.symlink("/scratch", root / short_tmp.parts[1])
+    served = ControlSocket(ctrl, "/var/run/wpa_supplicant/wlan0", root=str(root))
+    try:
+        assert served.real_path == f"{root}/run/wpa_supplicant/wlan0"
+        assert stat.S_ISSOCK(os.lstat(served.real_path).st_mode)
+        assert stat.S_IMODE(os.stat(root / "run" / "wpa_supplicant").st_mode) == 0o770
+
+        node_name = short_tmp / "c"  # what the node's process bound
+        inside = root / "scratch" / Path(*node_name.parts[2:])  # where that is in ROOT
+        inside.parent.mkdir(parents=True)
+        sock = client(node_name, served.real_path)
+        os.link(node_name, inside)
+        os.unlink(node_name)
+        assert sock.getsockname() == str(node_name) and not node_name.exists()
+        assert ask(sock, served, b"PING") == b"PONG\n"
+        assert ask(sock, served, b"ATTACH") == b"OK\n"
+        served.event("CTRL-EVENT-SCAN-STARTED ")
+        assert sock.recv(4096) == b"<3>CTRL-EVENT-SCAN-STARTED "
+        sock.close()
+    finally:
+        served.close()
+    assert not os.path.exists(f"{root}/run/wpa_supplicant/wlan0")
+    assert (root / "var" / "run").is_symlink()  # the node's own links are left alone
+
+
+# --- the real wpa_cli --------------------------------------------------------------------
+
+
+class Loop:
+    """The medium's select loop in a thread; calls into it run on that thread."""
+
+    def __init__(self, served: ControlSocket) -> None:
+        self.served = served
+        self._calls: queue.Queue[tuple[Callable[[], Any], list, threading.Event]] = queue.Queue()
+        self._wake_r, self._wake_w = os.pipe()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(served.fileno(), selectors.EVENT_READ, "ctrl")
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._running = True
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="ctrl-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while self._running:
+            for key, _events in self._selector.select():
+                if key.data == "ctrl":
+                    self.served.handle_readable()
+                    continue
+                os.read(self._wake_r, 4096)
+                while not self._calls.empty():
+                    function, box, done = self._calls.get()
+                    try:
+                        box.append(function())
+                    except BaseException as exc:
+                        box.append(exc)
+                    done.set()
+
+    def call(self, function: Callable[[], Any]) -> Any:
+        box: list[Any] = []
+        done = threading.Event()
+        self._calls.put((function, box, done))
+        os.write(self._wake_w, b"x")
+        assert done.wait(DEADLINE_S), "the control socket loop did not run the call"
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+    def stop(self) -> None:
+        """Close the socket (monitors hear CTRL-EVENT-TERMINATING) and end the loop."""
+        if self._stopped:
+            return
+        self._stopped = True
+
+        def finish() -> None:
+            self._selector.unregister(self.served.fileno())
+            self.served.close()
+            self._running = False
+
+        self.call(finish)
+        self._thread.join(DEADLINE_S)
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+def wait_for(condition: Callable[[], Any], what: str) -> Any:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.fixture
+def loop(tmp_path: Path, ctrl: CtrlInterface) -> Iterator[Loop]:
+    running = Loop(ControlSocket(ctrl, str(tmp_path / "ctrl" / "wlan0")))
+    yield running
+    running.stop()
+
+
+def wpa_cli(tmp_path: Path, *args: str) -> str:
+    done = subprocess.run(
+        [WPA_CLI, "-p", str(tmp_path / "ctrl"), "-i", "wlan0", *args],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=False,
+    )
+    assert done.returncode == 0, f"wpa_cli {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+@needs_wpa_cli
+def test_real_wpa_cli_drives_the_socket(loop: Loop, tmp_path: Path, station: FakeStation) -> None:
+    station.results = [ScanResult(AP, 2437, -42, scan_flags("WPA2-PSK"), b"home")]
+    assert wpa_cli(tmp_path, "ping") == "PONG\n"
+    assert wpa_cli(tmp_path, "status") == (
+        f"wpa_state=DISCONNECTED\naddress={OWN}\nuuid={wps_uuid(OWN)}\n"
+    )
+    assert wpa_cli(tmp_path, "scan") == "OK\n"
+    assert wpa_cli(tmp_path, "scan") == "FAIL-BUSY\n"
+    assert wpa_cli(tmp_path, "scan_results") == (
+        "bssid / frequency / signal level / flags / ssid\n"
+        f"{AP}\t2437\t-42\t[WPA2-PSK-CCMP][ESS]\thome\n"
+    )
+    assert wpa_cli(tmp_path, "add_network") == "0\n"
+    assert wpa_cli(tmp_path, "set_network", "0", "ssid", '"home"') == "OK\n"
+    assert wpa_cli(tmp_path, "set_network", "0", "psk", '"password123"') == "OK\n"
+    assert wpa_cli(tmp_path, "set_network", "0", "psk", '"short"') == "FAIL\n"
+    assert wpa_cli(tmp_path, "get_network", "0", "ssid") == '"home"'
+    assert wpa_cli(tmp_path, "get_network", "0", "psk") == "*"
+    assert wpa_cli(tmp_path, "enable_network", "0") == "OK\n"
+    assert wpa_cli(tmp_path, "list_networks") == (
+        "network id / ssid / bssid / flags\n0\thome\tany\t\n"
+    )
+    assert wpa_cli(tmp_path, "select_network", "0") == "OK\n"
+    assert wpa_cli(tmp_path, "disconnect") == "OK\n"
+    assert wpa_cli(tmp_path, "reconnect") == "OK\n"
+    assert wpa_cli(tmp_path, "remove_network", "0") == "OK\n"
+    assert wpa_cli(tmp_path, "list_networks") == "network id / ssid / bssid / flags\n"
+    assert wpa_cli(tmp_path, "ifname") == "wlan0"
+    calls = loop.call(lambda: list(station.calls))
+    assert calls == [
+        "request_scan",
+        "request_scan",
+        "networks_changed",  # enable_network
+        "networks_changed",  # select_network
+        "disconnect",
+        "reconnect",
+        "networks_changed",  # remove_network
+    ]
+    log = loop.call(loop.served.interface.control_log)
+    assert "password123" not in log and "> SET_NETWORK 0 psk [REMOVED]" in log
+
+
+@needs_wpa_cli
+def test_events_reach_a_real_wpa_cli_action_script(loop: Loop, tmp_path: Path) -> None:
+    record = tmp_path / "actions.log"
+    script = tmp_path / "action.sh"
+    script.write_text(f'#!/bin/sh\necho "$1 $2 id=$WPA_ID id_str=$WPA_ID_STR" >> {record}\n')
+    script.chmod(0o755)
+    output = tmp_path / "wpa_cli.out"
+    # -G 1: ping every second; after CTRL-EVENT-TERMINATING wpa_cli leaves at its next ping.
+    with open(output, "w") as out:
+        watcher = subprocess.Popen(
+            [WPA_CLI, "-p", str(tmp_path / "ctrl"), "-i", "wlan0", "-G", "1", "-a", str(script)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: loop.call(lambda: len(loop.served.monitors)) == 1, "wpa_cli to attach")
+        loop.call(lambda: loop.served.event(ev_connected(AP, 0, "kitchen")))
+        wait_for(lambda: record.exists() and record.read_text(), "the CONNECTED action")
+        loop.call(lambda: loop.served.event(ev_disconnected(AP, 3, locally_generated=True)))
+        wait_for(lambda: "DISCONNECTED" in record.read_text(), "the DISCONNECTED action")
+        assert record.read_text().splitlines() == [
+            "wlan0 CONNECTED id=0 id_str=kitchen",
+            "wlan0 DISCONNECTED id=0 id_str=kitchen",
+        ]
+        # Closing the socket tells wpa_cli the supplicant terminates: it stops.
+        loop.stop()
+        assert watcher.wait(DEADLINE_S) == 0
+        assert "wpa_supplicant is terminating" in output.read_text()
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
