@@ -358,3 +358,65 @@ def test_image_progress_reaches_the_terminal(
     else:
         result.stdout.fnmatch_lines(["cirque: pulling cirque-test-no-such-image:2*"])
     result.stdout.no_fnmatch_line("*Captured stderr setup*")
+
+
+WIFI = """
+import pytest
+from pytest_cirque import wifi
+
+
+@pytest.mark.wifi(stations=["sta"], ssid="lab", psk="correct horse")
+@pytest.mark.home({"sta": {}})
+def test_joins(home, wifi_ap):
+    assert (wifi_ap.ssid, wifi_ap.psk) == ("lab", "correct horse")
+    report = wifi.provision(home["sta"], wifi_ap)
+    assert report.bssid == wifi_ap.bssid
+
+
+@pytest.mark.wifi(stations=["sta"], ssid="lab", psk="correct horse")
+@pytest.mark.home({"sta": {}})
+def test_fails_after_joining(home, wifi_ap):
+    wifi.associate(home["sta"], wifi_ap)
+    assert False, "deliberate failure"
+
+
+@pytest.mark.wifi(psk="short")
+@pytest.mark.home({"sta": {}})
+def test_bad_psk(home):
+    pass
+
+
+@pytest.mark.home({"sta": {"capabilities": ["WiFi"]}})
+def test_station_without_medium(home):
+    pass
+"""
+
+
+def test_wifi_marker_fixture_and_failure_report(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str
+) -> None:
+    pytester.makepyfile(test_wifi=WIFI)
+    result = run_inner(pytester, run_id, "-m", "wifi")
+    # -m wifi selects the three marked tests; the unmarked one is deselected.
+    result.assert_outcomes(passed=1, failed=1, errors=1, deselected=1)
+    home = f"cirque-{run_id}-main-test_fails_after_joining"
+    result.stdout.fnmatch_lines(
+        [
+            "*test_bad_psk: @pytest.mark.wifi: capability WiFiAP field 'psk': *8 to 63*",
+            f"*cirque wpa_ctrl {home}/sta*",
+            "*event CTRL-EVENT-CONNECTED - Connection to * completed*",
+            f"*cirque wifi {home}*",
+            "ap ap: 'lab' WPA2-PSK bssid *",
+            "station sta: COMPLETED ssid 'lab' *",
+        ]
+    )
+    folder = pytester.path / "cirque-logs" / "test_wifi.py_test_fails_after_joining"
+    pcap = folder / f"{home}.wifi.pcap"
+    assert pcap.read_bytes()[:4] == b"\xd4\xc3\xb2\xa1" and pcap.stat().st_size > 1000
+    assert "CTRL-EVENT-CONNECTED" in (folder / f"{home}.sta.wpa_ctrl.log").read_text()
+    assert run_objects(client, run_id) == []
+
+    result = run_inner(pytester, run_id, "-k", "without_medium")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*node sta: capability WiFi needs the home's wifi medium*"])
+    assert run_objects(client, run_id) == []
