@@ -433,10 +433,12 @@ class Station:
 
     # --- control socket -------------------------------------------------------------
 
-    def serve(self, pid: int) -> None:
-        """Serve the control socket inside the node whose process is ``pid``."""
+    def serve(self, pid: int, root: str | None = None) -> None:
+        """Serve the control socket inside the node whose process is ``pid`` (``root``: a
+        directory standing for the node's "/" instead, as tests use)."""
         self.close_socket()
-        root = f"/proc/{pid}/root" if pid else ""
+        if root is None:
+            root = f"/proc/{pid}/root" if pid else ""
         self.socket = ControlSocket(
             self.interface, path=f"/var/run/wpa_supplicant/{self.ifname}", root=root
         )
@@ -861,7 +863,10 @@ class WifiMedium(Medium):
             if ap is None and station is None:
                 return
             receiver.counters["radio received"] += 1
-            self._on_radio_frame(receiver, ap or station, frame, ethertype)
+            try:
+                self._on_radio_frame(receiver, ap or station, frame, ethertype)
+            except Exception as exc:  # one odd frame must not take the whole medium down
+                self._log(f"{receiver.name}: radio frame not handled: {type(exc).__name__}: {exc}")
             return
         if ap is not None:
             self._ap_received(ap, frame)
@@ -998,12 +1003,18 @@ class WifiMedium(Medium):
         return {"bssid": mac_text(bssid)}
 
     def _op_wifi_station(
-        self, fds: list[int], name: str, mac: str, pid: int, ifname: str = "wlan0"
+        self,
+        fds: list[int],
+        name: str,
+        mac: str,
+        pid: int,
+        ifname: str = "wlan0",
+        root: str | None = None,
     ) -> None:
         endpoint, address = self._claim(name, mac)
         station = Station(self, endpoint, address, ifname)
         self.set_carrier(endpoint, False)
-        station.serve(int(pid))
+        station.serve(int(pid), root)
         self.stations[name] = station
         self._by_radio_mac[address] = station
         self._log(f"station {name}: {mac}, control socket /var/run/wpa_supplicant/{ifname}")

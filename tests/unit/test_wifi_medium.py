@@ -1,0 +1,221 @@
+"""The medium's WiFi layer on a fake clock, with socket pairs standing in for TAPs.
+
+The relay loop is driven by hand (advance the clock, deliver due frames, run timers), so
+every scenario is deterministic and takes milliseconds. Control-interface commands go
+through the medium's own ``wifi_ctrl`` op; the real sockets and wpa_cli are exercised by
+tests/unit/test_ctrl_iface.py and tests/integration/test_wifi.py.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_cirque.radios.link_model import LinkModel
+from pytest_cirque.radios.wifi import (
+    MGMT_ETHERTYPE,
+    Mgmt,
+    Subtype,
+    WifiMedium,
+    ethernet,
+    frequency_mhz,
+)
+from pytest_cirque.radios.wpa import EAPOL_ETHERTYPE
+
+AP_MAC = "02:00:00:00:00:01"
+STA_MAC = "02:00:00:00:00:02"
+PSK = "correct horse"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Air:
+    """A WifiMedium with an AP and a station on socket pairs, and a hand-cranked loop."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.clock = Clock()
+        self.carriers: dict[int, bool] = {}
+        self.medium = WifiMedium(
+            LinkModel(rng=random.Random(7)),
+            str(tmp_path / "control.sock"),
+            clock=self.clock,
+            log=lambda _line: None,
+            switch_carrier=lambda fd, on: self.carriers.__setitem__(fd, on),
+        )
+        self.nodes: dict[str, socket.socket] = {}
+        self.fds: dict[str, int] = {}
+        self.root = tmp_path / "node-root"
+        self.root.mkdir()
+
+    def attach(self, name: str, position=(0, 0, 0), carrier: bool = True) -> None:
+        node_side, medium_side = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        node_side.setblocking(False)
+        fd = medium_side.detach()
+        self.nodes[name], self.fds[name] = node_side, fd
+        self.op("attach", name=name, position=list(position), carrier=carrier, fds=[fd])
+
+    def op(self, op: str, fds: list[int] | None = None, **arguments) -> dict:
+        reply = self.medium.handle(json.dumps({"op": op, **arguments}), fds)
+        assert reply.pop("ok"), reply
+        return reply
+
+    def ctrl(self, station: str, command: str) -> str:
+        return self.op("wifi_ctrl", name=station, command=command)["reply"]
+
+    def status(self, station: str) -> dict[str, str]:
+        lines = self.ctrl(station, "STATUS").splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
+    def log(self, station: str) -> str:
+        return "\n".join(self.op("wifi_log", name=station)["lines"])
+
+    def run(self, seconds: float, step: float = 0.005) -> None:
+        """Let ``seconds`` pass on the air: frames arrive, timers fire."""
+        end = self.clock.now + seconds
+        while self.clock.now < end:
+            self.clock.now += step
+            self.medium._deliver_due()
+            self.medium._run_timers()
+
+    def received(self, name: str) -> list[bytes]:
+        frames = []
+        while True:
+            try:
+                frames.append(self.nodes[name].recv(65536))
+            except BlockingIOError:
+                return frames
+
+    def close(self) -> None:
+        self.medium.close()
+        for node in self.nodes.values():
+            node.close()
+
+
+@pytest.fixture
+def air(tmp_path: Path) -> Iterator[Air]:
+    air = Air(tmp_path)
+    air.attach("ap")
+    air.attach("sta", position=(10, 0, 0), carrier=False)
+    air.op("wifi_ap", name="ap", mac=AP_MAC, ssid="home", psk=PSK)
+    air.op("wifi_station", name="sta", mac=STA_MAC, pid=0, root=str(air.root))
+    yield air
+    air.close()
+
+
+def join(air: Air, psk: str = PSK, ssid: str = "home") -> None:
+    network = air.ctrl("sta", "ADD_NETWORK").strip()
+    assert air.ctrl("sta", f'SET_NETWORK {network} ssid "{ssid}"') == "OK\n"
+    assert air.ctrl("sta", f'SET_NETWORK {network} psk "{psk}"') == "OK\n"
+    assert air.ctrl("sta", f"SELECT_NETWORK {network}") == "OK\n"
+
+
+def data(dst: str, src: str) -> bytes:
+    mac = bytes.fromhex
+    return mac(dst.replace(":", "")) + mac(src.replace(":", "")) + b"\x08\x00" + b"p" * 60
+
+
+def test_management_frames_round_trip_and_garbage_is_refused():
+    frame = Mgmt(Subtype.PROBE_RESP, 0, b"home", 11, b"\x30\x02\x01\x00")
+    assert Mgmt.decode(frame.encode()) == frame
+    for garbage in (b"", b"\x02\x04\x00\x00", b"\x01\x04\x00\x00\x00\x09ab"):
+        with pytest.raises(ValueError):
+            Mgmt.decode(garbage)
+    assert (frequency_mhz(1), frequency_mhz(6), frequency_mhz(14), frequency_mhz(36)) == (
+        2412,
+        2437,
+        2484,
+        5180,
+    )
+
+
+def test_the_station_scans_associates_and_only_then_carries_data(air: Air):
+    air.run(0.3)  # beacons
+    assert air.ctrl("sta", "SCAN") == "OK\n"
+    air.run(0.2)
+    results = air.ctrl("sta", "SCAN_RESULTS").splitlines()
+    assert results[0] == "bssid / frequency / signal level / flags / ssid"
+    bssid, frequency, signal, flags, ssid = results[1].split("\t")
+    assert (bssid, frequency, flags, ssid) == (AP_MAC, "2437", "[WPA2-PSK-CCMP][ESS]", "home")
+    assert -70 < int(signal) < -20
+
+    air.nodes["sta"].send(data(AP_MAC, STA_MAC))  # before association: refused
+    air.medium._on_readable(air.fds["sta"])
+    air.run(0.05)
+    assert air.received("ap") == []
+    assert air.carriers[air.fds["sta"]] is False
+
+    join(air)
+    air.run(1.0)
+    status = air.status("sta")
+    assert (status["wpa_state"], status["bssid"], status["key_mgmt"]) == (
+        "COMPLETED",
+        AP_MAC,
+        "WPA2-PSK",
+    )
+    assert air.carriers[air.fds["sta"]] is True
+    log = air.log("sta")
+    assert "WPA: Key negotiation completed with 02:00:00:00:00:01 [PTK=CCMP GTK=CCMP]" in log
+    assert "CTRL-EVENT-CONNECTED - Connection to 02:00:00:00:00:01 completed [id=0" in log
+
+    air.nodes["sta"].send(data(AP_MAC, STA_MAC))
+    air.medium._on_readable(air.fds["sta"])
+    air.run(0.05)
+    delivered = air.received("ap")
+    assert delivered == [data(AP_MAC, STA_MAC)]  # only data: no radio frames reach nodes
+
+
+def test_a_wrong_key_is_refused_by_the_aps_mic_check(air: Air):
+    join(air, psk="wrong horse")
+    air.run(3.0)
+    log = air.log("sta")
+    assert "WPA: 4-Way Handshake failed - pre-shared key may be incorrect" in log
+    assert "CTRL-EVENT-DISCONNECTED bssid=02:00:00:00:00:01 reason=15" in log
+    assert 'CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="home" auth_failures=1' in log
+    assert "reason=WRONG_KEY" in log and "CTRL-EVENT-CONNECTED" not in log
+    assert air.op("wifi_status")["aps"]["ap"]["mic_failures"] >= 1
+    assert air.carriers[air.fds["sta"]] is False
+    # After the temporary disabling it tries again (and fails again: the key is wrong).
+    air.run(11.0)
+    assert 'CTRL-EVENT-SSID-REENABLED id=0 ssid="home"' in air.log("sta")
+
+
+def test_out_of_range_drops_the_association_and_back_in_range_restores_it(air: Air):
+    join(air)
+    air.run(1.0)
+    assert air.status("sta")["wpa_state"] == "COMPLETED"
+    air.op("move", name="sta", position=[5000, 0])
+    air.run(2.0)
+    assert air.status("sta")["wpa_state"] != "COMPLETED"
+    assert "CTRL-EVENT-BEACON-LOSS" in air.log("sta")
+    assert air.carriers[air.fds["sta"]] is False
+    air.op("move", name="sta", position=[3, 0])
+    air.run(4.0)
+    assert air.status("sta")["wpa_state"] == "COMPLETED"
+
+
+def test_radio_frames_from_a_node_are_refused(air: Air):
+    forged = ethernet(bytes(6 * [0xFF]), bytes.fromhex("020000000002"), MGMT_ETHERTYPE, b"\x01")
+    eapol = ethernet(bytes.fromhex("020000000001"), bytes.fromhex("020000000002"),
+                     EAPOL_ETHERTYPE, b"\x02\x03\x00\x00")
+    for frame in (forged, eapol):
+        air.medium.receivers(air.medium.endpoints["ap"], frame)
+    drops = air.medium.endpoints["ap"].counters
+    assert drops["dropped: radio frames come from the medium, not the node"] == 2
+
+
+def test_the_control_socket_lives_in_the_nodes_filesystem(air: Air):
+    path = air.root / "var" / "run" / "wpa_supplicant" / "wlan0"
+    assert path.is_socket()
+    air.op("detach", name="sta")
+    assert not path.exists()
