@@ -217,8 +217,8 @@ class Medium:
         self._running = False
 
     def close(self) -> None:
-        for name in list(self.endpoints):
-            self.detach(name)
+        while self.endpoints:  # detaching one end of a pair detaches both
+            self.detach(next(iter(self.endpoints)))
         if self.capture is not None:
             self.capture.close()
             self.capture = None

@@ -287,8 +287,13 @@ class MediumContainer:
         carrier: bool = True,
         addresses: Iterable[str] = (),
         mac: str | None = None,
+        wired: bool = False,
     ) -> None:
         """Give ``node`` (a running container or its id) an interface on this medium.
+
+        ``wired``: put the medium in the middle of the node's existing LAN interface
+        ``ifname`` instead (endpoints ``endpoint`` and ``endpoint.lan``, see
+        radios/endpoint.py); the helper also needs NET_RAW for its packet socket.
 
         Bad arguments raise SpecError before anything is created; a node that cannot take
         the interface raises NodeError, and the interface is not left behind."""
@@ -310,6 +315,8 @@ class MediumContainer:
             command += ["--address", address]
         if mac:
             command += ["--mac", mac]
+        if wired:
+            command.append("--wired")
         try:
             helper = self.client.containers.create(
                 self.image,
@@ -318,7 +325,7 @@ class MediumContainer:
                 labels={**self.labels, identity.ROLE: identity.ROLE_MEDIUM_ENDPOINT},
                 network_mode=f"container:{node_id}",
                 cap_drop=["ALL"],
-                cap_add=["NET_ADMIN"],
+                cap_add=["NET_ADMIN", "NET_RAW"] if wired else ["NET_ADMIN"],
                 devices=["/dev/net/tun:/dev/net/tun:rwm"],
                 security_opt=["no-new-privileges"],
                 environment={"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"},

@@ -8,8 +8,10 @@ tests/integration/test_medium.py.
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,14 @@ import pytest
 
 from pytest_cirque.radios.endpoint import mac_for
 from pytest_cirque.radios.link_model import LinkModel
-from pytest_cirque.radios.medium import Medium, request
+from pytest_cirque.radios.medium import (
+    VNET_F_NEEDS_CSUM,
+    VNET_HEADER,
+    VNET_PLAIN,
+    Medium,
+    internet_checksum,
+    request,
+)
 from pytest_cirque.radios.pcap import read_pcap
 
 BROADCAST = b"\xff" * 6
@@ -255,3 +264,200 @@ def test_requests_over_the_socket(medium: Medium, tmp_path: Path) -> None:
         serving.join(5)
         node_side.close()
     assert not serving.is_alive()
+
+
+# --- wired pairs: a node's TAP and the packet socket on its real LAN interface -----------
+
+
+def ipv4_udp(payload: bytes = b"hello, wire") -> tuple[bytes, int, int]:
+    """An Ethernet frame of IPv4/UDP with a zero UDP checksum, the correct checksum, and
+    the folded pseudo-header sum an offloading sender leaves in its place."""
+    src, dst = bytes([10, 0, 0, 2]), bytes([10, 0, 0, 3])
+    udp = struct.pack("!HHHH", 4000, 5000, 8 + len(payload), 0) + payload
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, src, dst)
+    pseudo = src + dst + struct.pack("!BBH", 0, 17, len(udp))
+    frame_bytes = mac(2) + mac(1) + b"\x08\x00" + header + udp
+    return frame_bytes, naive_checksum(pseudo + udp), ~naive_checksum(pseudo) & 0xFFFF
+
+
+def naive_checksum(data: bytes) -> int:
+    """RFC 1071 the long way, to check the relay's short way against."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def vnet(frame: bytes, flags: int = 0, start: int = 0, offset: int = 0) -> bytes:
+    return VNET_HEADER.pack(flags, 0, 0, 0, start, offset) + frame
+
+
+@pytest.fixture
+def pair(medium: Medium, nodes: dict, carriers: list) -> Iterator[dict[str, socket.socket]]:
+    """Endpoint "n" (the node's TAP) wired to "n.lan" (a packet socket), beside a, b, c,
+    attached through the control op as the attach helper does."""
+    sides, medium_sides = {}, []
+    for name in ("n", "n.lan"):
+        node_side, medium_side = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        node_side.setblocking(False)
+        sides[name] = node_side
+        medium_sides.append(medium_side.detach())
+    carriers.clear()
+    reply = medium.handle(json.dumps({"op": "attach", "name": "n", "peer": "n.lan"}), medium_sides)
+    assert reply == {"ok": True}
+    yield sides
+    for side in sides.values():
+        side.close()
+
+
+def test_a_pair_carries_frames_between_its_ends_only(
+    medium: Medium, nodes: dict, pair: dict
+) -> None:
+    hello = frame(BROADCAST, mac(5))
+    send(medium, "n", hello)
+    assert received(pair["n.lan"]) == [VNET_PLAIN + hello]  # a packet socket wants a header
+    assert all(received(side) == [] for side in nodes.values())
+    send(medium, "n.lan", frame(BROADCAST, mac(6)))
+    assert received(pair["n"]) == [frame(BROADCAST, mac(6))]
+    assert all(received(side) == [] for side in nodes.values())
+    # Nor does the rest of the medium reach into the pair, broadcast or flooded unicast.
+    send(medium, "a", frame(BROADCAST, mac(1)))
+    send(medium, "a", frame(mac(5), mac(1)))
+    assert received(pair["n"]) == [] and received(pair["n.lan"]) == []
+    assert len(received(nodes["b"])) == 2
+
+
+def test_pairs_learn_no_addresses(medium: Medium, nodes: dict, pair: dict) -> None:
+    send(medium, "n.lan", frame(BROADCAST, mac(6)))  # e.g. the LAN's gateway
+    send(medium, "n", frame(BROADCAST, mac(5)))
+    assert medium.endpoints["n"].macs == set() == medium.endpoints["n.lan"].macs
+    received(pair["n"]), received(pair["n.lan"])
+    send(medium, "a", frame(mac(6), mac(1)))
+    assert received(pair["n"]) == [] and received(pair["n.lan"]) == []
+
+
+def test_two_pairs_keep_their_frames_apart(medium: Medium, nodes: dict, pair: dict) -> None:
+    sides = {}
+    for name in ("m", "m.lan"):
+        node_side, medium_side = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        node_side.setblocking(False)
+        sides[name] = node_side
+        medium.attach(name, medium_side.detach(), packet=name.endswith(".lan"),
+                      peer="m" if name == "m.lan" else None)
+    try:
+        for source, target in (("n", "n.lan"), ("n.lan", "n"), ("m", "m.lan"), ("m.lan", "m")):
+            send(medium, source, frame(BROADCAST, mac(9)))
+            everyone = {**pair, **sides}
+            got = {name for name, side in everyone.items() if received(side)}
+            assert got == {target}, f"a frame of {source} reached {got}"
+    finally:
+        for side in sides.values():
+            side.close()
+
+
+def test_the_impairments_of_each_end_apply_to_what_it_sends(
+    medium: Medium, pair: dict, clock: Clock
+) -> None:
+    medium.handle(json.dumps({"op": "node", "name": "n", "latency_ms": 50}))
+    send(medium, "n.lan", frame(BROADCAST, mac(6)))
+    assert len(received(pair["n"])) == 1  # what the node receives is not delayed
+    send(medium, "n", frame(BROADCAST, mac(5)))
+    assert received(pair["n.lan"]) == []
+    clock.now += 0.051
+    medium._deliver_due()
+    assert len(received(pair["n.lan"])) == 1
+
+
+def test_only_the_tap_of_a_pair_has_a_carrier_to_switch(
+    medium: Medium, pair: dict, carriers: list
+) -> None:
+    tap = medium.endpoints["n"].fd
+    assert carriers == [(tap, True)]
+    medium.handle('{"op": "reset"}')
+    medium.set_endpoint_carrier("n.lan", False)  # no ioctl on a socket
+    assert [fd for fd, _ in carriers] == [tap]
+    assert medium.endpoints["n.lan"].carrier is False
+    assert medium.endpoints["n"].peer == "n.lan" and medium.endpoints["n.lan"].peer == "n"
+
+
+def test_detaching_either_end_detaches_the_pair(medium: Medium, pair: dict) -> None:
+    medium.detach("n.lan")
+    assert "n" not in medium.endpoints and "n.lan" not in medium.endpoints
+    assert {"n", "n.lan"}.isdisjoint(medium.model.nodes)
+    assert pair["n"].recv(10) == b"" and pair["n.lan"].recv(10) == b""  # both closed
+
+
+def test_a_failed_read_on_one_end_detaches_the_pair(
+    medium: Medium, pair: dict, tmp_path: Path
+) -> None:
+    fd = medium.endpoints["n.lan"].fd
+    # Its interface went with the node's namespace: reads fail (here: a directory's).
+    directory = os.open(tmp_path, os.O_RDONLY)
+    os.dup2(directory, fd)
+    os.close(directory)
+    medium._on_readable(fd)
+    assert "n" not in medium.endpoints and "n.lan" not in medium.endpoints
+
+
+def test_a_packet_socket_frame_is_read_without_its_header_and_with_its_checksum(
+    medium: Medium, pair: dict
+) -> None:
+    udp, checksum, pseudo_sum = ipv4_udp()
+    start, offset = 14 + 20, 6
+    # As a neighbour with checksum offload sends it: the field holds the pseudo-header sum.
+    partial = bytearray(udp)
+    struct.pack_into("!H", partial, start + offset, pseudo_sum)
+    pair["n.lan"].send(vnet(bytes(partial), VNET_F_NEEDS_CSUM, start, offset))
+    pair["n.lan"].send(vnet(udp))  # nothing to complete: passed as it is
+    medium._on_readable(medium.endpoints["n.lan"].fd)
+    completed, plain = received(pair["n"])
+    assert struct.unpack_from("!H", completed, start + offset)[0] == checksum
+    assert completed[: start + offset] == udp[: start + offset]
+    assert completed[start + offset + 2 :] == udp[start + offset + 2 :]
+    assert plain == udp
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 1499, 1500, 65535])
+def test_internet_checksum_agrees_with_rfc_1071(size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    assert internet_checksum(data) == naive_checksum(data)
+    assert internet_checksum(bytes(size)) == 0xFFFF  # all zeros: the sum is zero
+
+
+@pytest.mark.parametrize(
+    ("line", "fds", "message"),
+    [
+        ({"op": "attach", "name": "p", "peer": "p.lan"}, 1, "needs two descriptors"),
+        ({"op": "attach", "name": "p", "peer": "a"}, 2, "a name is taken"),
+        ({"op": "attach", "name": "p", "peer": "p"}, 2, "a name is taken"),
+    ],
+)
+def test_a_bad_pair_attaches_nothing_and_closes_its_descriptors(
+    medium: Medium, nodes: dict, line: dict, fds: int, message: str
+) -> None:
+    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(fds)]
+    reply = medium.handle(json.dumps(line), [medium_side.detach() for _, medium_side in pairs])
+    assert reply["ok"] is False and message in reply["error"]
+    assert set(medium.endpoints) == {"a", "b", "c"}
+    for node_side, _ in pairs:
+        assert node_side.recv(10) == b""  # the medium kept no descriptor
+        node_side.close()
+
+
+def test_a_pair_whose_tap_cannot_attach_leaves_nothing(medium: Medium, nodes: dict) -> None:
+    def refuse(fd: int, on: bool) -> None:
+        raise OSError(25, "Inappropriate ioctl for device")
+
+    medium._switch_carrier = refuse
+    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(2)]
+    reply = medium.handle(
+        json.dumps({"op": "attach", "name": "p", "peer": "p.lan"}),
+        [medium_side.detach() for _, medium_side in pairs],
+    )
+    assert reply["ok"] is False and reply["kind"] == "NodeError"
+    assert set(medium.endpoints) == {"a", "b", "c"} and "p.lan" not in medium.model.nodes
+    for node_side, _ in pairs:
+        assert node_side.recv(10) == b""
+        node_side.close()
