@@ -264,6 +264,8 @@ class Home:
             extra = f" {net.ipv6_subnet}" if net.ipv6_subnet else ""
             kind = "isolated" if net.describe()["isolated"] == "true" else net.driver
             lines.append(f"  network {net.name}: {net.subnet}{extra} ({kind})")
+        for kind, medium in list(self.media.items()):
+            lines += medium.topology_lines(kind)
         for name, node in list(self.nodes.items()):
             info = node.describe()
             caps = ", ".join(c["name"] for c in info["capabilities"]) or "-"

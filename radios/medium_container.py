@@ -414,6 +414,29 @@ class MediumContainer:
             raise kind(reply.get("error", f"medium {self.name}: {op} refused"))
         return reply
 
+    def topology_lines(self, kind: str) -> list[str]:
+        """This medium in a home's topology summary: its endpoints, and for WiFi each
+        access point and station with its state."""
+        try:
+            status = self.status()
+            lines = [f"  medium {kind} ({self.phy}): {', '.join(status['endpoints']) or '-'}"]
+            if self.wifi:
+                wifi = self.request("wifi_status")
+                for name, ap in wifi["aps"].items():
+                    lines.append(
+                        f"    ap {name}: {ap['ssid']!r} {ap['security']} channel "
+                        f"{ap['channel']} bssid {ap['bssid']}"
+                    )
+                for name, station in wifi["stations"].items():
+                    joined = ""
+                    if station["bssid"]:
+                        joined = f" to {station['ssid']!r} ({station['bssid']})"
+                    address = f" {station['ip_address']}" if station["ip_address"] else ""
+                    lines.append(f"    station {name}: {station['wpa_state']}{joined}{address}")
+        except errors.CirqueError as exc:
+            return [f"  medium {kind}: (unavailable: {exc})"]
+        return lines
+
     def move(self, endpoint: str, position: Iterable[float]) -> None:
         self.request("move", name=endpoint, position=[float(c) for c in position])
 

@@ -272,3 +272,16 @@ def test_an_unknown_access_point_is_a_clear_error(make_home):
         wifi.access_point(home["sta"])
     with pytest.raises(KeyError, match="has no node 'nope'"):
         home["nope"]
+    with pytest.raises(wifi.ProvisioningError) as failure:
+        wifi.scan(home["sta"], "nobody-serves-this", timeout=1)
+    assert failure.value.step == "scan"
+    assert "SSID 'nobody-serves-this' not found within 1 s (heard: home)" in str(failure.value)
+
+
+def test_the_topology_shows_the_air(make_home):
+    home = make_home({"ap": ap_node(), "sta": station()})
+    wifi.associate(home["sta"], wifi.access_point(home["ap"]))
+    topology = home.topology()
+    assert "medium wifi (802.11g): ap, sta" in topology
+    assert re.search(r"ap ap: 'home' WPA2-PSK channel 6 bssid \S+", topology)
+    assert re.search(r"station sta: COMPLETED to 'home' \(\S+\)", topology)
