@@ -1,71 +1,53 @@
-"""TrafficControl: a worse network on the node's LAN interface (loss, rate, latency, jitter).
+"""TrafficControl: a worse network on the node's LAN interface (loss, latency, jitter, rate).
 
 Parameters (Cirque's ``latencyMs`` and ``loss``, plus ``jitterMs`` and ``rateKbit``):
 
-- ``loss``: percent 0..100 of round trips through the node that are lost. Each packet is
-  dropped independently in each direction (iptables ``statistic`` on INPUT and OUTPUT) with
-  probability ``1 - sqrt(1 - loss/100)``, so a ping to or from the node loses ``loss``
-  percent, and a one-way stream loses that per-direction share. Done with iptables on every
-  kernel, netem or not, so the meaning never depends on the host.
-- ``rateKbit``: what the node sends is shaped to this rate (tbf on its egress).
-- ``latencyMs`` and ``jitterMs``: added to what the node sends (netem delay). They need the
-  kernel's netem qdisc; without it they are refused when the spec is parsed.
+- ``loss``: percent 0..100 of round trips through the node that are lost. Each frame is
+  dropped independently in each direction with probability ``1 - sqrt(1 - loss/100)``, so
+  a ping to or from the node loses ``loss`` percent, and a one-way stream loses that
+  per-direction share.
+- ``latencyMs``: added to every frame the node sends, as netem on its egress would: a
+  round trip through the node grows by ``latencyMs`` once, whichever side starts it.
+- ``jitterMs``: the added latency varies per frame (normal, this standard deviation,
+  never below zero). Frames never overtake each other, unlike netem's jitter, which
+  reorders them: a test sees the spread without reordering.
+- ``rateKbit``: what the node sends leaves at this rate (Ethernet bytes counted); a frame
+  that would wait longer than the medium's queue (100 ms) is dropped, as by a full shaper.
 
-Everything is applied through ``node.run_netadmin``: a helper container in the node's
-network namespace with NET_ADMIN, so the node's image needs neither tc nor iptables.
+One mechanism on every host: the node's LAN interface runs through the home's userspace
+"lan" medium (radios/medium.py), whose link model applies all four. The attach helper
+(radios/endpoint.py, ``--wired``) renames Docker's veth ``eth0`` to ``eth0-lan``, gives a
+TAP named ``eth0`` its MAC address, MTU, addresses and routes, and hands the relay the
+TAP and a packet socket on ``eth0-lan`` as a pair: endpoint ``<node>`` carries what the
+node sends (loss, latency, jitter, rate), ``<node>.lan`` what it receives (loss). The
+node keeps its interface name, address (``node.ip``), default route and Docker's DNS.
+
+netem is not used even where the kernel has it (many CI kernels lack it): a latency
+means the same on every host, and loss, latency and rate come from one place instead of
+iptables, netem and tbf with their different queues. The cost is a userspace hop: well
+under a millisecond on a round trip, and one relay process for the home's shaped nodes.
+A packet a neighbour on the same host sent with segmentation offload arrives whole (up
+to 64 KiB) and is handed to the node whole, as a large receive: loss drops all of it.
+
+Docker gives a restarted node a new network namespace: ``restarted`` wires the new one.
+``stop`` detaches the pair; the TAP goes, ``eth0-lan`` stays until the container goes.
 """
 
 from __future__ import annotations
 
-import functools
-import gzip
+import contextlib
 import math
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_cirque.capabilities.base import Capability, NodeRuntime, Params, register, subject
-from pytest_cirque.errors import CapabilityUnavailable
+from pytest_cirque.capabilities.base import Capability, NodeRuntime, Params, register
+from pytest_cirque.errors import CirqueError
+from pytest_cirque.radios.endpoint import PEER_SUFFIX
 
-#: Forces netem detection: "1" (the engine's kernel has sch_netem) or "0" (it has not).
-NETEM_ENV = "CIRQUE_NETEM"
 #: Interface the home's LAN appears as in every node.
 DEFAULT_INTERFACE = "eth0"
-#: How long tbf may queue a packet before dropping it.
-TBF_LATENCY_MS = 200
-
-
-@functools.cache
-def netem_available() -> bool:
-    """Whether the kernel has the netem qdisc, read once from the host (no privilege needed).
-
-    Checks a loaded module, the kernel config, then the module tree; ``CIRQUE_NETEM`` wins
-    when the Docker engine's kernel is not this host's.
-    """
-    forced = os.environ.get(NETEM_ENV)
-    if forced in ("0", "1"):
-        return forced == "1"
-    if os.path.isdir("/sys/module/sch_netem"):
-        return True
-    release = os.uname().release
-    for config_path, opener in (("/proc/config.gz", gzip.open), (f"/boot/config-{release}", open)):
-        try:
-            with opener(config_path, "rt") as config:
-                for line in config:
-                    if line.startswith("CONFIG_NET_SCH_NETEM="):
-                        return line.strip().split("=", 1)[1] in ("y", "m")
-                return False
-        except OSError:
-            continue
-    modules = f"/lib/modules/{release}"
-    try:
-        with open(f"{modules}/modules.builtin") as builtin:
-            if "sch_netem.ko" in builtin.read():
-                return True
-    except OSError:
-        pass
-    sched = f"{modules}/kernel/net/sched"
-    return os.path.isdir(sched) and any(n.startswith("sch_netem.ko") for n in os.listdir(sched))
+#: The home's medium every TrafficControl node is wired through.
+LAN_MEDIUM = "lan"
 
 
 def drop_probability(loss_percent: float) -> float:
@@ -75,7 +57,7 @@ def drop_probability(loss_percent: float) -> float:
 
 @register
 class TrafficControl(Capability):
-    """Loss and rate on every kernel; latency and jitter where netem exists."""
+    """Loss, latency, jitter and rate on the node's LAN, through the home's LAN medium."""
 
     name = "TrafficControl"
 
@@ -118,52 +100,48 @@ class TrafficControl(Capability):
             )
         if jitter and not latency:
             raise reader.error("jitterMs", "needs latencyMs: jitter varies the added latency")
-        if (latency or jitter) and not netem_available():
-            raise CapabilityUnavailable(
-                f"{subject(where, cls.name)} latencyMs/jitterMs need the kernel's "
-                "netem qdisc (sch_netem), which this host lacks; latency and jitter on the "
-                "LAN arrive with the userspace LAN medium of the radio work: remove them, "
-                f"keep loss and rateKbit, or set {NETEM_ENV}=1 if the Docker engine's "
-                "kernel has netem"
-            )
         return cls(latency, jitter, loss, rate, interface)
 
-    def netadmin_script(self) -> str:
-        """The shell script that sets this up in the node's network namespace."""
-        dev = self.interface
-        lines = ["set -e"]
-        if self.latency_ms or self.rate_kbit is not None:
-            lines.append(f"tc qdisc del dev {dev} root 2>/dev/null || true")
-        shaper_parent = "root"
-        if self.latency_ms:
-            delay = f"delay {self.latency_ms:g}ms"
-            if self.jitter_ms:
-                delay += f" {self.jitter_ms:g}ms distribution normal"
-            lines.append(f"tc qdisc add dev {dev} root handle 1: netem {delay}")
-            shaper_parent = "parent 1:1"
-        if self.rate_kbit is not None:
-            rate_bytes = self.rate_kbit * 1000 / 8
-            # Small enough that a transfer sees the configured rate, at least two full
-            # frames so tbf can send one at all.
-            burst = max(3200, int(rate_bytes / 50))
-            lines.append(
-                f"tc qdisc add dev {dev} {shaper_parent} handle 10: tbf "
-                f"rate {self.rate_kbit:g}kbit burst {burst} latency {TBF_LATENCY_MS}ms"
-            )
-        if self.loss:
-            probability = f"{drop_probability(self.loss):.6f}"
-            for tool in ("iptables", "ip6tables"):
-                for chain, direction in (("INPUT", "-i"), ("OUTPUT", "-o")):
-                    lines.append(
-                        f"{tool} -w -I {chain} {direction} {dev} -m statistic --mode random "
-                        f"--probability {probability} -j DROP"
-                    )
-        return "\n".join(lines) + "\n"
+    @property
+    def has_work(self) -> bool:
+        """Whether anything is impaired: a TrafficControl of zeros leaves the LAN alone."""
+        return bool(self.latency_ms or self.loss or self.rate_kbit is not None)
+
+    def impairments(self, endpoint: str) -> dict[str, dict[str, Any]]:
+        """What the medium applies to each end of the node's pair (``set_node`` fields):
+        all of it to what the node sends, the loss also to what it receives."""
+        drop = drop_probability(self.loss)
+        return {
+            endpoint: {
+                "loss": drop,
+                "latency_ms": self.latency_ms,
+                "jitter_ms": self.jitter_ms,
+                "rate_kbit": self.rate_kbit,
+            },
+            endpoint + PEER_SUFFIX: {"loss": drop},
+        }
 
     def start(self, node: NodeRuntime) -> None:
-        if self.latency_ms or self.loss or self.rate_kbit is not None:
-            node.run_netadmin(self.netadmin_script())
+        if not self.has_work:
+            return
+        medium = node.medium(LAN_MEDIUM)
+        medium.attach(node.container_id, node.name, ifname=self.interface, wired=True)
+        for endpoint, impairment in self.impairments(node.name).items():
+            medium.set_node(endpoint, **impairment)
 
     def restarted(self, node: NodeRuntime) -> None:
-        # The qdiscs and iptables rules lived in the old network namespace.
+        if not self.has_work:
+            return
+        # The old pair lived in the old namespace; the relay may not have noticed yet.
+        self._detach(node)
         self.start(node)
+
+    def stop(self, node: NodeRuntime) -> None:
+        if self.has_work:
+            self._detach(node)
+
+    @staticmethod
+    def _detach(node: NodeRuntime) -> None:
+        """Detach the node's pair; nothing when it is gone already (or the medium is)."""
+        with contextlib.suppress(CirqueError):
+            node.medium(LAN_MEDIUM).detach(node.name)

@@ -102,8 +102,10 @@ KERNEL_FEATURES: tuple[KernelFeature, ...] = (
     KernelFeature(
         "tun",
         ("tun",),
-        "userspace radio media can give nodes TAP interfaces (wlan0, wpan0)",
-        "no TAP devices: the WiFi and Thread media cannot attach radios to nodes",
+        "userspace media can give nodes TAP interfaces (wlan0, wpan0, and eth0 for "
+        "TrafficControl)",
+        "no TAP devices: the WiFi and Thread media cannot attach radios to nodes, and "
+        "TrafficControl cannot wire a node's LAN through the LAN medium",
         device="dev/net/tun",
     ),
     KernelFeature(
@@ -125,24 +127,27 @@ KERNEL_FEATURES: tuple[KernelFeature, ...] = (
     KernelFeature(
         "tbf",
         ("sch_tbf",),
-        "TrafficControl rateKbit shapes the node's LAN interface with tbf",
-        "TrafficControl rateKbit is unavailable",
+        "tbf is present but not needed: TrafficControl rateKbit is shaped in the userspace "
+        "LAN medium",
+        "no tbf, and none needed: TrafficControl rateKbit is shaped in the userspace LAN medium",
         probe="tc qdisc add dev lo root tbf rate 1mbit burst 32kbit latency 400ms",
     ),
     KernelFeature(
         "netem",
         ("sch_netem",),
-        "TrafficControl latencyMs/jitterMs use netem on the node's LAN interface "
-        "(loss always uses the iptables statistic match)",
-        "no netem: TrafficControl latencyMs/jitterMs are refused (latency and jitter come "
-        "from userspace media); loss (iptables statistic) and rateKbit (tbf) still work",
+        "netem is present but not needed: TrafficControl latencyMs/jitterMs come from the "
+        "userspace LAN medium, so they mean the same on every host",
+        "no netem, and none needed: TrafficControl latencyMs/jitterMs work through the "
+        "userspace media (the home's LAN medium), as do its loss and rateKbit",
         probe="tc qdisc add dev lo root netem delay 1ms",
     ),
     KernelFeature(
         "iptables-statistic",
         ("xt_statistic",),
-        "TrafficControl loss drops packets with the iptables statistic match",
-        "TrafficControl loss is unavailable (it needs the iptables statistic match)",
+        "the iptables statistic match is present (TrafficControl loss needs it no longer: "
+        "the userspace LAN medium drops frames)",
+        "no iptables statistic match, and none needed: TrafficControl loss is applied in "
+        "the userspace LAN medium",
         probe="iptables -w -A OUTPUT -m statistic --mode random --probability 0.5 -j ACCEPT",
         iptables_match="statistic",
     ),

@@ -315,8 +315,14 @@ class MediumContainer:
             command += ["--address", address]
         if mac:
             command += ["--mac", mac]
+        sysctls = None
         if wired:
             command.append("--wired")
+            if self._has_ipv6(node_id):
+                # The TAP that becomes eth0 takes the namespace's default, which Docker
+                # leaves at "IPv6 disabled" (it enables IPv6 on eth0 alone). Only runc, as
+                # the helper starts, may write it: the helper's /proc/sys is read-only.
+                sysctls = {"net.ipv6.conf.default.disable_ipv6": "0"}
         try:
             helper = self.client.containers.create(
                 self.image,
@@ -326,6 +332,7 @@ class MediumContainer:
                 network_mode=f"container:{node_id}",
                 cap_drop=["ALL"],
                 cap_add=["NET_ADMIN", "NET_RAW"] if wired else ["NET_ADMIN"],
+                sysctls=sysctls,
                 devices=["/dev/net/tun:/dev/net/tun:rwm"],
                 security_opt=["no-new-privileges"],
                 environment={"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"},
@@ -378,6 +385,14 @@ class MediumContainer:
                 network = next(c for c in candidates if not any(c.overlaps(t) for t in taken))
             self._subnets[owner] = network
             return str(network)
+
+    def _has_ipv6(self, node_id: str) -> bool:
+        """Whether the node has an IPv6 address on one of its Docker networks."""
+        try:
+            networks = self.client.api.inspect_container(node_id)["NetworkSettings"]["Networks"]
+        except (docker.errors.APIError, KeyError, TypeError):
+            return False
+        return any((net or {}).get("GlobalIPv6Address") for net in (networks or {}).values())
 
     def detach(self, endpoint: str) -> None:
         """Remove the endpoint's interface from its node."""

@@ -12,6 +12,7 @@ import pty
 import re
 import shutil
 import socket
+import statistics
 import struct
 import subprocess
 import zlib
@@ -21,11 +22,10 @@ from pathlib import Path
 import pytest
 
 from pytest_cirque import identity
-from pytest_cirque.capabilities import traffic_control
 from pytest_cirque.capabilities.interactive import shell_command
 from pytest_cirque.capabilities.weave import DEFAULT_TARGET
 from pytest_cirque.docker_backend import Backend
-from pytest_cirque.errors import CapabilityUnavailable, SpecError
+from pytest_cirque.errors import SpecError
 from pytest_cirque.home import Home
 from pytest_cirque.node import Node
 from pytest_cirque.service import Cirque
@@ -87,26 +87,113 @@ def test_lan_access_nodes_reach_each_other_and_plain_nodes_only_the_gateway(serv
 
 
 # ---- TrafficControl -----------------------------------------------------------------------
+#
+# Every impairment goes through the home's userspace LAN medium (no netem, on any kernel).
+# Bounds are statistical and wide, yet a capability that did nothing, or the wrong thing,
+# fails them: without the medium a round trip between two nodes takes well under 10 ms.
 
 PINGS = 200
-# Round-trip loss 50% over 200 pings: received ~ Binomial(200, 0.5), mean 100, sd 7.07.
-# [57, 143] is mean +- 6 sd: outside it by chance about once in 500 million runs.
-LOSS_BOUNDS = (57, 143)
+# Round-trip loss 30% over 400 pings: received ~ Binomial(400, 0.7), mean 280, sd 9.2.
+# [235, 325] is mean +- 5 sd: outside it by chance about once in two million runs. No loss
+# (400), loss in one direction only (~335) and loss applied twice per direction (~196) all
+# fall outside.
+LOSS_PERCENT = 30
+LOSS_PINGS = 400
+LOSS_BOUNDS = (235, 325)
+LATENCY_MS = 50
+#: A round trip through a node with LATENCY_MS: netem's meaning, the latency once.
+LATENCY_BOUNDS = (45.0, 80.0)
+#: A round trip on the plain LAN, and through the medium without latency.
+BASELINE_MAX_MS = 10.0
 
 
-def test_loss_50_percent_loses_half_the_round_trips_both_ways(service: Cirque):
+def round_trips(node: Node, address: str, count: int = 20) -> list[float]:
+    """Round-trip times in ms of ``count`` pings, after one that resolves the address
+    (its ARP exchange crosses the medium too, and would count twice)."""
+    node.wait_until(lambda: can_ping(node, address), f"a first ping to {address}")
+    result = node.exec(f"ping -n -c {count} -i 0.2 -W 2 {address}", timeout=60)
+    assert "DUP!" not in result.stdout, f"duplicated replies: {result.stdout!r}"
+    times = [float(t) for t in re.findall(r"time=([\d.]+) ms", result.stdout)]
+    assert len(times) == count, f"{len(times)}/{count} answered: {result.stdout!r}"
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def off_median(values: list[float], ms: float) -> int:
+    """How many values lie more than ``ms`` from their median (a spread that a rare
+    outlier cannot inflate, unlike the standard deviation)."""
+    middle = statistics.median(values)
+    return sum(abs(value - middle) > ms for value in values)
+
+
+def test_latency_adds_once_to_a_round_trip_either_way_and_survives_a_restart(
+    service: Cirque,
+):
     home = service.create_home(
         {
-            "lossy": {"capabilities": ["LanAccess", {"TrafficControl": {"loss": 50}}]},
+            "far": {
+                "capabilities": ["LanAccess", {"TrafficControl": {"latencyMs": LATENCY_MS}}]
+            },
+            "peer": {"capabilities": ["LanAccess"]},
+            "other": {"capabilities": ["LanAccess"]},
+        }
+    )
+    far, peer, other = home["far"], home["peer"], home["other"]
+    baseline = median(round_trips(peer, other.ip))
+    assert baseline < BASELINE_MAX_MS, f"plain LAN round trip {baseline:.2f} ms"
+    low, high = LATENCY_BOUNDS
+    for sender, target in ((far, peer.ip), (peer, far.ip)):
+        rtt = median(round_trips(sender, target))
+        assert low <= rtt <= high, f"{sender.name} -> {target}: median {rtt:.1f} ms"
+    far.restart()
+    rtt = median(round_trips(peer, far.ip))
+    assert low <= rtt <= high, f"after a restart: median {rtt:.1f} ms"
+
+
+def test_jitter_spreads_the_round_trips(service: Cirque):
+    home = service.create_home(
+        {
+            "steady": {
+                "capabilities": ["LanAccess", {"TrafficControl": {"latencyMs": LATENCY_MS}}]
+            },
+            "shaky": {
+                "capabilities": [
+                    "LanAccess",
+                    {"TrafficControl": {"latencyMs": LATENCY_MS, "jitterMs": 20}},
+                ]
+            },
+            "peer": {"capabilities": ["LanAccess"]},
+        }
+    )
+    steady, shaky, peer = home["steady"], home["shaky"], home["peer"]
+    # Each of 60 round trips is delayed by max(0, N(50, 20)) ms one way: a share
+    # P(|N(0, 20)| > 10) = 0.62 lands over 10 ms from the median, Binomial(60, 0.62), mean 37,
+    # sd 3.8; at least 15 is 5.8 sd below. Without jitter hardly any do; a loaded machine
+    # may hold up a few frames, so up to 6 are allowed.
+    spread = off_median(round_trips(shaky, peer.ip, 60), 10)
+    assert spread >= 15, f"jitter 20 ms: only {spread}/60 round trips over 10 ms off the median"
+    calm = off_median(round_trips(steady, peer.ip, 60), 10)
+    assert calm <= 6, f"no jitter, yet {calm}/60 round trips over 10 ms off the median"
+
+
+def test_loss_30_percent_loses_that_share_of_round_trips_both_ways(service: Cirque):
+    home = service.create_home(
+        {
+            "lossy": {
+                "capabilities": ["LanAccess", {"TrafficControl": {"loss": LOSS_PERCENT}}]
+            },
             "peer": {"capabilities": ["LanAccess"]},
         }
     )
     lossy, peer = home["lossy"], home["peer"]
     low, high = LOSS_BOUNDS
-    outgoing = received_pings(lossy, peer.ip, PINGS)
-    assert low <= outgoing <= high, f"{outgoing}/{PINGS} replies from the lossy node's pings"
-    incoming = received_pings(peer, lossy.ip, PINGS)
-    assert low <= incoming <= high, f"{incoming}/{PINGS} replies to pings of the lossy node"
+    outgoing = received_pings(lossy, peer.ip, LOSS_PINGS)
+    assert low <= outgoing <= high, f"{outgoing}/{LOSS_PINGS} replies to the lossy node's pings"
+    incoming = received_pings(peer, lossy.ip, LOSS_PINGS)
+    assert low <= incoming <= high, f"{incoming}/{LOSS_PINGS} replies to pings of the lossy node"
 
 
 def test_loss_100_percent_still_drops_after_stop_start_and_restart(service: Cirque):
@@ -135,6 +222,70 @@ def test_loss_0_percent_loses_nothing(service: Cirque):
         }
     )
     assert received_pings(home["clean"], home["peer"].ip, PINGS) == PINGS
+
+
+def test_a_shaped_node_keeps_its_interface_address_route_and_dns(service: Cirque):
+    home = service.create_home(
+        {
+            "shaped": {"capabilities": ["LanAccess", {"TrafficControl": {"latencyMs": 5}}]},
+            "peer": {"capabilities": ["LanAccess"]},
+        }
+    )
+    shaped, peer = home["shaped"], home["peer"]
+    link = shaped.exec("ip -d -o link show dev eth0", check=True).stdout
+    assert "tun type tap" in link, f"eth0 is not the medium's TAP: {link!r}"
+    addresses = shaped.exec("ip -4 -o address show dev eth0", check=True).stdout
+    assert shaped.ip and f"inet {shaped.ip}/" in addresses, addresses
+    route = shaped.exec("ip -4 route show default", check=True).stdout
+    assert re.search(r"default via \S+ dev eth0\b", route), route
+    assert shaped.exec("getent hosts peer", check=True).stdout.split()[0] == peer.ip
+    assert can_ping(shaped, "peer") and can_ping(peer, "shaped")
+    assert can_ping(shaped, gateway(shaped))
+    lan = shaped.exec("ip -o link show dev eth0-lan", check=True).stdout
+    assert "NOARP" in lan, f"the real interface still answers ARP: {lan!r}"
+
+
+def test_a_shaped_node_on_an_ipv6_lan_keeps_ipv6_and_its_latency(service: Cirque):
+    shaped_spec = ["LanAccess", {"TrafficControl": {"latencyMs": LATENCY_MS}}]
+    home = service.create_home(
+        {
+            "shaped": {"capabilities": shaped_spec, "docker_network": "ipv6"},
+            "peer": {"capabilities": ["LanAccess"], "docker_network": "ipv6"},
+        }
+    )
+    shaped, peer = home["shaped"], home["peer"]
+    assert shaped.ipv6, "the ipv6 network gave the node no IPv6 address"
+    addresses = shaped.exec("ip -6 -o address show dev eth0", check=True).stdout
+    assert f"inet6 {shaped.ipv6[0]}/" in addresses, addresses
+    assert "dev eth0" in shaped.exec("ip -6 route show default", check=True).stdout
+    low, high = LATENCY_BOUNDS
+    rtt = median(round_trips(peer, shaped.ipv6[0]))
+    assert low <= rtt <= high, f"over IPv6: median {rtt:.1f} ms"
+
+
+def test_two_shaped_nodes_share_one_medium_and_keep_their_frames_apart(service: Cirque):
+    home = service.create_home(
+        {
+            "t1": {"capabilities": ["LanAccess", {"TrafficControl": {"latencyMs": LATENCY_MS}}]},
+            "t2": {"capabilities": ["LanAccess", {"TrafficControl": {"latencyMs": 20}}]},
+            "peer": {"capabilities": ["LanAccess"]},
+        }
+    )
+    t1, t2, peer = home["t1"], home["t2"], home["peer"]
+    medium = home.media["lan"]
+    assert list(home.media) == ["lan"]
+    assert set(medium.status()["endpoints"]) == {"t1", "t1.lan", "t2", "t2.lan"}
+    low, high = LATENCY_BOUNDS
+    assert low <= median(round_trips(t1, peer.ip)) <= high
+    assert 15 <= median(round_trips(t2, peer.ip)) <= 45
+    # Between the two, both latencies add up (each on what its node sends).
+    assert 65 <= median(round_trips(t1, t2.ip)) <= 100
+    # t1's traffic with the peer must not reach t2's pair: 100 round trips, and t2's TAP
+    # sees at most the LAN's own broadcasts meanwhile.
+    before = medium.status()["endpoints"]["t2"]["counters"].get("received", 0)
+    assert received_pings(t1, peer.ip, 100) == 100
+    after = medium.status()["endpoints"]["t2"]["counters"].get("received", 0)
+    assert after - before < 10, f"t2's TAP got {after - before} frames of t1's 200"
 
 
 RECEIVER = r"""
@@ -191,8 +342,8 @@ def test_rate_limits_what_the_node_sends(service: Cirque):
         }
     )
     slow, peer = home["slow"], home["peer"]
-    # 3 s at the configured rate. TCP/IP and Ethernet headers take ~5% of what tbf counts,
-    # and the burst lets a few kB through early: the payload rate lands near 950 kbit/s.
+    # 3 s at the configured rate. TCP/IP and Ethernet headers take ~5% of what the medium
+    # counts, and its burst lets a few kB through early: the payload rate lands near 950.
     shaped = transfer_kbit_per_s(slow, peer, 375_000)
     assert 0.6 * RATE_KBIT <= shaped <= 1.1 * RATE_KBIT, f"shaped transfer ran at {shaped:.0f}"
     # The other direction is not shaped: it must run far faster, or the limit proves nothing.
@@ -214,14 +365,6 @@ def test_bad_traffic_control_creates_nothing(service: Cirque, params, expected):
         service.create_home({"ok": {}, "bad": {"capabilities": [{"TrafficControl": params}]}})
     assert expected in str(error.value) and "\n" not in str(error.value)
     assert run_objects(service) == [] and service.homes() == []
-
-
-@pytest.mark.skipif(traffic_control.netem_available(), reason="this kernel has netem")
-def test_latency_without_netem_creates_nothing_and_says_why(service: Cirque):
-    with pytest.raises(CapabilityUnavailable) as error:
-        service.create_home({"n": {"traffic_control": {"latencyMs": 20, "loss": 1}}})
-    assert "netem" in str(error.value) and "userspace LAN medium" in str(error.value)
-    assert run_objects(service) == []
 
 
 # ---- Mount, Weave, Interactive ------------------------------------------------------------

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from pytest_cirque.capabilities import traffic_control
 from pytest_cirque.capabilities import xvnc as xvnc_module
 from pytest_cirque.capabilities.base import REGISTRY, ContainerConfig, Mount, lookup
 from pytest_cirque.capabilities.interactive import Interactive, shell_command
@@ -43,22 +42,6 @@ def one_line(error: pytest.ExceptionInfo) -> str:
     assert "\n" not in message
     assert message.startswith(WHERE)
     return message
-
-
-@pytest.fixture
-def no_netem(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(traffic_control.NETEM_ENV, "0")
-    traffic_control.netem_available.cache_clear()
-    yield
-    traffic_control.netem_available.cache_clear()
-
-
-@pytest.fixture
-def with_netem(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(traffic_control.NETEM_ENV, "1")
-    traffic_control.netem_available.cache_clear()
-    yield
-    traffic_control.netem_available.cache_clear()
 
 
 # --- registry ---------------------------------------------------------------------------
@@ -210,7 +193,7 @@ def test_mount_refuses_a_malformed_pair(tmp_path):
 # --- TrafficControl ----------------------------------------------------------------------
 
 
-def test_traffic_control_negative_latency_is_refused(with_netem):
+def test_traffic_control_negative_latency_is_refused():
     with pytest.raises(SpecError) as error:
         build("TrafficControl", {"latencyMs": -5})
     message = one_line(error)
@@ -244,25 +227,20 @@ def test_traffic_control_bad_values(params, field_name, problem):
     assert f"'{field_name}'" in message and problem in message
 
 
-def test_traffic_control_jitter_needs_latency(with_netem):
+def test_traffic_control_jitter_needs_latency():
     with pytest.raises(SpecError) as error:
         build("TrafficControl", {"jitterMs": 5})
     assert "needs latencyMs" in one_line(error)
 
 
-def test_latency_without_netem_fails_at_spec_time_saying_why(no_netem):
-    with pytest.raises(CapabilityUnavailable) as error:
-        build("TrafficControl", {"latencyMs": 20, "loss": 5})
-    message = one_line(error)
-    assert "netem" in message and "userspace LAN medium" in message
-
-
-def test_zero_latency_needs_no_netem(no_netem):
+def test_latency_and_jitter_are_taken_on_any_kernel():
     tc = build(
         "TrafficControl",
-        TrafficControl.params_from_cirque({"traffic_control": {"latencyMs": 0, "loss": 5}}),
+        TrafficControl.params_from_cirque(
+            {"traffic_control": {"latencyMs": 20, "jitterMs": 5, "loss": 5}}
+        ),
     )
-    assert tc.loss == 5 and tc.latency_ms == 0
+    assert (tc.latency_ms, tc.jitter_ms, tc.loss) == (20, 5, 5)
 
 
 def test_loss_is_split_evenly_over_both_directions():
@@ -272,23 +250,15 @@ def test_loss_is_split_evenly_over_both_directions():
         assert math.isclose(round_trip_loss, percent / 100)
 
 
-def test_loss_and_rate_script(no_netem):
-    tc = build("TrafficControl", {"loss": 50, "rateKbit": 1000})
-    script = tc.netadmin_script()
-    assert "netem" not in script
-    assert "tbf rate 1000kbit" in script
-    p = f"{drop_probability(50):.6f}"
-    for rule in ("-I INPUT -i eth0", "-I OUTPUT -o eth0"):
-        assert f"iptables -w {rule} -m statistic --mode random --probability {p} -j DROP" in script
-        assert f"ip6tables -w {rule}" in script
-
-
-def test_latency_script_with_netem(with_netem):
-    tc = build("TrafficControl", {"latencyMs": 20, "jitterMs": 5, "rateKbit": 512})
-    script = tc.netadmin_script()
-    assert "root handle 1: netem delay 20ms 5ms" in script
-    assert "parent 1:1 handle 10: tbf rate 512kbit" in script
-    assert "iptables" not in script
+def test_everything_applies_to_what_the_node_sends_and_loss_also_to_what_it_receives():
+    tc = build("TrafficControl", {"latencyMs": 20, "jitterMs": 5, "loss": 50, "rateKbit": 512})
+    drop = drop_probability(50)
+    assert tc.impairments("sensor") == {
+        "sensor": {"loss": drop, "latency_ms": 20, "jitter_ms": 5, "rate_kbit": 512},
+        "sensor.lan": {"loss": drop},
+    }
+    unlimited = build("TrafficControl", {"latencyMs": 20}).impairments("sensor")["sensor"]
+    assert unlimited["rate_kbit"] is None and unlimited["loss"] == 0
 
 
 @dataclass
@@ -302,9 +272,16 @@ class RecordingNode:
 
     sidecars: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
+    lan: RecordingMedium | None = None
 
     def run_netadmin(self, script: str, timeout: float = 30) -> Any:
         self.scripts.append(script)
+
+    def medium(self, kind: str) -> RecordingMedium:
+        assert kind == "lan"
+        if self.lan is None:
+            self.lan = RecordingMedium()
+        return self.lan
 
     def start_sidecar(self, role: str, image: str, **options: Any) -> str:
         self.events.append(f"start {role}")
@@ -327,28 +304,61 @@ class Result:
     stderr: str
 
 
-def test_traffic_control_applies_through_netadmin_only_when_it_has_work(no_netem):
-    node = RecordingNode()
-    build("TrafficControl", {"loss": 0}).start(node)
-    assert node.scripts == []
-    build("TrafficControl", {"loss": 3}).start(node)
-    assert len(node.scripts) == 1 and "statistic" in node.scripts[0]
+@dataclass
+class RecordingMedium:
+    """Stands in for the home's LAN medium: records attach, set_node and detach."""
+
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    attached: set[str] = field(default_factory=set)
+
+    def attach(self, node: Any, endpoint: str, **options: Any) -> None:
+        self.calls.append(("attach", node, endpoint, options))
+        self.attached.add(endpoint)
+
+    def set_node(self, endpoint: str, **impairment: Any) -> None:
+        self.calls.append(("set_node", endpoint, impairment))
+
+    def detach(self, endpoint: str) -> None:
+        self.calls.append(("detach", endpoint))
+        if endpoint not in self.attached:
+            raise SpecError(f"medium: no endpoint {endpoint!r}")
+        self.attached.discard(endpoint)
 
 
-def test_traffic_control_is_set_up_again_after_a_restart(no_netem):
+def test_traffic_control_wires_the_node_through_the_lan_medium_only_when_it_has_work():
     node = RecordingNode()
-    tc = build("TrafficControl", {"loss": 3})
+    build("TrafficControl", {"loss": 0, "latencyMs": 0}).start(node)
+    assert node.lan is None and node.scripts == []
+    tc = build("TrafficControl", {"latencyMs": 50})
     tc.start(node)
+    assert node.lan.calls == [
+        ("attach", "c0ffee", "sensor", {"ifname": "eth0", "wired": True}),
+        ("set_node", "sensor", tc.impairments("sensor")["sensor"]),
+        ("set_node", "sensor.lan", {"loss": 0.0}),
+    ]
+    assert node.scripts == []  # no qdisc, no iptables: the medium does it all
+
+
+def test_traffic_control_wires_the_new_namespace_after_a_restart():
+    node = RecordingNode()
+    tc = build("TrafficControl", {"loss": 3, "interface": "eth1"})
+    tc.start(node)
+    node.lan.attached.clear()  # the relay dropped the old pair when its namespace went
     tc.restarted(node)
-    assert len(node.scripts) == 2 and node.scripts[0] == node.scripts[1]
+    assert [call[0] for call in node.lan.calls] == [
+        "attach", "set_node", "set_node", "detach", "attach", "set_node", "set_node"
+    ]
+    assert node.lan.calls[4][3] == {"ifname": "eth1", "wired": True}
 
 
-def test_netem_detection_can_be_forced(monkeypatch):
-    for value, expected in (("1", True), ("0", False)):
-        monkeypatch.setenv(traffic_control.NETEM_ENV, value)
-        traffic_control.netem_available.cache_clear()
-        assert traffic_control.netem_available() is expected
-    traffic_control.netem_available.cache_clear()
+def test_traffic_control_stop_detaches_and_never_raises_for_a_gone_pair():
+    node = RecordingNode()
+    tc = build("TrafficControl", {"rateKbit": 64})
+    tc.start(node)
+    tc.stop(node)
+    assert node.lan.calls[-1] == ("detach", "sensor") and not node.lan.attached
+    tc.stop(node)  # gone already: nothing to undo, nothing raised
+    build("TrafficControl", {}).stop(RecordingNode())  # never started: no medium asked for
 
 
 # --- Weave -------------------------------------------------------------------------------

@@ -90,6 +90,18 @@ def test_a_probe_that_ran_decides_over_host_files(tmp_path: Path) -> None:
     assert ipvlan.detail.startswith("works")
 
 
+def test_without_netem_tbf_or_statistic_traffic_control_still_works_in_full() -> None:
+    """TrafficControl goes through the userspace LAN medium: the report must not call its
+    latency, rate or loss unavailable on a kernel without these."""
+    netem = feature("netem").if_missing
+    assert "latencyMs/jitterMs work through the userspace media" in netem
+    for name in ("netem", "tbf", "iptables-statistic"):
+        meaning = feature(name).if_missing
+        assert "none needed" in meaning
+        assert "unavailable" not in meaning and "refused" not in meaning
+    assert "TrafficControl" in feature("tun").if_missing
+
+
 def test_a_loadable_module_without_a_probe_is_a_warning_naming_modprobe(tmp_path: Path) -> None:
     host = HostKernel(modular_tree(tmp_path), RELEASE, never_asked)
     check = doctor.kernel_check(feature("ipvlan"), host, None)
