@@ -12,7 +12,9 @@ Parameters (Cirque's ``latencyMs`` and ``loss``, plus ``jitterMs`` and ``rateKbi
   never below zero). Frames never overtake each other, unlike netem's jitter, which
   reorders them: a test sees the spread without reordering.
 - ``rateKbit``: what the node sends leaves at this rate (Ethernet bytes counted); a frame
-  that would wait longer than the medium's queue (100 ms) is dropped, as by a full shaper.
+  that would wait longer than the medium's queue (100 ms) is dropped, as by a bottleneck
+  router: TCP learns of it as loss (a local shaper such as tbf told TCP at once), and
+  still reaches about 96% of the rate as payload (measured at 1000 kbit/s).
 
 One mechanism on every host: the node's LAN interface runs through the home's userspace
 "lan" medium (radios/medium.py), whose link model applies all four. The attach helper

@@ -342,12 +342,15 @@ def test_rate_limits_what_the_node_sends(service: Cirque):
         }
     )
     slow, peer = home["slow"], home["peer"]
-    # 3 s at the configured rate. TCP/IP and Ethernet headers take ~5% of what the medium
-    # counts, and its burst lets a few kB through early: the payload rate lands near 950.
-    shaped = transfer_kbit_per_s(slow, peer, 375_000)
-    assert 0.6 * RATE_KBIT <= shaped <= 1.1 * RATE_KBIT, f"shaped transfer ran at {shaped:.0f}"
+    # 6 s at the configured rate. TCP/IP and Ethernet headers take ~5% of what the medium
+    # counts: the payload rate lands near 965 kbit/s (measured). The medium drops what
+    # would wait over its 100 ms queue, as a bottleneck router does, and TCP learns of it
+    # as loss: a retransmission timeout on a loaded machine costs a few hundred ms, which
+    # the lower bound leaves room for. No limit, or a unit off by 8, falls outside.
+    shaped = transfer_kbit_per_s(slow, peer, 750_000)
+    assert 0.5 * RATE_KBIT <= shaped <= 1.1 * RATE_KBIT, f"shaped transfer ran at {shaped:.0f}"
     # The other direction is not shaped: it must run far faster, or the limit proves nothing.
-    unshaped = transfer_kbit_per_s(peer, slow, 375_000)
+    unshaped = transfer_kbit_per_s(peer, slow, 750_000)
     assert unshaped > 5 * RATE_KBIT, f"unshaped transfer ran at only {unshaped:.0f} kbit/s"
 
 
