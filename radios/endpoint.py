@@ -18,7 +18,9 @@ the interface, its addresses, its default route and Docker's DNS; every frame no
 the medium. ``eth0-lan`` itself is mute: no ARP, no IPv6 address, and a raw-table DROP for
 everything arriving on it, so the node's stack never answers there or takes a packet
 there, only the relay sees what arrives (packet sockets read before netfilter). This needs
-NET_RAW besides NET_ADMIN, and iptables.
+NET_RAW besides NET_ADMIN, and iptables; on an IPv6 LAN the helper must start with
+net.ipv6.conf.default.disable_ipv6=0, or the TAP could not take eth0's IPv6 addresses
+(MediumContainer.attach sees to both).
 
     python3 -m pytest_cirque.radios.endpoint --name sta1 --ifname wlan0 --socket ...
     python3 -m pytest_cirque.radios.endpoint --name n1 --ifname eth0 --wired --socket ...
