@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,8 +104,14 @@ class Air:
 
 
 @pytest.fixture
-def air(tmp_path: Path) -> Iterator[Air]:
-    air = Air(tmp_path)
+def air() -> Iterator[Air]:
+    # A short directory: the socket path inside the node's root must fit sun_path.
+    with tempfile.TemporaryDirectory(prefix="cq-", dir="/tmp") as short:
+        air = Air(Path(short))
+        yield from _setup(air)
+
+
+def _setup(air: Air) -> Iterator[Air]:
     air.attach("ap")
     air.attach("sta", position=(10, 0, 0), carrier=False)
     air.op("wifi_ap", name="ap", mac=AP_MAC, ssid="home", psk=PSK)
