@@ -268,18 +268,18 @@ def associate(
     if network_id is None:
         network_id = configure_network(station, ssid, psk, hidden)
     ctrl(station, f"SELECT_NETWORK {network_id}")
-    seen_log = len(control_log(station, tail=10_000).splitlines())
 
     def done() -> dict[str, str] | str | None:
         now = status(station)
         if now.get("wpa_state") == "COMPLETED" and now.get("ssid") == ssid:
             return now
-        lines = control_log(station, tail=10_000).splitlines()[seen_log:]
-        if any("reason=WRONG_KEY" in line for line in lines):
-            return "wrong key"
+        # A failed handshake disables the network for a while: LIST_NETWORKS shows it.
+        for line in ctrl(station, "LIST_NETWORKS").splitlines()[1:]:
+            if line.split("\t", 1)[0] == str(network_id) and "[TEMP-DISABLED]" in line:
+                return "wrong key"
         return None
 
-    result, _ = _wait(done, timeout)
+    result, _ = _wait(done, timeout, interval=0.1)
     if result == "wrong key":
         raise _failure(
             station,
@@ -335,8 +335,10 @@ def ping(
     deadline_s: float | None = None,
 ) -> PingResult:
     """Ping ``target`` from the station; fails when more than ``max_loss`` (0..1) is lost."""
+    # -W (wait per reply), not -w (a deadline): with -w, ping stops once it has ``count``
+    # replies and counts requests still in flight as lost.
     deadline = deadline_s or count * interval + 5
-    command = ["ping", "-n", "-c", str(count), "-i", str(interval), "-w", str(int(deadline))]
+    command = ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "2"]
     result = station.exec([*command, target], timeout=deadline + 10)
     sent = re.search(r"(\d+) packets transmitted, (\d+) received", result.stdout)
     rtts = [float(m) for m in re.findall(r"time=([\d.]+) ms", result.stdout)]

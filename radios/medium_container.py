@@ -434,7 +434,8 @@ class MediumContainer:
         access point and station with its state."""
         try:
             status = self.status()
-            lines = [f"  medium {kind} ({self.phy}): {', '.join(status['endpoints']) or '-'}"]
+            endpoints = ", ".join(sorted(status["endpoints"])) or "-"
+            lines = [f"  medium {kind} ({self.phy}): {endpoints}"]
             if self.wifi:
                 wifi = self.request("wifi_status")
                 for name, ap in wifi["aps"].items():

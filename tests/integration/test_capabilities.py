@@ -171,12 +171,13 @@ def test_jitter_spreads_the_round_trips(service: Cirque):
     steady, shaky, peer = home["steady"], home["shaky"], home["peer"]
     # Each of 60 round trips is delayed by max(0, N(50, 20)) ms one way: a share
     # P(|N(0, 20)| > 10) = 0.62 lands over 10 ms from the median, Binomial(60, 0.62), mean 37,
-    # sd 3.8; at least 15 is 5.8 sd below. Without jitter hardly any do; a loaded machine
-    # may hold up a few frames, so up to 6 are allowed.
+    # sd 3.8; at least 24 is 3.4 sd below. Without jitter hardly any do, but a loaded
+    # 2-core machine holds up some frames (7 of 60 seen), so up to 14 are allowed: the two
+    # bounds stay apart, and a jitter that did nothing still fails.
     spread = off_median(round_trips(shaky, peer.ip, 60), 10)
-    assert spread >= 15, f"jitter 20 ms: only {spread}/60 round trips over 10 ms off the median"
+    assert spread >= 24, f"jitter 20 ms: only {spread}/60 round trips over 10 ms off the median"
     calm = off_median(round_trips(steady, peer.ip, 60), 10)
-    assert calm <= 6, f"no jitter, yet {calm}/60 round trips over 10 ms off the median"
+    assert calm <= 14, f"no jitter, yet {calm}/60 round trips over 10 ms off the median"
 
 
 def test_loss_30_percent_loses_that_share_of_round_trips_both_ways(service: Cirque):
