@@ -22,6 +22,7 @@ import json
 import re
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,29 @@ def summary(values: list[float]) -> dict[str, float]:
         "p90": round(ordered[len(ordered) * 9 // 10], 3),
         "mean": round(statistics.fmean(values), 3),
     }
+
+
+def configured_vs_measured(
+    set_latency: Callable[[float], None],
+    rtts: Callable[[int, float], list[float]],
+    pings: int,
+) -> list[dict[str, float]]:
+    """Median RTT for each one-way latency of LATENCIES_MS set on both directions of a
+    link (``set_latency``), measured by ``rtts(count, interval)``; latency 0 at the end."""
+    rows = []
+    for configured in LATENCIES_MS:
+        set_latency(configured)
+        measured = statistics.median(rtts(max(20, pings // 5), max(0.01, configured / 500)))
+        rows.append(
+            {
+                "configured_one_way_ms": configured,
+                "configured_rtt_ms": 2 * configured,
+                "measured_rtt_median_ms": round(measured, 3),
+                "error_ms": round(measured - 2 * configured, 3),
+            }
+        )
+    set_latency(0)
+    return rows
 
 
 def tcp_throughput(
@@ -188,21 +212,11 @@ def run(pings: int, seconds: float) -> dict[str, Any]:
         wired = summary(ping_rtts(nodes["n1"], wired_n2, pings))
         medium_rtt = summary(ping_rtts(nodes["n1"], WLAN["n2"], pings))
 
-        latency = []
-        for configured in LATENCIES_MS:
-            medium.set_link("n1", "n2", latency_ms=configured)
-            interval = max(0.01, configured / 500)
-            rtts = ping_rtts(nodes["n1"], WLAN["n2"], max(20, pings // 5), interval)
-            measured = statistics.median(rtts)
-            latency.append(
-                {
-                    "configured_one_way_ms": configured,
-                    "configured_rtt_ms": 2 * configured,
-                    "measured_rtt_median_ms": round(measured, 3),
-                    "error_ms": round(measured - 2 * configured, 3),
-                }
-            )
-        medium.set_link("n1", "n2", latency_ms=0)
+        latency = configured_vs_measured(
+            lambda ms: medium.set_link("n1", "n2", latency_ms=ms),
+            lambda count, interval: ping_rtts(nodes["n1"], WLAN["n2"], count, interval),
+            pings,
+        )
 
         throughput_airtime = tcp_throughput(medium, nodes, seconds)
         medium.set_medium(airtime=False)

@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import time
 from typing import Any
 
-from bench_medium import CPU_USAGE, LATENCIES_MS, PORT, SINK, SOURCE, summary
+from bench_medium import CPU_USAGE, PORT, SINK, SOURCE, configured_vs_measured, summary
 from machine import machine, write_result
 
 from pytest_cirque import wifi
@@ -79,21 +78,11 @@ def run(pings: int, seconds: float) -> dict[str, Any]:
             wired = summary(ping_rtts(sta, over_wire, pings))
             air = summary(ping_rtts(sta, over_air, pings))
 
-            latency = []
-            for configured in LATENCIES_MS:
-                medium.set_link("sta", "ap", latency_ms=configured)
-                interval = max(0.01, configured / 500)
-                rtts = ping_rtts(sta, over_air, max(20, pings // 5), interval)
-                measured = statistics.median(rtts)
-                latency.append(
-                    {
-                        "configured_one_way_ms": configured,
-                        "configured_rtt_ms": 2 * configured,
-                        "measured_rtt_median_ms": round(measured, 3),
-                        "error_ms": round(measured - 2 * configured, 3),
-                    }
-                )
-            medium.set_link("sta", "ap", latency_ms=0)
+            latency = configured_vs_measured(
+                lambda ms: medium.set_link("sta", "ap", latency_ms=ms),
+                lambda count, interval: ping_rtts(sta, over_air, count, interval),
+                pings,
+            )
 
             with_airtime = tcp(home, over_air, seconds)
             medium.set_medium(airtime=False)

@@ -90,6 +90,24 @@ class _Radio(Capability):
     def mac_of(self, node: NodeRuntime) -> str:
         return self.mac or mac_for(f"{node.container_id[:12]}-{node.name}")
 
+    def attach(
+        self, node: NodeRuntime, carrier: bool, addresses: list[str] | None = None
+    ) -> tuple[Any, str]:
+        """Give the node its wlan0 on the home's WiFi medium; returns the medium and the
+        interface's MAC address."""
+        medium = node.medium(MEDIUM)
+        mac = self.mac_of(node)
+        medium.attach(
+            node.container_id,
+            node.name,
+            ifname=INTERFACE,
+            position=self.position,
+            carrier=carrier,
+            addresses=addresses or [],
+            mac=mac,
+        )
+        return medium, mac
+
     def stop(self, node: NodeRuntime) -> None:
         # The node may be gone, and the medium with it: nothing is left to undo then.
         with contextlib.suppress(CirqueError):
@@ -128,16 +146,7 @@ class WiFi(_Radio):
             config.lan_segment = None
 
     def start(self, node: NodeRuntime) -> None:
-        medium = node.medium(MEDIUM)
-        mac = self.mac_of(node)
-        medium.attach(
-            node.container_id,
-            node.name,
-            ifname=INTERFACE,
-            position=self.position,
-            carrier=False,
-            mac=mac,
-        )
+        medium, mac = self.attach(node, carrier=False)
         medium.request("wifi_station", name=node.name, mac=mac, pid=node.host_pid())
 
 
@@ -226,25 +235,15 @@ class WiFiAP(_Radio):
         config.sysctls["net.ipv4.ip_forward"] = "1"
 
     def start(self, node: NodeRuntime) -> None:
-        medium = node.medium(MEDIUM)
-        mac = self.mac_of(node)
+        addresses = []
         if self.mode == "router":
+            medium = node.medium(MEDIUM)
             self.network = ipaddress.ip_network(
                 medium.claim_subnet(node.name, self.subnet, AUTO_SUBNETS, FIRST_AUTO_SUBNET)
             )
             self.address = str(self.network.network_address + 1)
             addresses = [f"{self.address}/{self.network.prefixlen}"]
-        else:
-            addresses = []
-        medium.attach(
-            node.container_id,
-            node.name,
-            ifname=INTERFACE,
-            position=self.position,
-            carrier=True,
-            addresses=addresses,
-            mac=mac,
-        )
+        medium, mac = self.attach(node, carrier=True, addresses=addresses)
         medium.request(
             "wifi_ap",
             name=node.name,

@@ -16,35 +16,18 @@ import statistics
 import struct
 import subprocess
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pytest_cirque import identity
 from pytest_cirque.capabilities.interactive import shell_command
 from pytest_cirque.capabilities.weave import DEFAULT_TARGET
-from pytest_cirque.docker_backend import Backend
 from pytest_cirque.errors import SpecError
 from pytest_cirque.home import Home
 from pytest_cirque.node import Node
 from pytest_cirque.service import Cirque
 
-
-def run_objects(service: Cirque) -> list[str]:
-    """Every Docker object labelled with the service's run id."""
-    found = Backend(service.client).find([f"{identity.RUN}={service.run_id}"])
-    return sorted(f"{o.kind}:{o.name}" for o in found)
-
-
-@pytest.fixture
-def service() -> Iterator[Cirque]:
-    svc = Cirque(worker=os.environ.get("PYTEST_XDIST_WORKER", "main"))
-    try:
-        yield svc
-    finally:
-        svc.close()
-        assert run_objects(svc) == [], "objects left behind"
+from .conftest import run_objects
 
 
 def can_ping(node: Node, address: str, count: int = 1) -> bool:

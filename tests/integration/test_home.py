@@ -3,7 +3,6 @@ teardown that always completes, and bad input that leaves nothing behind."""
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,23 +24,7 @@ from pytest_cirque.errors import (
 )
 from pytest_cirque.service import Cirque
 
-
-def run_objects(service: Cirque) -> list[str]:
-    """Names of every Docker object labelled with the service's run id."""
-    found = Backend(service.client).find([f"{identity.RUN}={service.run_id}"])
-    return sorted(f"{o.kind}:{o.name}" for o in found)
-
-
-@pytest.fixture
-def service() -> Iterator[Cirque]:
-    svc = Cirque(worker=os.environ.get("PYTEST_XDIST_WORKER", "main"))
-    try:
-        yield svc
-    finally:
-        svc.close()
-        leftovers = run_objects(svc)
-        assert leftovers == [], f"objects left behind: {leftovers}"
-
+from .conftest import run_objects
 
 EVENTS: list[str] = []
 

@@ -14,31 +14,18 @@ import pytest
 import tenacity
 
 from pytest_cirque import identity, networks
-from pytest_cirque.docker_backend import Backend, BackgroundExec
+from pytest_cirque.docker_backend import BackgroundExec
 from pytest_cirque.errors import CirqueError
 from pytest_cirque.home import Home
 from pytest_cirque.netns import NamespaceHelper
 from pytest_cirque.node import Node
 from pytest_cirque.service import Cirque
 
+from .conftest import run_objects
+
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 #: Networks created (and removed) while the segments ping each other.
 CHURNED_NETWORKS = 10
-
-
-def run_objects(service: Cirque) -> list[str]:
-    found = Backend(service.client).find([f"{identity.RUN}={service.run_id}"])
-    return sorted(f"{o.kind}:{o.name}" for o in found)
-
-
-@pytest.fixture
-def service() -> Iterator[Cirque]:
-    svc = Cirque(worker=WORKER)
-    try:
-        yield svc
-    finally:
-        svc.close()
-        assert run_objects(svc) == []
 
 
 def reaches(node: Node, address: str) -> bool:

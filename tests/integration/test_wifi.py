@@ -5,35 +5,20 @@ checks)."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 
 import pytest
 
-from pytest_cirque import identity, wifi
-from pytest_cirque.docker_backend import Backend
+from pytest_cirque import wifi
 from pytest_cirque.errors import SpecError
 from pytest_cirque.home import Home
 from pytest_cirque.node import Node
 from pytest_cirque.service import Cirque
 
+from .conftest import run_objects
+
 PSK = "correct horse"
-
-
-def run_objects(service: Cirque) -> list[str]:
-    found = Backend(service.client).find([f"{identity.RUN}={service.run_id}"])
-    return sorted(f"{o.kind}:{o.name}" for o in found)
-
-
-@pytest.fixture
-def service() -> Iterator[Cirque]:
-    svc = Cirque(worker=os.environ.get("PYTEST_XDIST_WORKER", "main"))
-    try:
-        yield svc
-    finally:
-        svc.close()
-        assert run_objects(svc) == [], "objects left behind"
 
 
 @pytest.fixture
