@@ -380,6 +380,73 @@ def run_probes(client, image: str) -> dict[str, tuple[bool, str]]:
     return parse_probe_output(output)
 
 
+def wifi_medium_check(client, image: str) -> Check:
+    """Whether the engine runs a WiFi medium as the home does: no network, every
+    capability dropped but SYS_PTRACE, in the host's pid namespace, from where it serves
+    a station's control socket inside the node (/proc/<pid>/root). Tried against a
+    sleeping stand-in node; both containers are removed after."""
+    from pytest_cirque import identity
+
+    run = identity.RunIdentity.create(worker="doctor")
+    home_id = run.home_id("doctor")
+    method = "helper containers (a node, and a medium with pid=host and only SYS_PTRACE)"
+    meaning = "WiFi stations get the wpa_supplicant control socket inside their nodes"
+    created = []
+    try:
+        node = client.containers.create(
+            image,
+            entrypoint=["sleep", str(PROBE_TIMEOUT_S)],
+            command=[],
+            name=identity.object_name(home_id, "wifi-node"),
+            labels=run.labels(home_id, identity.ROLE_NODE),
+            network_mode="none",
+        )
+        created.append(node)
+        node.start()
+        node.reload()
+        pid = node.attrs["State"]["Pid"]
+        medium = client.containers.create(
+            image,
+            entrypoint=["sh", "-c", f"test -d /proc/{pid}/root/proc && echo reachable"],
+            command=[],
+            name=identity.object_name(home_id, "wifi-medium"),
+            labels=run.labels(home_id, identity.ROLE_MEDIUM),
+            network_mode="none",
+            pid_mode="host",
+            cap_drop=["ALL"],
+            cap_add=["SYS_PTRACE"],
+            security_opt=["no-new-privileges"],
+        )
+        created.append(medium)
+        medium.start()
+        medium.wait(timeout=PROBE_TIMEOUT_S)
+        output = medium.logs(stdout=True, stderr=True).decode(errors="replace").strip()
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Check(
+            "wifi-medium",
+            ERROR,
+            f"the engine refused the helpers: {first}",
+            "no WiFi homes: the engine forbids the host's pid namespace (user-namespace "
+            "remapping or a policy); homes without WiFi are unaffected",
+            method,
+        )
+    finally:
+        for container in created:
+            container.remove(force=True)
+    if "reachable" in output:
+        detail = "nodes' filesystems reachable from a medium"
+        return Check("wifi-medium", OK, detail, meaning, method)
+    return Check(
+        "wifi-medium",
+        ERROR,
+        f"a medium cannot reach a node's files: {output or 'no output'}",
+        "no WiFi control sockets in nodes: a security module (AppArmor, SELinux, Yama "
+        "ptrace_scope 3) forbids it",
+        method,
+    )
+
+
 # --- the other checks -------------------------------------------------------------------
 
 
@@ -605,6 +672,8 @@ def run_checks(
     host = host or HostKernel()
     for feature in KERNEL_FEATURES:
         checks.append(kernel_check(feature, host, probes.get(feature.name)))
+    if client is not None and probes:
+        checks.append(wifi_medium_check(client, base.tag))
     checks.append(mmdebstrap_check())
     checks.append(nofile_check())
     return checks

@@ -154,3 +154,9 @@ def test_a_broken_recipe_is_an_error_line_not_a_crash(
     checks = doctor.image_checks(client, root)
     assert [c.status for c in checks] == [doctor.ERROR, doctor.ERROR]
     assert "FROM cycle" in checks[0].detail
+
+
+def test_the_engine_can_run_a_wifi_medium(checks: dict[str, doctor.Check]) -> None:
+    check = checks["wifi-medium"]
+    assert (check.status, check.detail) == (doctor.OK, "nodes' filesystems reachable from a medium")
+    assert "only SYS_PTRACE" in check.method
