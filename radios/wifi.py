@@ -735,6 +735,12 @@ class Station:
         if self.state != "COMPLETED" or self.bss is None or self.network is None:
             return
         now = self.medium.clock()
+        timer = self._timers.get("link")
+        if timer is not None and now - timer.at > LINK_CHECK_S:
+            # The relay itself was held up (a loaded host): the beacons it owes are due
+            # now, so silence says nothing about the AP. Look again next round.
+            self._later("link", LINK_CHECK_S, self._check_link)
+            return
         current = self.heard.get(self.bss)
         if current is None or now - current.last_seen > BEACON_LOSS_S:
             self.event(f"CTRL-EVENT-BEACON-LOSS bssid={mac_text(self.bss)}")

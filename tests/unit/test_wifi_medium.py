@@ -211,6 +211,16 @@ def test_out_of_range_drops_the_association_and_back_in_range_restores_it(air: A
     assert air.status("sta")["wpa_state"] == "COMPLETED"
 
 
+def test_a_held_up_relay_is_not_mistaken_for_beacon_loss(air: Air):
+    join(air)
+    air.run(1.0)
+    assert air.status("sta")["wpa_state"] == "COMPLETED"
+    air.clock.now += 3.0  # the relay's loop did not run for 3 s: no beacons were sent
+    air.run(0.5)
+    assert air.status("sta")["wpa_state"] == "COMPLETED"
+    assert "BEACON-LOSS" not in air.log("sta")
+
+
 def test_radio_frames_from_a_node_are_refused(air: Air):
     forged = ethernet(bytes(6 * [0xFF]), bytes.fromhex("020000000002"), MGMT_ETHERTYPE, b"\x01")
     eapol = ethernet(bytes.fromhex("020000000001"), bytes.fromhex("020000000002"),
