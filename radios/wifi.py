@@ -412,7 +412,7 @@ class Station:
         self.endpoint = endpoint
         self.mac = mac
         self.ifname = ifname
-        self.interface = CtrlInterface(self, clock=medium.clock)
+        self.interface = CtrlInterface(self, clock=medium.clock, ifname=ifname)
         self.socket: ControlSocket | None = None
         self.state = "DISCONNECTED"
         self.heard: dict[bytes, Bss] = {}
@@ -423,7 +423,6 @@ class Station:
         self.ip_address: str | None = None
         self.user_disconnected = False
         self.scanning = False
-        self._scan_started = 0.0
         self._attempts = 0
         self._timers: dict[str, Timer] = {}
 
@@ -558,7 +557,6 @@ class Station:
 
     def _scan(self) -> None:
         self.scanning = True
-        self._scan_started = self.medium.clock()
         if self.state in ("DISCONNECTED", "INACTIVE"):
             self.state = "SCANNING"
         self.event(EV_SCAN_STARTED)
