@@ -11,10 +11,11 @@ Parameters (Cirque's ``latencyMs`` and ``loss``, plus ``jitterMs`` and ``rateKbi
 - ``jitterMs``: the added latency varies per frame (normal, this standard deviation,
   never below zero). Frames never overtake each other, unlike netem's jitter, which
   reorders them: a test sees the spread without reordering.
-- ``rateKbit``: what the node sends leaves at this rate (Ethernet bytes counted); a frame
-  that would wait longer than the medium's queue (100 ms) is dropped, as by a bottleneck
-  router: TCP learns of it as loss (a local shaper such as tbf told TCP at once), and
-  still reaches about 96% of the rate as payload (measured at 1000 kbit/s).
+- ``rateKbit``: what the node sends leaves at this rate (Ethernet bytes counted). A node
+  ahead of its rate is not read until it falls back (the medium's back-pressure), so its
+  frames wait in its own interface's queue and its TCP slows down without loss, as with
+  a local shaper such as tbf: about 96% of the rate arrives as payload (measured at 1000
+  and 20000 kbit/s, with no frame dropped).
 
 One mechanism on every host: the node's LAN interface runs through the home's userspace
 "lan" medium (radios/medium.py), whose link model applies all four. The attach helper

@@ -48,6 +48,10 @@ from pytest_cirque.radios.pcap import PcapWriter
 TUNSETCARRIER = 0x400454E2
 #: Frames read from one endpoint before the relay looks at the others again.
 READ_BATCH = 64
+#: A sender this far ahead of its rate or of the air is not read until it falls back:
+#: its frames wait in its own interface's queue and its stack slows down, as a NIC's flow
+#: control makes it, instead of the relay dropping them once its queue is full.
+BACKLOG_S = 0.004
 MAX_FRAME = 65536
 #: What one read of a packet socket may return: a virtio-net header and a frame the
 #: sender's segmentation offload left whole (up to 64 KiB of IP packet).
@@ -119,6 +123,8 @@ class Endpoint:
     #: The descriptor is an AF_PACKET socket with virtio-net headers, not a TAP: frames
     #: carry a header both ways, and there is no carrier to switch.
     packet: bool = False
+    #: Not read for now: it is ahead of its rate or the air (see BACKLOG_S).
+    held: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -249,6 +255,8 @@ class Medium:
                 self.detach(source.name)
                 return
             self.relay(source, from_vnet(frame) if source.packet else frame)
+            if source.held:
+                return
 
     def relay(self, source: Endpoint, frame: bytes) -> None:
         """Put one frame the node behind ``source`` sent on the air."""
@@ -289,6 +297,8 @@ class Medium:
         if isinstance(waited, Decision):
             self._drop(source, waited.reason)
             return
+        if waited > BACKLOG_S:
+            self._hold(source, waited - BACKLOG_S)
         for receiver in receivers:
             decision = self.model.receive(source.name, receiver.name, len(frame), now, waited)
             if not decision.deliver:
@@ -298,6 +308,22 @@ class Medium:
             else:
                 entry = (now + decision.delay, next(self._sequence), receiver, frame)
                 heapq.heappush(self._due, entry)
+
+    def _hold(self, endpoint: Endpoint, seconds: float) -> None:
+        """Stop reading ``endpoint`` for ``seconds``: back-pressure on its node."""
+        if endpoint.held or endpoint.fd < 0 or self._by_fd.get(endpoint.fd) is not endpoint:
+            return
+        endpoint.held = True
+        endpoint.counters["held"] += 1
+        self._selector.unregister(endpoint.fd)
+        self.call_later(seconds, lambda: self._release(endpoint))
+
+    def _release(self, endpoint: Endpoint) -> None:
+        if not endpoint.held:
+            return
+        endpoint.held = False
+        if endpoint.fd >= 0 and self._by_fd.get(endpoint.fd) is endpoint:
+            self._selector.register(endpoint.fd, selectors.EVENT_READ, self._on_readable)
 
     def deliver(self, receiver: Endpoint, frame: bytes) -> None:
         """A frame reached ``receiver``: hand it to its node (a subclass may take frames
@@ -368,7 +394,9 @@ class Medium:
 
     def detach(self, name: str) -> None:
         endpoint = self._endpoint(name)
-        self._selector.unregister(endpoint.fd)
+        if not endpoint.held:
+            self._selector.unregister(endpoint.fd)
+        endpoint.held = False
         del self._by_fd[endpoint.fd]
         for mac in endpoint.macs:
             del self._by_mac[mac]

@@ -327,10 +327,10 @@ def test_rate_limits_what_the_node_sends(service: Cirque):
     )
     slow, peer = home["slow"], home["peer"]
     # 6 s at the configured rate. TCP/IP and Ethernet headers take ~5% of what the medium
-    # counts: the payload rate lands near 965 kbit/s (measured). The medium drops what
-    # would wait over its 100 ms queue, as a bottleneck router does, and TCP learns of it
-    # as loss: a retransmission timeout on a loaded machine costs a few hundred ms, which
-    # the lower bound leaves room for. No limit, or a unit off by 8, falls outside.
+    # counts: the payload rate lands near 965 kbit/s (measured). The medium holds the node
+    # back rather than dropping (back-pressure), so TCP slows down without loss; the lower
+    # bound leaves room for a loaded machine's stalls. No limit, or a unit off by 8, falls
+    # outside.
     shaped = transfer_kbit_per_s(slow, peer, 750_000)
     assert 0.5 * RATE_KBIT <= shaped <= 1.1 * RATE_KBIT, f"shaped transfer ran at {shaped:.0f}"
     # The other direction is not shaped: it must run far faster, or the limit proves nothing.

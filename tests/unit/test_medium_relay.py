@@ -461,3 +461,28 @@ def test_a_pair_whose_tap_cannot_attach_leaves_nothing(medium: Medium, nodes: di
     for node_side, _ in pairs:
         assert node_side.recv(10) == b""
         node_side.close()
+
+
+def test_a_sender_ahead_of_its_rate_is_held_back_not_dropped(
+    medium: Medium, nodes: dict, clock: Clock
+) -> None:
+    """Back-pressure: the relay stops reading a node that is ahead of its rate, so its
+    frames wait in its own queue (its stack slows down) instead of being dropped."""
+    medium.model.set_node("a", rate_kbit=1000)  # a 1514-byte frame every 12 ms
+    node_a = nodes["a"]
+    big = frame(mac(2), mac(1), b"x" * 1500)
+    for _ in range(40):  # 480 ms of frames at once: far beyond the 100 ms queue
+        node_a.send(big)
+    delivered = 0
+    for _ in range(200):  # the relay loop, cranked by hand: a held node is not read
+        if not medium.endpoints["a"].held:
+            medium._on_readable(medium.endpoints["a"].fd)
+        clock.now += 0.005
+        medium._deliver_due()
+        medium._run_timers()
+        delivered += len(received(nodes["b"]))
+    assert delivered == 40
+    assert dict(medium.drops) == {}
+    counters = medium.endpoints["a"].counters
+    assert counters["held"] > 0 and counters["sent"] == 40
+    assert not medium.endpoints["a"].held
