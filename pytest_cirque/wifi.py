@@ -148,36 +148,30 @@ def _ap_capability(node: Node) -> WiFiAP:
     raise NodeError(f"node {node.name} is not an access point; give it the WiFiAP capability")
 
 
-def _failure(
-    station: Node, step: str, message: str, capture: bool = True
-) -> ProvisioningError:
-    saved = None
-    if capture:
-        try:
-            target = Path(tempfile.mkdtemp(prefix="cirque-air-")) / f"{station.name}-{step}.pcap"
-            saved = medium_of(station).save_capture(target)
-        except (CirqueError, OSError):
-            saved = None
+def _failure(station: Node, step: str, message: str) -> ProvisioningError:
+    """The error of a failed step, with the station's control log and the air so far."""
+    try:
+        target = Path(tempfile.mkdtemp(prefix="cirque-air-")) / f"{station.name}-{step}.pcap"
+        saved = medium_of(station).save_capture(target)
+    except (CirqueError, OSError):
+        saved = None
     log = f"--- control interface of {station.name} ---\n{control_log(station)}"
     return ProvisioningError(
         f"station {station.name}: {step}: {message}", step=step, log=log, capture=saved
     )
 
 
-def _wait(
-    what: Callable[[], Any], timeout: float, interval: float = 0.05
-) -> tuple[Any, float]:
-    """Poll ``what()`` until truthy; returns (value, seconds). None value at the deadline."""
-    start = time.monotonic()
+def _wait(what: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Poll ``what()`` until it returns something truthy, and return that; None at the
+    deadline (the caller says what it waited for)."""
     try:
-        value = tenacity.Retrying(
+        return tenacity.Retrying(
             stop=tenacity.stop_after_delay(timeout),
             wait=tenacity.wait_fixed(interval),
             retry=tenacity.retry_if_result(lambda result: not result),
         )(what)
     except tenacity.RetryError:
-        value = None
-    return value, time.monotonic() - start
+        return None
 
 
 # --- the four steps ---------------------------------------------------------------------
@@ -192,7 +186,7 @@ def scan(station: Node, ssid: str, timeout: float = SCAN_TIMEOUT_S) -> dict[str,
             return None
         return best_result(ctrl(station, "SCAN_RESULTS"), ssid)
 
-    entry, _ = _wait(found, timeout, interval=0.15)
+    entry = _wait(found, timeout, interval=0.15)
     if entry is None:
         seen = sorted({r["ssid"] for r in parse_scan_results(ctrl(station, "SCAN_RESULTS"))})
         raise _failure(
@@ -279,7 +273,7 @@ def associate(
                 return "wrong key"
         return None
 
-    result, _ = _wait(done, timeout, interval=0.1)
+    result = _wait(done, timeout, interval=0.1)
     if result == "wrong key":
         raise _failure(
             station,
