@@ -36,7 +36,7 @@ from pytest_cirque.capabilities.base import (
 )
 from pytest_cirque.errors import CirqueError, NodeError, SpecError
 from pytest_cirque.radios.endpoint import mac_for
-from pytest_cirque.radios.wifi import check_ap, mac_bytes
+from pytest_cirque.radios.wifi import ap_problem, mac_bytes
 
 #: The medium every WiFi node of a home shares.
 MEDIUM = "wifi"
@@ -210,11 +210,9 @@ class WiFiAP(_Radio):
         position = _position(read)
         mac = _mac(read)
         read.done()
-        try:
-            check_ap(ssid, psk, channel if channel is not None else 6, "")
-        except SpecError as exc:
-            field = "ssid" if "SSID" in str(exc) else "psk" if "PSK" in str(exc) else "channel"
-            raise read.error(field, str(exc).lstrip(": ")) from None
+        problem = ap_problem(ssid, psk, channel if channel is not None else 6)
+        if problem:
+            raise read.error(*problem)
         return cls(
             ssid,
             psk,

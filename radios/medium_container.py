@@ -173,6 +173,7 @@ class MediumContainer:
         self._session_lock = threading.Lock()
         self._captures = 0
         #: Subnets handed out by claim_subnet, by owner.
+        self._subnets_lock = threading.Lock()
         self._subnets: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
 
     # --- lifecycle ------------------------------------------------------------------
@@ -370,7 +371,7 @@ class MediumContainer:
     ) -> str:
         """A subnet for ``owner`` (an AP's wlan0) that no other owner on this medium has:
         ``wanted`` when given, else the ``first``-th /24 of ``pool`` or the next free one."""
-        with self._session_lock:
+        with self._subnets_lock:
             taken = {net for name, net in self._subnets.items() if name != owner}
             if wanted is not None:
                 network = ipaddress.ip_network(wanted)

@@ -186,19 +186,26 @@ def mac_bytes(text: str, where: str) -> bytes:
     return mac
 
 
-def check_ap(ssid: str, psk: str | None, channel: int, where: str) -> bytes:
-    """The SSID as bytes, or a SpecError saying what is wrong with the AP's settings."""
-    raw = ssid.encode() if isinstance(ssid, str) else b""
-    problem = ssid_error(raw) if isinstance(ssid, str) else "must be a string"
+def ap_problem(ssid: str, psk: str | None, channel: int) -> tuple[str, str] | None:
+    """The first wrong field of an AP's settings and what is wrong with it, or None."""
+    problem = ssid_error(ssid.encode()) if isinstance(ssid, str) else "must be a string"
     if problem:
-        raise SpecError(f"{where}: SSID {ssid!r} {problem}")
+        return "ssid", f"SSID {ssid!r} {problem}"
     if psk is not None:
         problem = passphrase_error(psk) if isinstance(psk, str) else "must be a string"
         if problem:
-            raise SpecError(f"{where}: PSK {problem}; give 8 to 63 characters, or none (open)")
+            return "psk", f"PSK {problem}; give 8 to 63 characters, or none (open)"
     if not isinstance(channel, int) or isinstance(channel, bool) or not 1 <= channel <= 196:
-        raise SpecError(f"{where}: channel {channel!r} is not a WiFi channel (1..14, 36..165)")
-    return raw
+        return "channel", f"channel {channel!r} is not a WiFi channel (1..14, 36..165)"
+    return None
+
+
+def check_ap(ssid: str, psk: str | None, channel: int, where: str) -> bytes:
+    """The SSID as bytes, or a SpecError saying what is wrong with the AP's settings."""
+    problem = ap_problem(ssid, psk, channel)
+    if problem:
+        raise SpecError(f"{where}: {problem[1]}")
+    return ssid.encode()
 
 
 # --- access point ---------------------------------------------------------------------
@@ -374,17 +381,25 @@ class AccessPoint:
 
     # --- data -----------------------------------------------------------------------
 
+    def serves(self, station: Station) -> bool:
+        """Whether ``station`` is in this BSS now: associated here and authorized."""
+        return (
+            station.bss == self.bssid
+            and station.state == "COMPLETED"
+            and self.authorized(station.mac)
+        )
+
     def downlink(self, frame: bytes, exclude: Endpoint | None = None) -> list[Endpoint]:
-        """Which stations a data frame from this AP goes to: every authorized one for
+        """Which stations a data frame from this AP goes to: every one it serves for
         broadcast, the one owning the destination address otherwise."""
-        members = [
-            s.endpoint
-            for s in self.medium.stations.values()
-            if s.bss == self.bssid and s.state == "COMPLETED" and self.authorized(s.mac)
-        ]
         if frame[0] & 1:
-            return [e for e in members if e is not exclude]
-        return [e for e in members if self.medium.stations[e.name].mac == frame[0:6]]
+            return [
+                s.endpoint
+                for s in self.medium.stations.values()
+                if s.endpoint is not exclude and self.serves(s)
+            ]
+        station = self.medium.radio(frame[0:6])
+        return [station.endpoint] if isinstance(station, Station) and self.serves(station) else []
 
 
 # --- station --------------------------------------------------------------------------
@@ -927,13 +942,13 @@ class WifiMedium(Medium):
             return None
         return receivers
 
+    def radio(self, mac: bytes) -> AccessPoint | Station | None:
+        """The access point or station whose radio has this address."""
+        return self._by_radio_mac.get(mac)
+
     def _ap_of(self, station: Station) -> AccessPoint | None:
-        if station.state != "COMPLETED" or station.bss is None:
-            return None
-        ap = self._by_radio_mac.get(station.bss)
-        if isinstance(ap, AccessPoint) and ap.authorized(station.mac):
-            return ap
-        return None
+        ap = self._by_radio_mac.get(station.bss) if station.bss is not None else None
+        return ap if isinstance(ap, AccessPoint) and ap.serves(station) else None
 
     def _ap_received(self, ap: AccessPoint, frame: bytes) -> None:
         """A station's data frame reached its AP: for the AP's node, for another station
@@ -942,9 +957,7 @@ class WifiMedium(Medium):
         if not isinstance(sender, Station) or self._ap_of(sender) is not ap:
             self._drop(ap.endpoint, "not from an associated station")
             return
-        exclude = sender.endpoint
-        others = ap.downlink(frame, exclude=exclude) if frame[0:6] != ap.bssid else []
-        others = [e for e in others if e is not exclude]
+        others = ap.downlink(frame, exclude=sender.endpoint) if frame[0:6] != ap.bssid else []
         if others:
             self.transmit(ap.endpoint, frame, others)
         if frame[0] & 1 or not others:

@@ -185,6 +185,13 @@ def _check_length(what: str, value: bytes, length: int) -> None:
         raise ValueError(f"{what} must be {length} bytes, got {len(value)}")
 
 
+def _check_party(pmk: bytes, aa: bytes, spa: bytes) -> None:
+    """The PMK and both addresses of a handshake have their lengths."""
+    _check_length("PMK", pmk, PMK_LENGTH)
+    _check_length("authenticator address", aa, MAC_LENGTH)
+    _check_length("supplicant address", spa, MAC_LENGTH)
+
+
 def _sign(frame: bytes, kck: bytes) -> bytes:
     mic = key_mic(kck, frame)
     return frame[:_MIC_OFFSET] + mic + frame[_MIC_OFFSET + _MIC_LENGTH :]
@@ -372,9 +379,7 @@ class Authenticator:
     def __init__(
         self, pmk: bytes, aa: bytes, spa: bytes, gtk: bytes, nonce: bytes | None = None
     ) -> None:
-        _check_length("PMK", pmk, PMK_LENGTH)
-        _check_length("authenticator address", aa, MAC_LENGTH)
-        _check_length("supplicant address", spa, MAC_LENGTH)
+        _check_party(pmk, aa, spa)
         _check_length("GTK", gtk, CCMP_KEY_LENGTH)
         self.pmk = pmk
         self.aa = aa
@@ -475,9 +480,7 @@ class Supplicant:
     """
 
     def __init__(self, pmk: bytes, aa: bytes, spa: bytes, nonce: bytes | None = None) -> None:
-        _check_length("PMK", pmk, PMK_LENGTH)
-        _check_length("authenticator address", aa, MAC_LENGTH)
-        _check_length("supplicant address", spa, MAC_LENGTH)
+        _check_party(pmk, aa, spa)
         self.pmk = pmk
         self.aa = aa
         self.spa = spa

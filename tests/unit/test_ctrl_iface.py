@@ -18,12 +18,12 @@ import stat
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tenacity
 
 from pytest_cirque.errors import NodeError, SpecError
 from pytest_cirque.radios.ctrl_iface import (
@@ -866,13 +866,15 @@ class Loop:
 
 
 def wait_for(condition: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
+    """``condition()``'s first truthy value within DEADLINE_S, else a failure naming it."""
+    try:
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_delay(DEADLINE_S),
+            wait=tenacity.wait_fixed(0.02),
+            retry=tenacity.retry_if_result(lambda value: not value),
+        )(condition)
+    except tenacity.RetryError:
+        raise AssertionError(f"gave up waiting for {what}") from None
 
 
 @pytest.fixture
