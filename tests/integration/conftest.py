@@ -1,5 +1,5 @@
 """What the integration tests share: a Cirque service per test that must leave nothing
-behind, and the query that checks it."""
+behind, the query that checks it, and a wait on the event loop."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from pytest_cirque import identity
 from pytest_cirque.docker_backend import Backend
@@ -29,3 +30,23 @@ def service() -> Iterator[Cirque]:
         svc.close()
         leftovers = run_objects(svc)
         assert leftovers == [], f"objects left behind: {leftovers}"
+
+
+class _NotYet(Exception):
+    """A condition waited on does not hold yet."""
+
+
+async def until(condition, what: str = "the condition", timeout: float = 60.0) -> None:
+    """Wait on the event loop until ``condition()`` holds; fail saying what was awaited."""
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(timeout),
+            wait=wait_exponential(multiplier=0.01, max=0.3),
+            retry=retry_if_exception_type(_NotYet),
+            reraise=True,
+        ):
+            with attempt:
+                if not condition():
+                    raise _NotYet
+    except _NotYet:
+        raise AssertionError(f"waited {timeout:g} s for {what}") from None

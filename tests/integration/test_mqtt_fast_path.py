@@ -15,12 +15,13 @@ import socket
 import uuid
 
 import pytest
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from pytest_cirque.device_models.brokers import MosquittoProcess
 from pytest_cirque.device_models.recorders import MqttRecorder
 from pytest_cirque.device_models.transports.base import Message, make_transport
 from pytest_cirque.device_models.transports.mqtt import _COALESCE_BYTES, _RECEIVE_BYTES
+
+from .conftest import until
 
 SCHEMA = "fast-path;v1"
 
@@ -43,24 +44,6 @@ def fleet(name: str, count: int) -> list[str]:
     return [f"{name}-{tag}-{i}" for i in range(count)]
 
 
-class _NotYet(Exception):
-    pass
-
-
-async def until(condition, what: str, timeout: float = 60.0) -> None:
-    """Wait on the event loop until ``condition()`` holds; fail saying what was awaited."""
-    try:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(timeout),
-            wait=wait_exponential(multiplier=0.01, max=0.3),
-            retry=retry_if_exception_type(_NotYet),
-            reraise=True,
-        ):
-            with attempt:
-                if not condition():
-                    raise _NotYet
-    except _NotYet:
-        raise AssertionError(f"waited {timeout:g} s for {what}") from None
 
 
 def numbers_by_device(recorder: MqttRecorder, devices: list[str]) -> dict[str, list[int]]:

@@ -10,7 +10,6 @@ import asyncio
 import json
 
 import pytest
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from pytest_cirque.device_models.brokers import (
     MosquittoProcess,
@@ -21,6 +20,8 @@ from pytest_cirque.device_models.brokers import (
 from pytest_cirque.device_models.recorders import HttpEndpoint, MqttRecorder
 from pytest_cirque.device_models.transports.base import Message, make_transport
 from pytest_cirque.errors import TransportError
+
+from .conftest import until
 
 SCHEMA = "test-reading;v1"
 
@@ -36,24 +37,6 @@ def message(device_id: str, n: int) -> Message:
     )
 
 
-class _NotYet(Exception):
-    pass
-
-
-async def until(condition, timeout: float = 30.0) -> None:
-    """Wait on the event loop until ``condition()`` holds (assertion error at the deadline)."""
-    try:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(timeout),
-            wait=wait_exponential(multiplier=0.01, max=0.3),
-            retry=retry_if_exception_type(_NotYet),
-            reraise=True,
-        ):
-            with attempt:
-                if not condition():
-                    raise _NotYet
-    except _NotYet:
-        raise AssertionError(f"condition not met within {timeout} s") from None
 
 
 @pytest.fixture
