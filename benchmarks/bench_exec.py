@@ -20,8 +20,8 @@ from typing import Any
 from bench_home import home_machine
 from machine import write_result
 
-from pytest_cirque import identity
-from pytest_cirque.service import Cirque
+from pytest_cirque.core import identity
+from pytest_cirque.homes.session import Cirque
 
 
 def stats(values: list[float]) -> dict[str, float]:

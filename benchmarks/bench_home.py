@@ -28,9 +28,9 @@ from typing import Any
 
 from machine import machine, write_result
 
-from pytest_cirque import identity
-from pytest_cirque.docker_backend import Backend, StaleNetwork
-from pytest_cirque.service import Cirque
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import Backend, StaleNetwork
+from pytest_cirque.homes.session import Cirque
 
 GOAL_OVERHEAD = 0.15
 

@@ -31,9 +31,9 @@ import docker.errors
 import tenacity
 from machine import machine
 
-from pytest_cirque import identity
-from pytest_cirque.image_builder import ensure_image
-from pytest_cirque.radios.medium_container import MediumContainer
+from pytest_cirque.core import identity
+from pytest_cirque.homes.images import ensure_image
+from pytest_cirque.radios.client.container import MediumContainer
 
 WLAN = {"n1": "10.78.0.1", "n2": "10.78.0.2"}
 PORT = 5001

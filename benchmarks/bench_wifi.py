@@ -40,11 +40,12 @@ from typing import Any
 from bench_medium import CPU_USAGE
 from machine import machine, write_result
 
-from pytest_cirque import identity, wifi
+from pytest_cirque import wifi
 from pytest_cirque.capabilities.wifi import DNSMASQ_LOG
-from pytest_cirque.errors import CirqueError
-from pytest_cirque.home import Home
-from pytest_cirque.service import Cirque
+from pytest_cirque.core import identity
+from pytest_cirque.core.errors import CirqueError
+from pytest_cirque.homes.home import Home
+from pytest_cirque.homes.session import Cirque
 
 SSID = "bench"
 PSK = "correct horse battery"

@@ -25,7 +25,7 @@ from bench_medium import CPU_USAGE, PORT, SINK, SOURCE, configured_vs_measured, 
 from machine import machine, write_result
 
 from pytest_cirque import wifi
-from pytest_cirque.service import Cirque
+from pytest_cirque.homes.session import Cirque
 
 SPEC = {
     "ap": {

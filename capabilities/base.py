@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from pytest_cirque.errors import SpecError
+from pytest_cirque.core.errors import SpecError
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pytest_cirque.capabilities.base import (
     register,
     subject,
 )
-from pytest_cirque.errors import SpecError
+from pytest_cirque.core.errors import SpecError
 
 
 @register

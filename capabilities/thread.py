@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pytest_cirque.capabilities.base import Capability, register, subject
-from pytest_cirque.errors import CapabilityUnavailable
+from pytest_cirque.core.errors import CapabilityUnavailable
 
 RADIO_UNAVAILABLE = (
     "{subject} needs the simulated {medium} radio medium, which is not available in this "

@@ -44,8 +44,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_cirque.capabilities.base import Capability, NodeRuntime, Params, register
-from pytest_cirque.errors import CirqueError
-from pytest_cirque.radios.endpoint import PEER_SUFFIX
+from pytest_cirque.core.errors import CirqueError
+from pytest_cirque.radios.relay.endpoint import PEER_SUFFIX
 
 #: Interface the home's LAN appears as in every node.
 DEFAULT_INTERFACE = "eth0"

@@ -34,9 +34,9 @@ from pytest_cirque.capabilities.base import (
     Params,
     register,
 )
-from pytest_cirque.errors import CirqueError, NodeError, SpecError
-from pytest_cirque.radios.endpoint import mac_for
-from pytest_cirque.radios.wifi import ap_problem, mac_bytes
+from pytest_cirque.core.errors import CirqueError, NodeError, SpecError
+from pytest_cirque.radios.relay.endpoint import mac_for
+from pytest_cirque.radios.relay.wifi import ap_problem, mac_bytes
 
 #: The medium every WiFi node of a home shares.
 MEDIUM = "wifi"

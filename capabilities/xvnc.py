@@ -29,7 +29,7 @@ from pytest_cirque.capabilities.base import (
     Params,
     register,
 )
-from pytest_cirque.errors import NodeError, WaitTimeout
+from pytest_cirque.core.errors import NodeError, WaitTimeout
 
 #: The project image both sidecars run (images/xvnc).
 IMAGE = "xvnc"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from pytest_cirque.errors import CirqueError, WaitTimeout
+from pytest_cirque.core.errors import CirqueError, WaitTimeout
 
 MOSQUITTO_IMAGE = "mqtt-broker"
 MQTT_BROKER_LABEL = "io.cirque.role"
@@ -244,7 +244,7 @@ class MosquittoContainer(Broker):
         return docker.from_env()
 
     def _image(self, client) -> str:
-        from pytest_cirque.image_builder import ensure_image
+        from pytest_cirque.homes.images import ensure_image
 
         return ensure_image(client, MOSQUITTO_IMAGE)
 

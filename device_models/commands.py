@@ -14,6 +14,7 @@ import time
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from pytest_cirque.core.errors import CirqueError, DeviceModelError
 from pytest_cirque.device_models.brokers import add_broker_command
 from pytest_cirque.device_models.engine import check_scripts
 from pytest_cirque.device_models.model import (
@@ -22,7 +23,6 @@ from pytest_cirque.device_models.model import (
     stock_models,
     validate_model_file,
 )
-from pytest_cirque.errors import CirqueError, DeviceModelError
 
 
 def add_commands(subparsers: Any) -> None:

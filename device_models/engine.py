@@ -51,8 +51,8 @@ from typing import Any
 
 import quickjs
 
+from pytest_cirque.core.errors import CirqueError, ScriptError
 from pytest_cirque.device_models.model import DeviceModel, ScriptRef
-from pytest_cirque.errors import CirqueError, ScriptError
 
 # scripts/build-quickjs builds quickjs with third_party/quickjs/build-backtrace-oom.patch
 # and tags it "+cirque": released builds can crash the process on a memory bomb.

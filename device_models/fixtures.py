@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from pytest_cirque.errors import CirqueError, WaitTimeout
+from pytest_cirque.core.errors import CirqueError, WaitTimeout
 
 from .brokers import Broker, start_amqp_broker, start_mqtt_broker
 from .recorders import AmqpRecorder, HttpEndpoint, MqttRecorder, TelemetryRecorder, _matches

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
+from pytest_cirque.core.errors import DeviceModelError
 from pytest_cirque.device_models import internal_scripts, telemetry
-from pytest_cirque.errors import DeviceModelError
 
 PROTOCOLS = ("AMQP", "MQTT", "HTTP")
 SCRIPT_TYPES = ("javascript", "internal")

@@ -22,7 +22,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from pytest_cirque.errors import TransportError, WaitTimeout
+from pytest_cirque.core.errors import TransportError, WaitTimeout
 
 from .transports.mqtt import METHOD_RESPONSE_TOPIC, METHOD_TOPIC, parse_mqtt_url
 

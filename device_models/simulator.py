@@ -48,11 +48,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pytest_cirque.core.errors import CirqueError, DeviceModelError, ScriptError
 from pytest_cirque.device_models import internal_scripts, telemetry
 from pytest_cirque.device_models.engine import ModelEngine, ScriptLimits
 from pytest_cirque.device_models.model import DeviceModel, load_model
 from pytest_cirque.device_models.transports.base import Message, Transport
-from pytest_cirque.errors import CirqueError, DeviceModelError, ScriptError
 
 log = logging.getLogger(__name__)
 script_log = logging.getLogger("pytest_cirque.device_models.script")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_cirque.errors import SpecError
+from pytest_cirque.core.errors import SpecError
 
 
 def test_a_host_folder_is_shared_both_ways(home_factory, tmp_path):

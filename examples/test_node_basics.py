@@ -6,7 +6,7 @@ built from ``cirque_session_home_spec``); the restart example makes its own.
 
 import pytest
 
-from pytest_cirque.errors import NodeError
+from pytest_cirque.core.errors import NodeError
 
 
 def test_exec_returns_exit_code_and_both_streams(box):

@@ -7,7 +7,7 @@ setup with that line, and its home is never created.
 
 import pytest
 
-from pytest_cirque.errors import ImageError, SpecError
+from pytest_cirque.core.errors import ImageError, SpecError
 
 BAD_SPECS = [
     ({"hub": {"capabilities": ["Teleport"]}}, "unknown capability 'Teleport'"),

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from pytest_cirque.errors import CirqueError
+from pytest_cirque.core.errors import CirqueError
 
 #: Modules that contribute sub-commands; each defines add_commands(subparsers).
 COMMAND_MODULES = (

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, NoReturn
 
-from pytest_cirque import identity
-from pytest_cirque.errors import CirqueError, NodeError
+from pytest_cirque.core import identity
+from pytest_cirque.core.errors import CirqueError, NodeError
 
 
 def add_commands(subparsers: Any) -> None:
@@ -77,7 +77,7 @@ def one_line_error(parser: argparse.ArgumentParser) -> Any:
 
 def docker_client() -> Any:
     """A client of the local engine, or DockerUnavailable in one line."""
-    from pytest_cirque.docker_backend import connect
+    from pytest_cirque.core.docker_backend import connect
 
     return connect()
 
@@ -85,7 +85,7 @@ def docker_client() -> Any:
 def find_home(client: Any, name: str, *, exact: bool = False) -> dict[str, Any]:
     """The home of that id (or, unless ``exact``, of a unique part of it), else a one-line
     error that points at `cirque ls`."""
-    from pytest_cirque import cleanup
+    from pytest_cirque.homes import cleanup
 
     homes = cleanup.list_homes(client)
     if name in homes:
@@ -136,7 +136,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_images_build(args: argparse.Namespace) -> int:
-    from pytest_cirque import image_builder
+    from pytest_cirque.homes import images as image_builder
 
     names = args.names or None
     built = image_builder.build_images(
@@ -152,7 +152,7 @@ def print_flush(line: str) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from pytest_cirque import cleanup
+    from pytest_cirque.homes import cleanup
 
     homes = cleanup.list_homes(docker_client())
     if not homes:
@@ -227,7 +227,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from pytest_cirque import cleanup
+    from pytest_cirque.homes import cleanup
 
     client = docker_client()
     home = find_home(client, args.home, exact=True)["home"]  # removal wants the full name
@@ -237,7 +237,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_reap(args: argparse.Namespace) -> int:
-    from pytest_cirque import cleanup
+    from pytest_cirque.homes import cleanup
 
     removed = cleanup.reap(docker_client(), dead_only=True)
     for name in removed:

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_cirque import image_builder
-from pytest_cirque.errors import CirqueError
+from pytest_cirque.core.errors import CirqueError
+from pytest_cirque.homes import images as image_builder
 
 OK = "ok"
 MISSING = "missing"
@@ -358,7 +358,7 @@ def parse_probe_output(text: str) -> dict[str, tuple[bool, str]]:
 
 def run_probes(client, image: str) -> dict[str, tuple[bool, str]]:
     """Run the probe script in a fresh helper container (own netns, NET_ADMIN), removed after."""
-    from pytest_cirque import identity
+    from pytest_cirque.core import identity
 
     run = identity.RunIdentity.create(worker="doctor")
     home_id = run.home_id("doctor")
@@ -385,7 +385,7 @@ def wifi_medium_check(client, image: str) -> Check:
     capability dropped but SYS_PTRACE, in the host's pid namespace, from where it serves
     a station's control socket inside the node (/proc/<pid>/root). Tried against a
     sleeping stand-in node; both containers are removed after."""
-    from pytest_cirque import identity
+    from pytest_cirque.core import identity
 
     run = identity.RunIdentity.create(worker="doctor")
     home_id = run.home_id("doctor")

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_cirque import config as cirque_config
-from pytest_cirque.errors import CirqueError, SpecError
+from pytest_cirque.core.errors import CirqueError, SpecError
 
 if TYPE_CHECKING:
-    from pytest_cirque.home import Home
-    from pytest_cirque.service import Cirque
+    from pytest_cirque.homes.home import Home
+    from pytest_cirque.homes.session import Cirque
     from pytest_cirque.spec import HomeSpec
     from pytest_cirque.wifi import AccessPoint
 
@@ -456,7 +456,7 @@ def progress_printer(config: pytest.Config) -> Callable[[str], None]:
 def cirque(request: pytest.FixtureRequest) -> Iterator[Cirque]:
     """The session's Cirque service (one per xdist worker); reaps dead runs' leftovers first
     and destroys every home it made, except kept ones, at the end, even after Ctrl-C."""
-    from pytest_cirque.service import Cirque
+    from pytest_cirque.homes.session import Cirque
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
@@ -482,7 +482,7 @@ def cirque(request: pytest.FixtureRequest) -> Iterator[Cirque]:
 def reap_dead_runs(service: Cirque, progress: Callable[[str], None]) -> None:
     """Remove what dead runs left (never a live or kept one). Workers starting together
     may race for the same leftovers; what one could not remove is said, not fatal."""
-    from pytest_cirque import cleanup
+    from pytest_cirque.homes import cleanup
 
     try:
         removed = cleanup.reap(service.client, dead_only=True)

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from pytest_cirque.capabilities.base import Capability, lookup
-from pytest_cirque.errors import SpecError
+from pytest_cirque.core.errors import SpecError
 
 DEFAULT_IMAGE = "base"
 

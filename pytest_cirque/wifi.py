@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from pytest_cirque.errors import CirqueError, NodeError, WaitTimeout
+from pytest_cirque.core.errors import CirqueError, NodeError, WaitTimeout
 
 if TYPE_CHECKING:
     from pytest_cirque.capabilities.wifi import WiFiAP
-    from pytest_cirque.node import Node
-    from pytest_cirque.radios.medium_container import MediumContainer
+    from pytest_cirque.homes.node import Node
+    from pytest_cirque.radios.client.container import MediumContainer
 
 MEDIUM = "wifi"
 INTERFACE = "wlan0"

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from pytest_cirque.errors import TransportError
+from pytest_cirque.core.errors import TransportError
 
 from .base import DeliveryCounts, DeviceRoster, Message, Transport, metadata, settle
 

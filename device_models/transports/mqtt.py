@@ -44,7 +44,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from pytest_cirque.errors import TransportError
+from pytest_cirque.core.errors import TransportError
 
 from .base import DeliveryCounts, Message, MethodHandler, Transport, metadata
 

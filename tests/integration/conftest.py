@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from pytest_cirque import identity
-from pytest_cirque.docker_backend import Backend
-from pytest_cirque.service import Cirque
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import Backend
+from pytest_cirque.homes.session import Cirque
 
 
 def run_objects(service: Cirque) -> list[str]:

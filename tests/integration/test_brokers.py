@@ -6,6 +6,7 @@ import socket
 
 import pytest
 
+from pytest_cirque.core.errors import CirqueError, WaitTimeout
 from pytest_cirque.device_models.brokers import (
     MosquittoContainer,
     MosquittoProcess,
@@ -13,7 +14,6 @@ from pytest_cirque.device_models.brokers import (
     mosquitto_config,
 )
 from pytest_cirque.device_models.recorders import MqttRecorder
-from pytest_cirque.errors import CirqueError, WaitTimeout
 
 
 def accepts(port: int) -> bool:

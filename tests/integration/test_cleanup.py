@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import tenacity
 
-from pytest_cirque import cleanup, identity
-from pytest_cirque.docker_backend import Backend, DockerObject
-from pytest_cirque.service import Cirque
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import Backend, DockerObject
+from pytest_cirque.homes import cleanup
+from pytest_cirque.homes.session import Cirque
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
@@ -57,7 +58,7 @@ def remove_run(service: Cirque, run_id: str) -> None:
 
 VICTIM = """
 import threading
-from pytest_cirque.service import Cirque
+from pytest_cirque.homes.session import Cirque
 
 def test_block():
     svc = Cirque(run_id="{run_id}")
@@ -111,7 +112,7 @@ def test_kill_9_of_pytest_leaves_nothing_and_a_concurrent_home_survives(
 
 DEAD_RUN = """
 import os, sys
-from pytest_cirque.service import Cirque
+from pytest_cirque.homes.session import Cirque
 svc = Cirque(run_id=sys.argv[1])
 svc.create_home({"x": {}, "y": {"capabilities": ["LanAccess"]}}, name="left")
 svc.create_home({"k": {}}, name="kept").keep()
@@ -169,8 +170,8 @@ def test_watchdog_exits_quietly_after_a_normal_teardown(tmp_path: Path) -> None:
         textwrap.dedent(
             """
             import sys
-            from pytest_cirque import watchdog
-            from pytest_cirque.service import Cirque
+            from pytest_cirque.homes import watchdog
+            from pytest_cirque.homes.session import Cirque
             svc = Cirque(run_id=sys.argv[1])
             svc.create_home({"x": {}})
             svc.close()
@@ -187,7 +188,7 @@ def test_watchdog_exits_quietly_after_a_normal_teardown(tmp_path: Path) -> None:
 
     def watchdog_gone() -> bool:
         found = subprocess.run(
-            ["pgrep", "-f", f"pytest_cirque.watchdog {owner.label}"], capture_output=True
+            ["pgrep", "-f", f"pytest_cirque.homes.watchdog {owner.label}"], capture_output=True
         )
         return found.returncode != 0
 

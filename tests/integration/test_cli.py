@@ -14,10 +14,11 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from pytest_cirque import cleanup, identity
-from pytest_cirque.docker_backend import Backend
-from pytest_cirque.home import Home
-from pytest_cirque.service import Cirque
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import Backend
+from pytest_cirque.homes import cleanup
+from pytest_cirque.homes.home import Home
+from pytest_cirque.homes.session import Cirque
 
 
 def cirque_cli(

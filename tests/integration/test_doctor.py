@@ -12,7 +12,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from pytest_cirque import doctor, identity, image_builder
+from pytest_cirque import doctor
+from pytest_cirque.core import identity
+from pytest_cirque.homes import images as image_builder
 
 
 @pytest.fixture(scope="module")

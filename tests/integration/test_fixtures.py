@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_cirque.errors import CirqueError, WaitTimeout
+from pytest_cirque.core.errors import CirqueError, WaitTimeout
 
 ELEVATOR_SCHEMA = "elevator-sensors;v1"
 

@@ -11,18 +11,19 @@ from typing import Any
 import docker
 import pytest
 
-from pytest_cirque import cleanup, identity
 from pytest_cirque.capabilities import base
 from pytest_cirque.capabilities.base import Capability, ContainerConfig, Mount, NodeRuntime
-from pytest_cirque.docker_backend import Backend
-from pytest_cirque.errors import (
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import Backend
+from pytest_cirque.core.errors import (
     CirqueError,
     DockerUnavailable,
     ImageError,
     NodeError,
     SpecError,
 )
-from pytest_cirque.service import Cirque
+from pytest_cirque.homes import cleanup
+from pytest_cirque.homes.session import Cirque
 
 from .conftest import run_objects
 
@@ -277,7 +278,7 @@ def test_parallel_workers_never_collide(pytester: pytest.Pytester) -> None:
             f"""
             import os
             import pytest
-            from pytest_cirque.service import Cirque
+            from pytest_cirque.homes.session import Cirque
 
             @pytest.fixture(scope="session")
             def svc():

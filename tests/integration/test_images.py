@@ -21,9 +21,10 @@ import docker.errors
 import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from pytest_cirque import identity, image_builder
-from pytest_cirque.errors import ImageError
-from pytest_cirque.image_builder import ensure_image
+from pytest_cirque.core import identity
+from pytest_cirque.core.errors import ImageError
+from pytest_cirque.homes import images as image_builder
+from pytest_cirque.homes.images import ensure_image
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +225,7 @@ CONCURRENT_WORKER = """
 import json, sys
 from pathlib import Path
 import docker
-from pytest_cirque.image_builder import ensure_image
+from pytest_cirque.homes.images import ensure_image
 lines = []
 tag = ensure_image(docker.from_env(timeout=300), "together", images_root=Path(sys.argv[1]),
                    progress=lines.append)

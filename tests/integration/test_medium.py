@@ -20,11 +20,11 @@ import docker.errors
 import pytest
 import tenacity
 
-from pytest_cirque import identity
-from pytest_cirque.errors import ImageError, NodeError, SpecError, WaitTimeout
-from pytest_cirque.image_builder import ensure_image
-from pytest_cirque.radios.medium_container import MediumContainer
-from pytest_cirque.radios.pcap import read_pcap
+from pytest_cirque.core import identity
+from pytest_cirque.core.errors import ImageError, NodeError, SpecError, WaitTimeout
+from pytest_cirque.homes.images import ensure_image
+from pytest_cirque.radios.client.container import MediumContainer
+from pytest_cirque.radios.relay.pcap import read_pcap
 
 ADDRESSES = {"n1": "10.77.0.1", "n2": "10.77.0.2", "n3": "10.77.0.3"}
 ICMP = 1

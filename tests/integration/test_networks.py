@@ -13,13 +13,14 @@ from collections.abc import Iterator
 import pytest
 import tenacity
 
-from pytest_cirque import identity, networks
-from pytest_cirque.docker_backend import BackgroundExec
-from pytest_cirque.errors import CirqueError
-from pytest_cirque.home import Home
-from pytest_cirque.netns import NamespaceHelper
-from pytest_cirque.node import Node
-from pytest_cirque.service import Cirque
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import BackgroundExec
+from pytest_cirque.core.errors import CirqueError
+from pytest_cirque.homes import networks
+from pytest_cirque.homes.home import Home
+from pytest_cirque.homes.netns import NamespaceHelper
+from pytest_cirque.homes.node import Node
+from pytest_cirque.homes.session import Cirque
 
 from .conftest import run_objects
 

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_cirque import identity, networks
-from pytest_cirque.docker_backend import Backend
-from pytest_cirque.errors import ExecTimeout, NodeError, WaitTimeout
-from pytest_cirque.home import Home
-from pytest_cirque.node import Node
-from pytest_cirque.service import Cirque
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import Backend
+from pytest_cirque.core.errors import ExecTimeout, NodeError, WaitTimeout
+from pytest_cirque.homes import networks
+from pytest_cirque.homes.home import Home
+from pytest_cirque.homes.node import Node
+from pytest_cirque.homes.session import Cirque
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,9 @@ import docker
 import pytest
 from tenacity import Retrying, stop_after_delay, wait_fixed
 
-from pytest_cirque import cleanup, cli
-from pytest_cirque.docker_backend import Backend
+from pytest_cirque import cli
+from pytest_cirque.core.docker_backend import Backend
+from pytest_cirque.homes import cleanup
 
 
 @pytest.fixture

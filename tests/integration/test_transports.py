@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from pytest_cirque.core.errors import TransportError
 from pytest_cirque.device_models.brokers import (
     MosquittoProcess,
     RabbitMQProcess,
@@ -19,7 +20,6 @@ from pytest_cirque.device_models.brokers import (
 )
 from pytest_cirque.device_models.recorders import HttpEndpoint, MqttRecorder
 from pytest_cirque.device_models.transports.base import Message, make_transport
-from pytest_cirque.errors import TransportError
 
 from .conftest import until
 

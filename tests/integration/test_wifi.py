@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_cirque import wifi
-from pytest_cirque.errors import SpecError
-from pytest_cirque.home import Home
-from pytest_cirque.node import Node
-from pytest_cirque.service import Cirque
+from pytest_cirque.core.errors import SpecError
+from pytest_cirque.homes.home import Home
+from pytest_cirque.homes.node import Node
+from pytest_cirque.homes.session import Cirque
 
 from .conftest import run_objects
 

@@ -22,7 +22,7 @@ from pytest_cirque.capabilities.traffic_control import TrafficControl, drop_prob
 from pytest_cirque.capabilities.weave import DEFAULT_DAEMON, DEFAULT_TARGET, Weave
 from pytest_cirque.capabilities.wifi import WiFi
 from pytest_cirque.capabilities.xvnc import XVNC
-from pytest_cirque.errors import CapabilityUnavailable, NodeError, SpecError, WaitTimeout
+from pytest_cirque.core.errors import CapabilityUnavailable, NodeError, SpecError, WaitTimeout
 
 WHERE = "home.yaml:3 node 'sensor'"
 

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import tenacity
 
-from pytest_cirque.errors import NodeError, SpecError
-from pytest_cirque.radios.ctrl_iface import (
+from pytest_cirque.core.errors import NodeError, SpecError
+from pytest_cirque.radios.relay.ctrl_iface import (
     EV_PSK_MAY_BE_INCORRECT,
     EV_SCAN_RESULTS,
     EV_SCAN_STARTED,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_cirque.core.errors import CirqueError, ScriptError
 from pytest_cirque.device_models.engine import (
     QUICKJS_HAS_OOM_FIX,
     ModelEngine,
@@ -17,7 +18,6 @@ from pytest_cirque.device_models.engine import (
     check_scripts,
 )
 from pytest_cirque.device_models.model import load_model
-from pytest_cirque.errors import CirqueError, ScriptError
 
 DATA = Path(__file__).parent / "data"
 SCRIPTS = DATA / "scripts"
@@ -150,7 +150,7 @@ import json, sys
 from pathlib import Path
 from pytest_cirque.device_models.engine import ModelEngine
 from pytest_cirque.device_models.model import load_model
-from pytest_cirque.errors import ScriptError
+from pytest_cirque.core.errors import ScriptError
 
 model = load_model(Path(sys.argv[1]))
 rounds, fresh = int(sys.argv[2]), sys.argv[3] == "fresh"

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from pytest_cirque import identity
-from pytest_cirque.identity import Owner, RunIdentity
-from pytest_cirque.networks import candidate_subnets, subnet_pool, ula_subnet
+from pytest_cirque.core import identity
+from pytest_cirque.core.identity import Owner, RunIdentity
+from pytest_cirque.homes.networks import candidate_subnets, subnet_pool, ula_subnet
 
 
 def test_current_owner_is_alive_and_round_trips() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cirque import image_builder
-from pytest_cirque.errors import DockerUnavailable, ImageError
-from pytest_cirque.image_builder import Parent
+from pytest_cirque.core.errors import DockerUnavailable, ImageError
+from pytest_cirque.homes import images as image_builder
+from pytest_cirque.homes.images import Parent
 
 
 def make_recipe(root: Path, name: str, dockerfile: str, **files: str) -> Path:

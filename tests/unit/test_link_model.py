@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from pytest_cirque.errors import SpecError
-from pytest_cirque.radios.link_model import (
+from pytest_cirque.core.errors import SpecError
+from pytest_cirque.radios.relay.link_model import (
     PHY_80211G,
     PHY_WIRED,
     Decision,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cirque.radios.endpoint import mac_for
-from pytest_cirque.radios.link_model import LinkModel
-from pytest_cirque.radios.medium import (
+from pytest_cirque.radios.relay.endpoint import mac_for
+from pytest_cirque.radios.relay.link_model import LinkModel
+from pytest_cirque.radios.relay.medium import (
     VNET_F_NEEDS_CSUM,
     VNET_HEADER,
     VNET_PLAIN,
@@ -27,7 +27,7 @@ from pytest_cirque.radios.medium import (
     internet_checksum,
     request,
 )
-from pytest_cirque.radios.pcap import read_pcap
+from pytest_cirque.radios.relay.pcap import read_pcap
 
 BROADCAST = b"\xff" * 6
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from pytest_cirque.core.errors import DeviceModelError
 from pytest_cirque.device_models.model import (
     load_model,
     parse_interval,
     stock_models,
     validate_model_file,
 )
-from pytest_cirque.errors import DeviceModelError
 
 DATA = Path(__file__).parent / "data"
 SEED_ELEVATOR = DATA / "seed_elevator" / "elevator-01.json"

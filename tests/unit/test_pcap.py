@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cirque.radios.pcap import LINKTYPE_ETHERNET, MAGIC, PcapWriter, read_pcap
+from pytest_cirque.radios.relay.pcap import LINKTYPE_ETHERNET, MAGIC, PcapWriter, read_pcap
 
 BROADCAST_ARP = bytes.fromhex(
     "ffffffffffff"

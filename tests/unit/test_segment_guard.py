@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from pytest_cirque import networks
-from pytest_cirque.networks import Network
+from pytest_cirque.homes import networks
+from pytest_cirque.homes.networks import Network
 
 
 def network(driver: str = "bridge", ipv6_subnet: str = "") -> Network:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from pytest_cirque.core.errors import DeviceModelError, ScriptError, TransportError, WaitTimeout
 from pytest_cirque.device_models import internal_scripts
 from pytest_cirque.device_models.model import load_model
 from pytest_cirque.device_models.simulator import Simulation, SimulationRunner
@@ -27,7 +28,6 @@ from pytest_cirque.device_models.transports.base import (
     MethodHandler,
     Transport,
 )
-from pytest_cirque.errors import DeviceModelError, ScriptError, TransportError, WaitTimeout
 
 DATA = Path(__file__).parent / "data"
 STOCK_FIRMWARE = Path(load_model("elevator").methods["FirmwareUpdate"].file)

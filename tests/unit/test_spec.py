@@ -10,7 +10,7 @@ import pytest
 
 from pytest_cirque.capabilities import base
 from pytest_cirque.capabilities.base import Capability, ContainerConfig
-from pytest_cirque.errors import SpecError
+from pytest_cirque.core.errors import SpecError
 from pytest_cirque.spec import DEFAULT_IMAGE, HomeSpec, NodeSpec
 
 

@@ -6,6 +6,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from pytest_cirque.core.errors import TransportError
 from pytest_cirque.device_models.transports.base import DeliveryCounts, Message, metadata
 from pytest_cirque.device_models.transports.mqtt import (
     METHOD_TOPIC,
@@ -14,7 +15,6 @@ from pytest_cirque.device_models.transports.mqtt import (
     _topic_pattern,
     parse_mqtt_url,
 )
-from pytest_cirque.errors import TransportError
 
 
 def test_packed_properties_encode_exactly_as_paho_does():

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cirque.radios.link_model import LinkModel
-from pytest_cirque.radios.wifi import (
+from pytest_cirque.radios.relay.link_model import LinkModel
+from pytest_cirque.radios.relay.wifi import (
     MGMT_ETHERTYPE,
     Mgmt,
     Subtype,
@@ -26,7 +26,7 @@ from pytest_cirque.radios.wifi import (
     ethernet,
     frequency_mhz,
 )
-from pytest_cirque.radios.wpa import EAPOL_ETHERTYPE
+from pytest_cirque.radios.relay.wpa import EAPOL_ETHERTYPE
 
 AP_MAC = "02:00:00:00:00:01"
 STA_MAC = "02:00:00:00:00:02"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_cirque.errors import SpecError
+from pytest_cirque.core.errors import SpecError
 from pytest_cirque.spec import HomeSpec
 
 

@@ -6,7 +6,7 @@ The plumbing itself runs in a node's namespace: tests/integration/test_capabilit
 
 from __future__ import annotations
 
-from pytest_cirque.radios.endpoint import (
+from pytest_cirque.radios.relay.endpoint import (
     IFNAMSIZ,
     PEER_SUFFIX,
     address_args,

@@ -10,8 +10,8 @@ from dataclasses import replace
 import pytest
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 
-from pytest_cirque.errors import SpecError
-from pytest_cirque.radios.wpa import (
+from pytest_cirque.core.errors import SpecError
+from pytest_cirque.radios.relay.wpa import (
     EAPOL_ETHERTYPE,
     MSG1_INFO,
     MSG2_INFO,

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_wrap,
 )
 
-from pytest_cirque.errors import SpecError
+from pytest_cirque.core.errors import SpecError
 
 EAPOL_ETHERTYPE = 0x888E
 

@@ -16,8 +16,8 @@ a link, change parameters, switch carrier, start or stop a capture, report statu
 
 Stdlib only: the helper image needs python3 and nothing else.
 
-    python3 -m pytest_cirque.radios.medium serve --socket /run/cirque-medium/control.sock
-    python3 -m pytest_cirque.radios.medium request '{"op": "status"}' --socket ...
+    python3 -m pytest_cirque.radios.relay.medium serve --socket /run/cirque-medium/control.sock
+    python3 -m pytest_cirque.radios.relay.medium request '{"op": "status"}' --socket ...
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_cirque.errors import CirqueError, SpecError
-from pytest_cirque.radios.link_model import PHYS, Decision, LinkModel
-from pytest_cirque.radios.pcap import PcapWriter
+from pytest_cirque.core.errors import CirqueError, SpecError
+from pytest_cirque.radios.relay.link_model import PHYS, Decision, LinkModel
+from pytest_cirque.radios.relay.pcap import PcapWriter
 
 #: ioctl switching a TAP device's carrier (linux/if_tun.h: _IOW('T', 226, int)).
 TUNSETCARRIER = 0x400454E2
@@ -639,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         return control_session(args.socket)
     model = LinkModel(PHYS[args.phy], airtime=not args.no_airtime)
     if args.wifi:
-        from pytest_cirque.radios.wifi import WifiMedium  # needs python3-cryptography
+        from pytest_cirque.radios.relay.wifi import WifiMedium  # needs python3-cryptography
 
         medium: Medium = WifiMedium(model, args.socket)
     else:

@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_cirque import identity, watchdog
-from pytest_cirque.docker_backend import Backend, connect
-from pytest_cirque.errors import CirqueError, ImageError
-from pytest_cirque.home import Home, _one_line
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import Backend, connect
+from pytest_cirque.core.errors import CirqueError, ImageError
+from pytest_cirque.homes import watchdog
+from pytest_cirque.homes.home import Home, _one_line
 from pytest_cirque.spec import HomeSpec
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class Cirque:
         with self._lock:
             if name in self._images:
                 return self._images[name]
-        from pytest_cirque.image_builder import ensure_image
+        from pytest_cirque.homes.images import ensure_image
 
         reference = ensure_image(
             self.client, name, rebuild=self.rebuild_images, progress=self.progress

@@ -46,7 +46,7 @@ import docker.errors
 import filelock
 import requests.exceptions
 
-from pytest_cirque.errors import DockerUnavailable, ImageError
+from pytest_cirque.core.errors import DockerUnavailable, ImageError
 
 Progress = Callable[[str], None]
 

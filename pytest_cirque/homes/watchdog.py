@@ -1,7 +1,7 @@
 """The watchdog: removes a process's Docker objects when that process dies unannounced.
 
 ``ensure_running(owner)`` starts, once per owner process, a detached child
-``python -m pytest_cirque.watchdog OWNER_LABEL`` in its own session (so Ctrl-C in the
+``python -m pytest_cirque.homes.watchdog OWNER_LABEL`` in its own session (so Ctrl-C in the
 terminal does not reach it) with no inherited pipes (so nobody waits on its output).
 It waits for the owner to exit: with a pidfd where the kernel has one (woken at the
 instant of death), otherwise by polling /proc every POLL_INTERVAL_S. Then it removes
@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from pytest_cirque.identity import Owner
+from pytest_cirque.core.identity import Owner
 
 #: Seconds between liveness checks when the kernel has no pidfd.
 POLL_INTERVAL_S = 0.5
@@ -43,7 +43,7 @@ def ensure_running(owner: Owner) -> None:
         if os.environ.get("CIRQUE_NO_WATCHDOG") == "1":
             return
         subprocess.Popen(
-            [sys.executable, "-m", "pytest_cirque.watchdog", owner.label],
+            [sys.executable, "-m", "pytest_cirque.homes.watchdog", owner.label],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -77,13 +77,13 @@ def wait_for_death(owner: Owner) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or Owner.from_label(argv[0]) is None:
-        print("usage: python -m pytest_cirque.watchdog HOST/PID/START", file=sys.stderr)
+        print("usage: python -m pytest_cirque.homes.watchdog HOST/PID/START", file=sys.stderr)
         return 2
     owner = Owner.from_label(argv[0])
     assert owner is not None
     wait_for_death(owner)
-    from pytest_cirque import cleanup
-    from pytest_cirque.docker_backend import connect
+    from pytest_cirque.core.docker_backend import connect
+    from pytest_cirque.homes import cleanup
 
     for attempt in range(REMOVE_ATTEMPTS):
         try:

@@ -15,17 +15,18 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pytest_cirque import cleanup, identity
-from pytest_cirque.docker_backend import Backend, run_parallel
-from pytest_cirque.errors import CirqueError, NodeError, SpecError
-from pytest_cirque.netns import NamespaceHelper
-from pytest_cirque.networks import HomeNetworks, segment_guard
-from pytest_cirque.node import Node
-from pytest_cirque.radios.medium_container import MediumContainer
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import Backend, run_parallel
+from pytest_cirque.core.errors import CirqueError, NodeError, SpecError
+from pytest_cirque.homes import cleanup
+from pytest_cirque.homes.netns import NamespaceHelper
+from pytest_cirque.homes.networks import HomeNetworks, segment_guard
+from pytest_cirque.homes.node import Node
+from pytest_cirque.radios.client.container import MediumContainer
 from pytest_cirque.spec import HomeSpec, NodeSpec
 
 if TYPE_CHECKING:
-    from pytest_cirque.service import Cirque
+    from pytest_cirque.homes.session import Cirque
 
 #: How many containers are created, started or removed at once.
 PARALLELISM = 8

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from pytest_cirque import identity
 from pytest_cirque.capabilities.base import Capability, ContainerConfig
-from pytest_cirque.docker_backend import BackgroundExec, ExecResult
-from pytest_cirque.errors import CirqueError, ExecTimeout, NodeError, WaitTimeout
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import BackgroundExec, ExecResult
+from pytest_cirque.core.errors import CirqueError, ExecTimeout, NodeError, WaitTimeout
 from pytest_cirque.spec import NodeSpec
 
 if TYPE_CHECKING:
-    from pytest_cirque.home import Home
-    from pytest_cirque.networks import Network
-    from pytest_cirque.radios.medium_container import MediumContainer
+    from pytest_cirque.homes.home import Home
+    from pytest_cirque.homes.networks import Network
+    from pytest_cirque.radios.client.container import MediumContainer
 
 __all__ = ["BackgroundExec", "ExecResult", "Node"]
 

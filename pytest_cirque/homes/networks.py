@@ -33,9 +33,9 @@ import threading
 import warnings
 from dataclasses import dataclass
 
-from pytest_cirque import identity
-from pytest_cirque.docker_backend import Backend, ParentInUse, StaleNetwork, SubnetTaken
-from pytest_cirque.errors import CirqueError, SpecError
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import Backend, ParentInUse, StaleNetwork, SubnetTaken
+from pytest_cirque.core.errors import CirqueError, SpecError
 from pytest_cirque.spec import (
     NETWORK_DEFAULT,
     NETWORK_INTERNAL,

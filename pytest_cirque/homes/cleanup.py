@@ -18,8 +18,8 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
-from pytest_cirque import identity
-from pytest_cirque.docker_backend import (
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import (
     KIND_CONTAINER,
     KIND_NETWORK,
     Backend,
@@ -27,8 +27,8 @@ from pytest_cirque.docker_backend import (
     StaleNetwork,
     run_parallel,
 )
-from pytest_cirque.errors import CirqueError
-from pytest_cirque.networks import warn_stale
+from pytest_cirque.core.errors import CirqueError
+from pytest_cirque.homes.networks import warn_stale
 
 _ROLE_ORDER = {
     identity.ROLE_NETADMIN: 0,

@@ -24,7 +24,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from pytest_cirque.errors import SpecError
+from pytest_cirque.core.errors import SpecError
 
 Position = tuple[float, float, float]
 

@@ -22,8 +22,8 @@ NET_RAW besides NET_ADMIN, and iptables; on an IPv6 LAN the helper must start wi
 net.ipv6.conf.default.disable_ipv6=0, or the TAP could not take eth0's IPv6 addresses
 (MediumContainer.attach sees to both).
 
-    python3 -m pytest_cirque.radios.endpoint --name sta1 --ifname wlan0 --socket ...
-    python3 -m pytest_cirque.radios.endpoint --name n1 --ifname eth0 --wired --socket ...
+    python3 -m pytest_cirque.radios.relay.endpoint --name sta1 --ifname wlan0 --socket ...
+    python3 -m pytest_cirque.radios.relay.endpoint --name n1 --ifname eth0 --wired --socket ...
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_cirque.radios.medium import DEFAULT_SOCKET, request
+from pytest_cirque.radios.relay.medium import DEFAULT_SOCKET, request
 
 TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002

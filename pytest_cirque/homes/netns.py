@@ -23,10 +23,10 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pytest_cirque import identity
+from pytest_cirque.core import identity
 
 if TYPE_CHECKING:
-    from pytest_cirque.home import Home
+    from pytest_cirque.homes.home import Home
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from pytest_cirque.errors import SpecError
-from pytest_cirque.radios.ctrl_iface import (
+from pytest_cirque.core.errors import SpecError
+from pytest_cirque.radios.relay.ctrl_iface import (
     EV_PSK_MAY_BE_INCORRECT,
     EV_SCAN_RESULTS,
     EV_SCAN_STARTED,
@@ -48,8 +48,8 @@ from pytest_cirque.radios.ctrl_iface import (
     ev_sme_authenticating,
     ev_trying_to_associate,
 )
-from pytest_cirque.radios.medium import Endpoint, Medium, Timer
-from pytest_cirque.radios.wpa import (
+from pytest_cirque.radios.relay.medium import Endpoint, Medium, Timer
+from pytest_cirque.radios.relay.wpa import (
     EAPOL_ETHERTYPE,
     Authenticator,
     HandshakeError,

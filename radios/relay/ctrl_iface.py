@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pytest_cirque.errors import NodeError, SpecError
+from pytest_cirque.core.errors import NodeError, SpecError
 
 DEFAULT_PATH = "/var/run/wpa_supplicant/wlan0"
 #: Level of ordinary events (wpa_supplicant's MSG_INFO); a monitor starts at this level.

@@ -22,7 +22,7 @@ import docker
 import docker.errors
 import tenacity
 
-from pytest_cirque.errors import DockerUnavailable, ExecTimeout, NodeError, WaitTimeout
+from pytest_cirque.core.errors import DockerUnavailable, ExecTimeout, NodeError, WaitTimeout
 
 KIND_CONTAINER = "container"
 KIND_NETWORK = "network"

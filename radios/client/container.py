@@ -14,11 +14,12 @@ Least privilege, measured on Docker 20.10:
   without capabilities may not look into one that has some), so the node's software
   finds the socket where it expects it.
 
-The relay's code is copied into the containers at creation (``put_archive``), so any
-image with python3 and iproute2 can serve, and no host path is bind-mounted.
+The relay package (radios/relay/) is copied whole into the containers at creation
+(``put_archive``), so any image with python3 and iproute2 can serve, and no host path is
+bind-mounted.
 
 Control requests go through one long-lived ``docker exec`` into the medium container
-(``python3 -m pytest_cirque.radios.medium session``), which forwards each JSON line to
+(``python3 -m pytest_cirque.radios.relay.medium session``), which forwards each JSON line to
 the relay's control socket.
 """
 
@@ -33,6 +34,7 @@ import struct
 import tarfile
 import threading
 from collections.abc import Iterable, Mapping
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -41,35 +43,16 @@ import docker.errors
 import requests.exceptions
 import tenacity
 
-from pytest_cirque import errors, identity
-from pytest_cirque.errors import NodeError, WaitTimeout
-from pytest_cirque.radios.link_model import PHYS
+from pytest_cirque.core import errors, identity
+from pytest_cirque.core.errors import NodeError, WaitTimeout
+from pytest_cirque.radios.relay.link_model import PHYS
 
 #: Where the volume with the control socket and captures is mounted in the helpers.
 RUN_DIR = "/run/cirque-medium"
 SOCKET = f"{RUN_DIR}/control.sock"
 CODE_DIR = "/opt/cirque"
-#: The files the containers need: the relay, the link model, pcap, endpoint, errors.
-_PACKAGE = Path(__file__).resolve().parent.parent / "pytest_cirque"
-_RADIOS = Path(__file__).resolve().parent
-_CODE = {
-    "pytest_cirque/__init__.py": b"",
-    "pytest_cirque/errors.py": (_PACKAGE / "errors.py").read_bytes(),
-    "pytest_cirque/radios/__init__.py": b"",
-    **{
-        f"pytest_cirque/radios/{name}": (_RADIOS / name).read_bytes()
-        for name in (
-            "medium.py",
-            "link_model.py",
-            "pcap.py",
-            "endpoint.py",
-            "wifi.py",
-            "wpa.py",
-            "ctrl_iface.py",
-        )
-        if (_RADIOS / name).exists()
-    },
-}
+#: Packages whose __init__ the containers get empty: the relay imports nothing above them.
+_PARENT_PACKAGES = ("pytest_cirque", "pytest_cirque.core", "pytest_cirque.radios")
 START_TIMEOUT_S = 30.0
 #: Endpoint and interface names: what Docker names and Linux interfaces both accept.
 IFNAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -77,10 +60,25 @@ ATTACH_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
 
 
+def relay_code() -> dict[str, bytes]:
+    """The files the medium containers run, by path under CODE_DIR: the relay package
+    whole, the error hierarchy it raises, and empty parents. Read through
+    importlib.resources, so an installed wheel works as a checkout does."""
+    code = {f"{package.replace('.', '/')}/__init__.py": b"" for package in _PARENT_PACKAGES}
+    code["pytest_cirque/core/errors.py"] = (
+        resources.files("pytest_cirque.core").joinpath("errors.py").read_bytes()
+    )
+    relay = resources.files("pytest_cirque.radios.relay")
+    for entry in relay.iterdir():
+        if entry.name.endswith(".py"):
+            code[f"pytest_cirque/radios/relay/{entry.name}"] = entry.read_bytes()
+    return code
+
+
 def _code_archive() -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in _CODE.items():
+        for name, data in relay_code().items():
             info = tarfile.TarInfo(f"{CODE_DIR.lstrip('/')}/{name}")
             info.size = len(data)
             info.mode = 0o644
@@ -94,7 +92,7 @@ class ControlSession:
     a new process in the container."""
 
     def __init__(self, client: docker.DockerClient, container_id: str) -> None:
-        command = ["python3", "-m", "pytest_cirque.radios.medium", "session", "--socket", SOCKET]
+        command = ["python3", "-m", "pytest_cirque.radios.relay.medium", "session", "--socket", SOCKET]
         exec_id = client.api.exec_create(
             container_id,
             command,
@@ -186,7 +184,7 @@ class MediumContainer:
             if volume.attrs.get("Labels") != labels:  # an existing volume of that name
                 raise NodeError(f"medium {self.name}: volume {volume.name} exists and is not ours")
             self.volume = volume
-            command = ["python3", "-m", "pytest_cirque.radios.medium", "serve"]
+            command = ["python3", "-m", "pytest_cirque.radios.relay.medium", "serve"]
             command += ["--socket", SOCKET, "--phy", self.phy]
             if not self.airtime:
                 command.append("--no-airtime")
@@ -309,7 +307,7 @@ class MediumContainer:
             raise errors.SpecError(f"{where}: position must be 2 or 3 numbers (metres)")
         if self.container is None:
             raise NodeError(f"{where}: the medium is not running; start() it first")
-        command = ["python3", "-m", "pytest_cirque.radios.endpoint", "--name", endpoint]
+        command = ["python3", "-m", "pytest_cirque.radios.relay.endpoint", "--name", endpoint]
         command += ["--ifname", ifname, "--socket", SOCKET, "--carrier", "on" if carrier else "off"]
         command += ["--position", ",".join(str(float(c)) for c in position)]
         for address in addresses:
