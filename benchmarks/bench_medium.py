@@ -32,7 +32,8 @@ import tenacity
 from machine import machine
 
 from pytest_cirque.core import identity
-from pytest_cirque.homes.images import ensure_image
+from pytest_cirque.core.docker_backend import Backend
+from pytest_cirque.core.images import ensure_image
 from pytest_cirque.radios.client.container import MediumContainer
 
 WLAN = {"n1": "10.78.0.1", "n2": "10.78.0.2"}
@@ -64,13 +65,6 @@ while time.monotonic() < end:
     conn.sendall(chunk)
 conn.close()
 """
-
-#: CPU time of the container's cgroup in nanoseconds (cgroup v1, then v2).
-CPU_USAGE = (
-    "cat /sys/fs/cgroup/cpuacct/cpuacct.usage 2>/dev/null"
-    " || awk '/usage_usec/ {print $2 * 1000}' /sys/fs/cgroup/cpu.stat"
-)
-
 
 def sh(container: Any, command: str) -> str:
     result = container.exec_run(["sh", "-c", command])
@@ -131,16 +125,16 @@ def tcp_throughput(
     ):
         with attempt:  # the sink listens on its port
             assert f":{PORT} " in sh(sink, f"ss -Hltn 'sport = :{PORT}'")
-    cpu_before = int(sh(medium.container, CPU_USAGE).strip())
+    cpu_before = medium.cpu_seconds()
     started = time.monotonic()
     sh(source, f"python3 /tmp/source.py {WLAN['n2']} {PORT} {seconds}")
     wall = time.monotonic() - started
-    cpu_after = int(sh(medium.container, CPU_USAGE).strip())
+    cpu_after = medium.cpu_seconds()
     total, elapsed = (float(x) for x in b"".join(stream).decode().split())
     return {
         "mbit_per_s": round(total * 8 / elapsed / 1e6, 2),
         "megabytes": round(total / 1e6, 1),
-        "medium_cpu_cores": round((cpu_after - cpu_before) / 1e9 / wall, 3),
+        "medium_cpu_cores": round((cpu_after - cpu_before) / wall, 3),
     }
 
 
@@ -169,7 +163,7 @@ def run(pings: int, seconds: float) -> dict[str, Any]:
     }
     base = ensure_image(client, "base")
     medium = MediumContainer(
-        client,
+        Backend(client),
         name=identity.object_name(home_id, "wifi"),
         image=ensure_image(client, "medium"),
         labels=labels,

@@ -37,11 +37,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench_medium import CPU_USAGE
 from machine import machine, write_result
 
 from pytest_cirque import wifi
-from pytest_cirque.capabilities.wifi import DNSMASQ_LOG
+from pytest_cirque.capabilities.model.wifi import DNSMASQ_LOG
 from pytest_cirque.core import identity
 from pytest_cirque.core.errors import CirqueError
 from pytest_cirque.homes.home import Home
@@ -74,9 +73,7 @@ def spec(stations: int) -> dict[str, Any]:
 
 def medium_cpu_s(home: Home) -> float:
     """CPU seconds the home's WiFi medium container has used so far."""
-    container = home.medium("wifi").container
-    output = container.exec_run(["sh", "-c", CPU_USAGE]).output.decode().strip()
-    return int(output) / 1e9
+    return home.medium("wifi").cpu_seconds()
 
 
 def provision_one(home: Home, ap: wifi.AccessPoint, name: str, home_up: float) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import re
 import time
 from typing import Any
 
-from bench_medium import CPU_USAGE, PORT, SINK, SOURCE, configured_vs_measured, summary
+from bench_medium import PORT, SINK, SOURCE, configured_vs_measured, summary
 from machine import machine, write_result
 
 from pytest_cirque import wifi
@@ -52,16 +52,16 @@ def tcp(home: Any, target: str, seconds: float) -> dict[str, float]:
     ap.wait_until(
         lambda: f":{PORT} " in ap.exec(["ss", "-Hltn", f"sport = :{PORT}"]).stdout, "the sink"
     )
-    cpu_before = int(medium.container.exec_run(["sh", "-c", CPU_USAGE]).output)
+    cpu_before = medium.cpu_seconds()
     started = time.monotonic()
     sta.exec(["python3", "/tmp/source.py", target, str(PORT), str(seconds)], timeout=seconds + 60)
     wall = time.monotonic() - started
-    cpu_after = int(medium.container.exec_run(["sh", "-c", CPU_USAGE]).output)
+    cpu_after = medium.cpu_seconds()
     total, elapsed = (float(x) for x in sink.wait(timeout=60).stdout.split())
     return {
         "mbit_per_s": round(total * 8 / elapsed / 1e6, 2),
         "megabytes": round(total / 1e6, 1),
-        "medium_cpu_cores": round((cpu_after - cpu_before) / 1e9 / wall, 3),
+        "medium_cpu_cores": round((cpu_after - cpu_before) / wall, 3),
     }
 
 
@@ -87,7 +87,7 @@ def run(pings: int, seconds: float) -> dict[str, Any]:
             with_airtime = tcp(home, over_air, seconds)
             medium.set_medium(airtime=False)
             without_airtime = tcp(home, over_air, seconds)
-            drops = medium.status()["drops"]
+            drops = medium.status().drops
         finally:
             home.destroy()
     added = round(air["median"] - wired["median"], 3)

@@ -1,16 +1,8 @@
-"""Node capabilities, one module each; see base.py for the contract.
+"""Capabilities: functions a node asks for (WiFi, TrafficControl, Mount, ...).
 
-Importing the package imports every capability module, so the registry that
-``base.lookup`` reads knows them all.
+Each capability has two halves. ``model/`` holds what can be asked for: its name, its
+parameters and their validation, what it adds to the container's creation, and the
+registry the spec parser looks names up in; it is pure and imports nothing from Docker.
+``runtime/`` holds what a capability does to a running node (start, stop, set up again
+after a restart) and what the node got from it; it acts through ``NodeRuntime`` only.
 """
-
-from pytest_cirque.capabilities import (  # noqa: F401  (each module registers its capability)
-    interactive,
-    lan_access,
-    mount,
-    thread,
-    traffic_control,
-    weave,
-    wifi,
-    xvnc,
-)

@@ -7,7 +7,7 @@ container of images/mqtt-broker on the host network (a container also gets its o
 ``nofile`` limit, which a broker holding tens of thousands of connections needs).
 RabbitMQ runs as a host process of the Debian ``rabbitmq-server`` package.
 
-Docker is imported lazily: the device models must work where Docker is absent.
+The Docker backend is imported lazily: the device models must work where Docker is absent.
 """
 
 from __future__ import annotations
@@ -18,17 +18,21 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
-
+from pytest_cirque.core import identity, ownership
 from pytest_cirque.core.errors import CirqueError, WaitTimeout
+from pytest_cirque.core.waiting import wait_until
+
+if TYPE_CHECKING:
+    from pytest_cirque.core.docker_backend import Backend
 
 MOSQUITTO_IMAGE = "mqtt-broker"
-MQTT_BROKER_LABEL = "io.cirque.role"
+#: The home id stem of the broker containers (each run and worker gets its own home id).
+BROKER_HOME = "device-models"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -46,26 +50,6 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
-class _NotYet(Exception):
-    """A condition waited on does not hold yet."""
-
-
-def wait_until(condition, what: str, timeout: float, log=lambda: "") -> None:
-    """Poll ``condition`` with backoff until true; else WaitTimeout naming ``what`` with the log."""
-    try:
-        for attempt in Retrying(
-            stop=stop_after_delay(timeout),
-            wait=wait_exponential(multiplier=0.02, max=0.5),
-            retry=retry_if_exception_type(_NotYet),
-            reraise=True,
-        ):
-            with attempt:
-                if not condition():
-                    raise _NotYet
-    except _NotYet:
-        raise WaitTimeout(f"waited {timeout:g} s for {what}", log=log()) from None
-
-
 class Broker(ABC):
     """A broker on 127.0.0.1:``port`` that can be stopped and started again on that port."""
 
@@ -74,7 +58,9 @@ class Broker(ABC):
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"cirque-{self.scheme}-"))
+        # In this run's folder: a run killed before close() leaves nothing that the
+        # watchdog or the next reap would not find (core.ownership).
+        self.workdir = ownership.temp_dir(f"cirque-{self.scheme}-")
 
     @property
     def url(self) -> str:
@@ -127,7 +113,14 @@ class Broker(ABC):
                 )
             return _accepts(self.host, self.port)
 
-        wait_until(ready, f"{self.scheme} broker to accept on {self.url}", timeout, self.log)
+        # A broker that exited ends the wait at once: no error counts as "not yet".
+        wait_until(
+            ready,
+            f"{self.scheme} broker to accept on {self.url}",
+            timeout,
+            log=self.log,
+            ignore=(),
+        )
 
 
 def mosquitto_config(port: int, data_dir: str, log_file: str, user: str = "") -> str:
@@ -191,6 +184,7 @@ class MosquittoProcess(Broker):
             stderr=open(self.workdir / "broker.log", "ab"),  # noqa: SIM115 (the child owns it)
             start_new_session=True,
         )
+        ownership.record_process(self._process.pid)
         self._wait_accepting(timeout)
 
     def running(self) -> bool:
@@ -217,6 +211,7 @@ class MosquittoProcess(Broker):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        ownership.forget_process(process.pid)
 
 
 class MosquittoContainer(Broker):
@@ -225,34 +220,48 @@ class MosquittoContainer(Broker):
     Used where the host has no mosquitto. ``nofile`` sets the container's open-files
     limit; Docker cannot raise it above the daemon's own hard limit (20,000 on the
     project's machines, so 20,000 MQTT connections need several brokers there).
-    Labelled under io.cirque. and removed by ``stop``, also when it fails to start.
+    Labelled like every object of a run (owner process included), so ``stop`` removes
+    it, also when it fails to start, and a reap removes it once its process is gone.
     """
 
     scheme = "mqtt"
 
     def __init__(
-        self, port: int | None = None, *, nofile: int | None = None, run_id: str = ""
+        self,
+        port: int | None = None,
+        *,
+        nofile: int | None = None,
+        run_id: str = "",
+        backend: Backend | None = None,
     ) -> None:
         super().__init__(port)
         self.nofile = nofile
-        self.run_id = run_id or uuid.uuid4().hex[:12]
-        self._container = None
+        self.identity = identity.RunIdentity.create(run_id or None)
+        self.run_id = self.identity.run_id
+        self.home_id = self.identity.home_id(BROKER_HOME)
+        self.container_name = identity.object_name(self.home_id, f"mqtt-{self.port}")
+        self._backend = backend
+        #: The container's id while it exists.
+        self._container: str | None = None
 
-    def _client(self):
-        import docker  # lazily: the device models must not need Docker
+    @property
+    def backend(self) -> Backend:
+        """The Docker backend, connected on first use (lazily: device models need no
+        Docker until a container broker is started)."""
+        if self._backend is None:
+            from pytest_cirque.core.docker_backend import connect_backend
 
-        return docker.from_env()
+            self._backend = connect_backend()
+        return self._backend
 
-    def _image(self, client) -> str:
-        from pytest_cirque.homes.images import ensure_image
+    def _image(self) -> str:
+        from pytest_cirque.core.images import ensure_image
 
-        return ensure_image(client, MOSQUITTO_IMAGE)
+        return ensure_image(self.backend, MOSQUITTO_IMAGE)
 
     def start(self, timeout: float = 60.0) -> None:
-        import docker
-
         self._check_port_free()
-        client = self._client()
+        backend = self.backend
         config = mosquitto_config(self.port, "/var/lib/cirque-broker", "/dev/stderr")
         config = config.replace("log_dest file /dev/stderr", "log_dest stderr")
         script = (
@@ -260,24 +269,16 @@ class MosquittoContainer(Broker):
             f"printf '%s' '{config}' > /etc/cirque-mosquitto.conf && "
             "exec mosquitto -c /etc/cirque-mosquitto.conf"
         )
-        ulimits = []
-        if self.nofile:
-            ulimits = [docker.types.Ulimit(name="nofile", soft=self.nofile, hard=self.nofile)]
-        self._container = client.containers.create(
-            self._image(client),
-            ["sh", "-c", script],
-            name=f"cirque-{self.run_id}-mqtt-{self.port}",
+        self._container = backend.create_container(
+            self.container_name,
+            self._image(),
+            labels=self.identity.labels(self.home_id, identity.ROLE_MQTT_BROKER),
+            command=["sh", "-c", script],
             network_mode="host",
-            ulimits=ulimits,
-            labels={
-                "io.cirque.run": self.run_id,
-                "io.cirque.home": "device-models",
-                "io.cirque.owner": f"{socket.gethostname()}:{os.getpid()}",
-                MQTT_BROKER_LABEL: "mqtt-broker",
-            },
+            ulimits={"nofile": self.nofile} if self.nofile else None,
         )
         try:
-            self._container.start()
+            backend.start(self._container)
             self._wait_accepting(timeout)
         except BaseException:
             self.stop()
@@ -287,29 +288,31 @@ class MosquittoContainer(Broker):
         if self._container is None:
             return False
         try:
-            self._container.reload()
+            info = self.backend.inspect(self._container)
         except Exception:
             return False
-        return self._container.status in ("created", "running")
+        state = ((info or {}).get("State") or {}).get("Status")
+        return state in ("created", "running")
 
     def log(self, lines: int = 40) -> str:
         if self._container is None:
             return ""
         try:
-            return self._container.logs(tail=lines).decode(errors="replace")
+            return self.backend.logs(self._container, tail=lines)
         except Exception:
             return ""
 
     def stop(self) -> None:
+        """Stop (mosquitto saves its sessions on SIGTERM), then remove the container."""
         container, self._container = self._container, None
         if container is None:
             return
         try:
-            container.stop(timeout=10)
+            self.backend.stop(container, timeout=10)
         except Exception:
             pass  # not started or already gone: removing is what matters
         finally:
-            container.remove(force=True)
+            self.backend.remove_container(container)
 
 
 def start_mqtt_broker(port: int | None = None, kind: str | None = None) -> Broker:
@@ -395,6 +398,7 @@ class RabbitMQProcess(Broker):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        ownership.record_process(self._process.pid)
         self._wait_accepting(timeout)
 
     def running(self) -> bool:
@@ -411,12 +415,13 @@ class RabbitMQProcess(Broker):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        ownership.forget_process(process.pid)
         # The Erlang VM may outlive the wrapper script for a moment: wait for the port.
         wait_until(
             lambda: not _accepts(self.host, self.port),
             f"RabbitMQ node {self.node_name} to release port {self.port}",
             30,
-            self.log,
+            log=self.log,
         )
 
 
@@ -446,7 +451,15 @@ def cmd_broker(args, out=None) -> int:
     import threading
 
     out = out or sys.stdout
-    broker = start_amqp_broker(args.port) if args.amqp else start_mqtt_broker(args.port)
+
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the broker the way Ctrl-C does
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        broker = start_amqp_broker(args.port) if args.amqp else start_mqtt_broker(args.port)
+    except KeyboardInterrupt:
+        return 130  # stopped while starting: the broker's start removed what it made
     try:
         print(f"broker ready: {broker.url}", file=out)
         print(

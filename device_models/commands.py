@@ -9,8 +9,10 @@ second, failures) and a summary at the end.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -24,6 +26,29 @@ from pytest_cirque.device_models.model import (
     validate_model_file,
 )
 
+ALLOW_OUTSIDE_HELP = (
+    "let model scripts live outside the model's folder and its scripts/ subfolder "
+    "(refused by default: a model must not make the tools read other files)"
+)
+
+
+def _seconds(option: str) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, zero or more."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be a finite number of seconds, 0 or more"
+            )
+        return value
+
+    parse.__name__ = option
+    return parse
+
 
 def add_commands(subparsers: Any) -> None:
     """Register `cirque devices ...` on the `cirque` parser."""
@@ -36,6 +61,7 @@ def add_commands(subparsers: Any) -> None:
     validate.add_argument(
         "files", nargs="+", metavar="FILE", help="model files (.json, .yaml) or stock model names"
     )
+    validate.add_argument("--allow-outside", action="store_true", help=ALLOW_OUTSIDE_HELP)
     validate.set_defaults(func=cmd_validate)
 
     stock = actions.add_parser("stock", help="list the stock models")
@@ -50,6 +76,7 @@ def add_commands(subparsers: Any) -> None:
         help="model file or stock model name (repeat for several models)",
     )
     run.add_argument("--count", type=int, default=1, metavar="N", help="devices per model (1)")
+    run.add_argument("--allow-outside", action="store_true", help=ALLOW_OUTSIDE_HELP)
     run.add_argument(
         "--broker",
         required=True,
@@ -58,10 +85,18 @@ def add_commands(subparsers: Any) -> None:
         "the URL's scheme picks the protocol, whatever the models' Protocol says",
     )
     run.add_argument(
-        "--duration", type=float, default=0, metavar="S", help="seconds to run (0: until Ctrl-C)"
+        "--duration",
+        type=_seconds("--duration"),
+        default=0,
+        metavar="S",
+        help="seconds to run (0: until Ctrl-C)",
     )
     run.add_argument(
-        "--jitter", type=float, default=None, metavar="S", help="longest start offset per device"
+        "--jitter",
+        type=_seconds("--jitter"),
+        default=None,
+        metavar="S",
+        help="longest start offset per device",
     )
     run.add_argument("--seed", type=int, default=None, help="repeatable offsets and random values")
     run.add_argument(
@@ -81,7 +116,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             print(exc, file=out)
             problems += 1
             continue
-        model, errors = validate_model_file(path)
+        model, errors = validate_model_file(path, allow_outside=args.allow_outside)
         script_errors = check_scripts(model) if model else []
         for error in [*errors, *script_errors]:
             print(error, file=out)
@@ -100,7 +135,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 def cmd_stock(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     for name, path in stock_models().items():
-        model = load_model(path)
+        model = load_model(path, allow_outside=args.allow_outside)
         print(f"{name:12} {model.description}", file=out)
     return 0
 
@@ -112,7 +147,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     if args.count < 0:
         raise CirqueError(f"--count must be 0 or more (got {args.count})")
-    models = [load_model(name) for name in args.model]
+    models = [load_model(name, allow_outside=args.allow_outside) for name in args.model]
     scheme = urlsplit(args.broker).scheme.lower()
     if scheme not in ("mqtt", "http", "https", "amqp"):
         raise CirqueError(

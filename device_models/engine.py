@@ -17,7 +17,12 @@ model's compiled scripts use, 100 ms of CPU, 256 KiB of stack). An infinite loop
 memory bomb fails that one call with a ScriptError naming file:line, device and cause;
 the context stays usable for every other device.
 
-Host functions live on the JavaScript side: the quickjs package refuses to call into
+The binding is quickjs-ng's (the ``quickjs-ng`` package, imported as ``quickjs``): the
+released ``quickjs`` package (QuickJS 2021-03-27) crashes the process when a script
+reaches its memory limit (bellard/quickjs#533), which quickjs-ng fixed;
+``engine_report`` tells which binding was loaded and whether it has that fix.
+
+Host functions live on the JavaScript side: the binding refuses to call into
 Python while a time limit is set, so ``log``, ``updateState`` and ``updateProperty``
 record what they are asked to do, and the call hands the list back once, as JSON.
 
@@ -54,14 +59,60 @@ import quickjs
 from pytest_cirque.core.errors import CirqueError, ScriptError
 from pytest_cirque.device_models.model import DeviceModel, ScriptRef
 
-# scripts/build-quickjs builds quickjs with third_party/quickjs/build-backtrace-oom.patch
-# and tags it "+cirque": released builds can crash the process on a memory bomb.
-QUICKJS_VERSION = importlib.metadata.version("quickjs")
-QUICKJS_HAS_OOM_FIX = "+cirque" in QUICKJS_VERSION
-if not QUICKJS_HAS_OOM_FIX:
+#: The binding pyproject.toml depends on: every build of quickjs-ng tried survived 100
+#: memory bombs in a row, where the quickjs package crashed after 28 and quickjs-py after
+#: 8 (benchmarks/results/script_engines.json).
+BINDING = "quickjs-ng"
+#: Distributions that install the ``quickjs`` module (they overwrite each other's files);
+#: the first three are builds of quickjs-ng, which does not crash out of memory.
+_BINDINGS = (BINDING, "python-quickjs-ng", "edwh-quickjs-ng", "quickjs-py", "quickjs")
+_NG_BUILDS = _BINDINGS[:3]
+
+
+_EXTENSION = Path(quickjs._quickjs.__file__)  # the C extension this process loaded
+
+
+def _loaded_binding() -> tuple[str, str]:
+    """(distribution, version) whose extension module this process loaded."""
+    loaded = _EXTENSION.resolve()
+    for name in _BINDINGS:
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for file in dist.files or ():
+            if (
+                file.name.startswith("_quickjs")
+                and Path(dist.locate_file(file)).resolve() == loaded
+            ):
+                return name, dist.version
+    return "unknown binding", loaded.name
+
+
+QUICKJS_BINDING, QUICKJS_VERSION = _loaded_binding()
+# A local build patched for the crash (older checkouts made one) is tagged "+cirque".
+QUICKJS_HAS_OOM_FIX = QUICKJS_BINDING in _NG_BUILDS or "+cirque" in QUICKJS_VERSION
+_REINSTALL = (
+    f"pip uninstall -y {QUICKJS_BINDING} && " if QUICKJS_BINDING in _BINDINGS else ""
+) + f"pip install --force-reinstall {BINDING}"
+
+
+def engine_report() -> tuple[bool, str, str]:
+    """(crash fixed, what was loaded, what it means): the script engine's doctor line."""
+    what = f"{QUICKJS_BINDING} {QUICKJS_VERSION} ({_EXTENSION.name})"
+    if QUICKJS_HAS_OOM_FIX:
+        return True, f"{what}, memory-limit crash fixed", "a memory bomb fails that call only"
+    return (
+        False,
+        f"{what}, memory-limit crash NOT fixed (bellard/quickjs#533)",
+        f"a script reaching its memory limit can crash the whole run; run: {_REINSTALL}",
+    )
+
+
+if not QUICKJS_HAS_OOM_FIX:  # e.g. the old quickjs package's extension shadows ours
     warnings.warn(
-        f"quickjs {QUICKJS_VERSION} without the out-of-memory fix: a script reaching its "
-        "memory limit can crash the process; run scripts/setup",
+        f"{engine_report()[1]}: a script reaching its memory limit can crash the process; "
+        f"run: {_REINSTALL}",
         RuntimeWarning,
         stacklevel=1,  # point at the engine, not at whoever imported it
     )
@@ -189,8 +240,9 @@ _FACTORY_TAIL = '\n;return typeof main === "function" ? main : undefined;\n};'
 _REBASE_EVERY_CALLS = 500
 _OUT_OF_MEMORY = ("null", "InternalError: out of memory")
 
-# "at main (<input>:12)", "at spin (<input>)", and for syntax errors "at <input>:3".
-_FRAME = re.compile(r"^\s*at (?:(\S+) \()?<input>(?::(\d+))?\)?\s*$")
+# "at main (<input>:12:5)", "at spin (<input>)", for syntax errors "at <input>:3:6";
+# the column is optional (older QuickJS builds give none).
+_FRAME = re.compile(r"^\s*at (?:(\S+) \()?<input>(?::(\d+))?(?::\d+)?\)?\s*$")
 
 
 def _first_user_frame(stack: str) -> tuple[str | None, int | None]:
@@ -247,10 +299,12 @@ class ModelEngine:
 
         Measuring the context walks its whole heap (tens of microseconds), so this runs
         after a failed call and every few hundred calls, not before each call; garbage of
-        a call is freed as it goes (reference counting), so the base moves little.
+        a call is freed as it goes (reference counting), so the base moves little. No
+        explicit collection first: the binding's ``gc()`` runs a full Python collection
+        as well (milliseconds in a large simulation), and the few cycles a call leaves
+        are QuickJS's own collector's to free (counted in the base until then).
         """
         self._context.set_memory_limit(-1)
-        self._context.gc()
         used = self._context.memory()["memory_used_size"]
         self._context.set_memory_limit(used + self.limits.memory_bytes)
         self._calls_until_rebase = _REBASE_EVERY_CALLS

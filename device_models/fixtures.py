@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from pytest_cirque.core.errors import CirqueError, WaitTimeout
+from pytest_cirque.core.waiting import wait_until
 
 from .brokers import Broker, start_amqp_broker, start_mqtt_broker
 from .recorders import AmqpRecorder, HttpEndpoint, MqttRecorder, TelemetryRecorder, _matches
@@ -217,10 +217,6 @@ def _clear_retained(runner: Any) -> None:
         client.loop_stop()
 
 
-class _StateNotYet(Exception):
-    pass
-
-
 def check_method(
     runner: Any,
     device_id: str,
@@ -260,24 +256,15 @@ def _wait_for_state(runner, device_id, expected: Mapping[str, Any], where: str, 
     def snapshot() -> dict:
         return runner.call(lambda: dict(runner.simulation.devices[device_id].state))
 
-    def check() -> None:
+    def reached() -> bool:
         current = snapshot()
-        if not all(k in current and _matches(current[k], v) for k, v in expected.items()):
-            raise _StateNotYet
+        return all(k in current and _matches(current[k], v) for k, v in expected.items())
 
     try:
-        for attempt in Retrying(
-            stop=stop_after_delay(timeout),
-            wait=wait_exponential(multiplier=0.02, max=0.5),
-            retry=retry_if_exception_type(_StateNotYet),
-            reraise=True,
-        ):
-            with attempt:
-                check()
-    except _StateNotYet:
+        wait_until(reached, f"state {dict(expected)!r}", timeout, ignore=())
+    except WaitTimeout as exc:
         raise WaitTimeout(
-            f"waited {timeout:g} s after {where} for state {dict(expected)!r}; "
-            f"the state is {snapshot()!r}"
+            f"{exc.args[0]}; the state is {snapshot()!r} after {where}", log=exc.log
         ) from None
 
 

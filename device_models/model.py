@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from pytest_cirque.core.errors import DeviceModelError
+from pytest_cirque.core.errors import DeviceModelError, TelemetryProblem
 from pytest_cirque.device_models import internal_scripts, telemetry
 
 PROTOCOLS = ("AMQP", "MQTT", "HTTP")
@@ -31,6 +31,8 @@ SCHEMA_VERSION = "1.0.0"
 
 #: Where the stock models live (one JSON file per model beside its scripts).
 STOCK_DIR = Path(__file__).resolve().parent / "stock"
+#: Where the original device simulation service keeps a model folder's scripts.
+SCRIPTS_FOLDER = "scripts"
 
 _TOP_LEVEL = (
     "SchemaVersion",
@@ -140,10 +142,11 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     )
 
 
-def load_model(name_or_path: str | Path) -> DeviceModel:
-    """Parse and validate a model file (or a stock model by name); raise its first error."""
+def load_model(name_or_path: str | Path, *, allow_outside: bool = False) -> DeviceModel:
+    """Parse and validate a model file (or a stock model by name); raise its first error.
+    ``allow_outside`` lets its scripts live outside the model's folder."""
     path = resolve_model_path(name_or_path)
-    model, errors = validate_model_file(path)
+    model, errors = validate_model_file(path, allow_outside=allow_outside)
     if errors:
         more = f" (and {len(errors) - 1} more: run cirque devices validate)" if errors[1:] else ""
         raise DeviceModelError(f"{errors[0]}{more}")
@@ -151,8 +154,11 @@ def load_model(name_or_path: str | Path) -> DeviceModel:
     return model
 
 
-def validate_model_file(path: str | Path) -> tuple[DeviceModel | None, list[DeviceModelError]]:
-    """The model and every problem of the file; the model is None when there are problems."""
+def validate_model_file(
+    path: str | Path, *, allow_outside: bool = False
+) -> tuple[DeviceModel | None, list[DeviceModelError]]:
+    """The model and every problem of the file; the model is None when there are problems.
+    Script paths must stay inside the model's folder unless ``allow_outside``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -164,10 +170,11 @@ def validate_model_file(path: str | Path) -> tuple[DeviceModel | None, list[Devi
         document = _parse_text(path, text)
     except DeviceModelError as exc:
         return None, [exc]
-    checker = _Checker(path, text, document)
+    checker = _Checker(path, text, document, allow_outside=allow_outside)
     model = checker.build()
     if checker.errors:
-        return None, sorted(checker.errors, key=lambda error: error.line)
+        by_line = sorted(zip(checker.error_lines, checker.errors), key=lambda pair: pair[0])
+        return None, [error for _, error in by_line]
     return model, []
 
 
@@ -225,7 +232,7 @@ def _line_index(text: str) -> dict[tuple, int]:
             for key_node, value_node in node.value:
                 key = key_node.value
                 walk(value_node, (*path, key))
-                index[(*path, key)] = key_node.start_mark.line + 1
+                index[path + (key,)] = key_node.start_mark.line + 1
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 walk(item, (*path, i))
@@ -245,13 +252,39 @@ def _path_text(path: tuple) -> str:
 class _Checker:
     """Walks one parsed document, building the model and collecting every problem."""
 
-    def __init__(self, path: Path, text: str, document: Any) -> None:
+    def __init__(self, path: Path, text: str, document: Any, *, allow_outside: bool) -> None:
         self.path = path
+        self.allow_outside = allow_outside
         self.document = document
         self.lines = _line_index(text)
         self.errors: list[DeviceModelError] = []
+        self.error_lines: list[int] = []  # the model file line of each of self.errors
         model_id = document.get("Id") if isinstance(document, dict) else None
         self.model_id = model_id if isinstance(model_id, str) and model_id else "?"
+
+    def script_file(self, script_path: str, path: tuple) -> Path | None:
+        """Where a script's Path points, as the original service resolves it: the model's
+        folder, then its scripts/ subfolder. A file outside the model's folder is refused
+        (a model must not make the tools read other files) unless allow_outside."""
+        folder = self.path.parent.resolve()
+        candidates = [folder / script_path, folder / SCRIPTS_FOLDER / script_path]
+        file = next((c for c in candidates if c.is_file()), None)
+        if file is None:
+            self.fail(
+                path,
+                f"script file {script_path!r} not found (looked in {folder} and its "
+                f"{SCRIPTS_FOLDER}/ subfolder); paths are relative to the model file",
+            )
+            return None
+        real = file.resolve()
+        if not self.allow_outside and not real.is_relative_to(folder):
+            self.fail(
+                path,
+                f"script file {script_path!r} is outside the model's folder ({real}); move it "
+                f"into {folder} or its {SCRIPTS_FOLDER}/, or pass --allow-outside",
+            )
+            return None
+        return file
 
     def where(self, path: tuple) -> str:
         for end in range(len(path), -1, -1):
@@ -262,8 +295,8 @@ class _Checker:
     def fail(self, path: tuple, problem: str) -> None:
         where = self.where(path)
         error = DeviceModelError(f"{where}: model {self.model_id}: {_path_text(path)}: {problem}")
-        error.line = int(where.rsplit(":", 1)[1])
         self.errors.append(error)
+        self.error_lines.append(int(where.rsplit(":", 1)[1]))
 
     def keys(self, value: Mapping, path: tuple, allowed: tuple, required: tuple) -> None:
         for key in value:
@@ -388,13 +421,8 @@ class _Checker:
             return ScriptRef("internal", script_path, None, params, self.where((*path, "Path")))
         if params is not None and not isinstance(params, dict):
             self.fail((*path, "Params"), "must be an object (it becomes main's 4th argument)")
-        file = self.path.parent / script_path
-        if not file.is_file():
-            self.fail(
-                (*path, "Path"),
-                f"script file {script_path!r} not found (looked for {file}); "
-                "paths are relative to the model file",
-            )
+        file = self.script_file(script_path, (*path, "Path"))
+        if file is None:
             return None
         return ScriptRef("javascript", script_path, file, params, self.where((*path, "Path")))
 
@@ -417,7 +445,7 @@ class _Checker:
             # Telemetry may fire before any state script runs: InitialState alone must render.
             try:
                 telemetry.check(schema.fields, telemetry.render(template, initial_state))
-            except telemetry.TelemetryProblem as exc:
+            except TelemetryProblem as exc:
                 self.fail(
                     (*path, "MessageTemplate"),
                     f"message {schema.name!r} rendered from InitialState: {exc}",

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
-
 from pytest_cirque.core.errors import TransportError, WaitTimeout
+from pytest_cirque.core.waiting import wait_until
 
 from .transports.mqtt import METHOD_RESPONSE_TOPIC, METHOD_TOPIC, parse_mqtt_url
 
@@ -51,10 +50,6 @@ class Received:
     def __str__(self) -> str:
         body = self.body.decode(errors="replace")
         return f"{self.device_id} {self.schema or self.kind} {body[:120]}"
-
-
-class _NotYet(Exception):
-    pass
 
 
 def _matches(value: Any, expected: Expectation) -> bool:
@@ -127,16 +122,12 @@ class TelemetryRecorder:
         """
         description = self._describe(count, schema, device, kind, where)
 
-        def check() -> list[Received]:
+        def check() -> list[Received] | None:
             found = self.select(schema=schema, device=device, kind=kind, where=where)
-            if len(found) < count:
-                raise _NotYet
-            return found[:count]
+            return found[:count] if len(found) >= count else None
 
         return self._wait(
-            check,
-            timeout,
-            lambda: f"waited {timeout:g} s for {description}; {self.summary(schema, device, kind)}",
+            check, description, timeout, instead=lambda: self.summary(schema, device, kind)
         )
 
     def summary(self, schema=None, device=None, kind="telemetry") -> str:
@@ -155,25 +146,35 @@ class TelemetryRecorder:
             f"schema/device/kind; {label}: {latest}"
         )
 
-    def _wait(self, check: Callable[[], Any], timeout: float, failure: Callable[[], str]) -> Any:
-        """Call ``check`` until it stops raising _NotYet, waking whenever a message arrives;
-        at the deadline raise WaitTimeout with ``failure()`` and the recorder's context."""
+    def _wait(
+        self,
+        check: Callable[[], Any | None],
+        what: str,
+        timeout: float,
+        *,
+        instead: Callable[[], str] | None = None,
+    ) -> Any:
+        """Call ``check`` until it returns something other than None (an empty list is an
+        answer too), waking whenever a message arrives. At the deadline WaitTimeout says
+        ``what`` was awaited and ``instead()`` (what arrived), with the recorder's context
+        as its log."""
+
+        def answered() -> tuple[Any] | None:
+            value = check()
+            return None if value is None else (value,)
+
         try:
-            for attempt in Retrying(
-                stop=stop_after_delay(timeout),
-                wait=wait_fixed(0.5),
-                sleep=self._sleep_until_news,
-                retry=retry_if_exception_type(_NotYet),
-                reraise=True,
-            ):
-                with attempt:
-                    return check()
-        except _NotYet:
-            raise WaitTimeout(failure(), log=self.context()) from None
-        raise AssertionError("unreachable")
+            (value,) = wait_until(
+                answered, what, timeout, log=self.context, ignore=(), sleep=self._sleep_until_news
+            )
+        except WaitTimeout as exc:
+            if instead is None:
+                raise
+            raise WaitTimeout(f"{exc.args[0]}; {instead()}", log=exc.log) from None
+        return value
 
     def _sleep_until_news(self, seconds: float) -> None:
-        """tenacity's pause between checks, cut short when a message arrives."""
+        """The pause between checks, cut short when a message arrives."""
         with self._changed:
             self._changed.wait(seconds)
 
@@ -293,19 +294,14 @@ class MqttRecorder(TelemetryRecorder):
         topic = self.method_topic.format(device_id=device_id, method=method, request_id=request_id)
         self._client.publish(topic, json.dumps(dict(payload or {})), qos=1)
 
-        def answered() -> tuple[int, dict]:
+        def answered() -> tuple[int, dict] | None:
             with self._changed:
-                if request_id not in self._responses:
-                    raise _NotYet
-                return self._responses.pop(request_id)
+                return self._responses.pop(request_id, None)
 
         return self._wait(
             answered,
+            f"device {device_id} to answer method {method} (request {request_id} on {topic})",
             timeout,
-            lambda: (
-                f"waited {timeout:g} s for device {device_id} to answer method {method} "
-                f"(request {request_id} on {topic})"
-            ),
         )
 
     def reported_properties(self, device_id: str) -> dict | None:

@@ -48,7 +48,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_cirque.core.errors import CirqueError, DeviceModelError, ScriptError
+from pytest_cirque.core.errors import CirqueError, DeviceModelError, ScriptError, TelemetryProblem
 from pytest_cirque.device_models import internal_scripts, telemetry
 from pytest_cirque.device_models.engine import ModelEngine, ScriptLimits
 from pytest_cirque.device_models.model import DeviceModel, load_model
@@ -508,7 +508,7 @@ class Simulation:
         try:
             body = telemetry.render(spec.template, device.state)
             telemetry.check(spec.schema.fields, body)
-        except telemetry.TelemetryProblem as exc:
+        except TelemetryProblem as exc:
             self._record(
                 f"{spec.where}: model {device.model.id}: device {device.id}: "
                 f"message {spec.schema.name!r}: {exc}"

@@ -20,21 +20,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_cirque.core.errors import TelemetryProblem
+
 #: The schema field types of the seed, lower-cased (the seed's stock files mix cases).
 FIELD_TYPES = ("object", "binary", "text", "boolean", "integer", "double", "datetime")
 #: The same, spelled as the seed's document spells them (for messages).
 FIELD_TYPE_NAMES = ("Object", "Binary", "Text", "Boolean", "Integer", "Double", "DateTime")
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-
-
-class TelemetryProblem(ValueError):
-    """A message cannot be rendered or fails its schema; ``field`` names what is wrong."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}" if field else problem)
-        self.field = field
-        self.problem = problem
 
 
 def placeholders(template: str) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_cirque.homes.node import Node
+from pytest_cirque import Node
 
 
 @pytest.fixture

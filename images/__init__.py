@@ -1,4 +1,4 @@
 """Image recipes: one folder per image, each with its Dockerfile.
 
-Data, read by pytest_cirque.homes.images.
+Data, read by pytest_cirque.core.images.
 """

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
+from pytest_cirque import __version__
 from pytest_cirque.core.errors import CirqueError
 
 #: Modules that contribute sub-commands; each defines add_commands(subparsers).
@@ -19,8 +21,17 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error as one line and exit code 2, like every other error of `cirque`; every
+    sub-command's parser is of this class too (argparse makes them of their parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cirque", description="Virtual homes and device models.")
+    parser = OneLineParser(prog="cirque", description="Virtual homes and device models.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         try:

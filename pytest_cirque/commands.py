@@ -9,15 +9,17 @@ Every error is a CirqueError whose one line cli.main prints before exiting with 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Iterator
-from typing import Any, NoReturn
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from pytest_cirque.core import identity
 from pytest_cirque.core.errors import CirqueError, NodeError
+
+if TYPE_CHECKING:
+    from pytest_cirque.core.docker_backend import Backend, DockerObject
 
 
 def add_commands(subparsers: Any) -> None:
@@ -59,35 +61,24 @@ def add_commands(subparsers: Any) -> None:
     reap = subparsers.add_parser("reap", help="remove what runs whose process is gone left")
     reap.set_defaults(func=cmd_reap)
 
-    for parser in (doctor, images, build, ls, exec_, logs, shell, down, reap):
-        parser.error = one_line_error(parser)  # type: ignore[method-assign]
-
-
-def one_line_error(parser: argparse.ArgumentParser) -> Any:
-    """A usage error as one line and exit code 2, like every other error of `cirque`."""
-
-    def error(message: str) -> NoReturn:
-        parser.exit(2, f"{parser.prog}: {message}; see {parser.prog} --help\n")
-
-    return error
 
 
 # --- finding homes by their labels
 
 
-def docker_client() -> Any:
-    """A client of the local engine, or DockerUnavailable in one line."""
-    from pytest_cirque.core.docker_backend import connect
+def engine() -> Backend:
+    """The backend of the local engine, or DockerUnavailable in one line."""
+    from pytest_cirque.core.docker_backend import connect_backend
 
-    return connect()
+    return connect_backend()
 
 
-def find_home(client: Any, name: str, *, exact: bool = False) -> dict[str, Any]:
+def find_home(backend: Backend, name: str, *, exact: bool = False) -> dict[str, Any]:
     """The home of that id (or, unless ``exact``, of a unique part of it), else a one-line
     error that points at `cirque ls`."""
     from pytest_cirque.homes import cleanup
 
-    homes = cleanup.list_homes(client)
+    homes = cleanup.list_homes(backend)
     if name in homes:
         return homes[name]
     close = sorted(home for home in homes if name in home)
@@ -99,31 +90,19 @@ def find_home(client: Any, name: str, *, exact: bool = False) -> dict[str, Any]:
     raise CirqueError(f"no home named {name!r} on this Docker engine; {hint}")
 
 
-def find_node(client: Any, home_name: str, node_name: str) -> Any:
+def find_node(backend: Backend, home_name: str, node_name: str) -> DockerObject:
     """The container of a node of a home, or a one-line error naming the home's nodes."""
-    home = find_home(client, home_name)
+    home = find_home(backend, home_name)
     labels = [
         f"{identity.HOME}={home['home']}",
         f"{identity.ROLE}={identity.ROLE_NODE}",
         f"{identity.NODE}={node_name}",
     ]
-    found = client.containers.list(all=True, filters={"label": labels})
+    found = backend.containers(labels)
     if not found:
         known = ", ".join(home["nodes"]) or "none"
         raise NodeError(f"home {home['home']} has no node {node_name!r} (its nodes: {known})")
     return found[0]
-
-
-@contextlib.contextmanager
-def docker_errors(doing: str) -> Iterator[None]:
-    """Turn an engine error (say, the node went away meanwhile) into one NodeError line."""
-    import docker
-
-    try:
-        yield
-    except docker.errors.APIError as exc:
-        reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0]
-        raise NodeError(f"{doing}: {reason}") from None
 
 
 # --- the commands
@@ -136,12 +115,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_images_build(args: argparse.Namespace) -> int:
-    from pytest_cirque.homes import images as image_builder
+    from pytest_cirque.core import images as image_builder
 
     names = args.names or None
-    built = image_builder.build_images(
-        docker_client(), names, rebuild=args.rebuild, progress=print_flush
-    )
+    built = image_builder.build_images(engine(), names, rebuild=args.rebuild, progress=print_flush)
     for name, tag in built.items():
         print_flush(f"{name}: {tag}")
     return 0
@@ -154,7 +131,7 @@ def print_flush(line: str) -> None:
 def cmd_ls(args: argparse.Namespace) -> int:
     from pytest_cirque.homes import cleanup
 
-    homes = cleanup.list_homes(docker_client())
+    homes = cleanup.list_homes(engine())
     if not homes:
         print("no homes")
         return 0
@@ -186,41 +163,43 @@ def cmd_exec(args: argparse.Namespace) -> int:
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         raise CirqueError("cirque exec HOME NODE CMD...: give the command to run")
-    container = find_node(docker_client(), args.home, args.node)
-    if container.status != "running":
-        raise NodeError(f"node {args.node} of home {args.home} is {container.status}, not running")
-    with docker_errors(f"node {args.node} of home {args.home}: running {' '.join(command)}"):
-        exit_code, (stdout, stderr) = container.exec_run(command, demux=True)
-    sys.stdout.buffer.write(stdout or b"")
+    backend = engine()
+    container = find_node(backend, args.home, args.node)
+    if container.state != "running":
+        raise NodeError(f"node {args.node} of home {args.home} is {container.state}, not running")
+    result = backend.exec(
+        container.id, command, node=f"{args.node} of home {args.home}", timeout=None
+    )
+    sys.stdout.write(result.stdout)
     sys.stdout.flush()
-    sys.stderr.buffer.write(stderr or b"")
+    sys.stderr.write(result.stderr)
     sys.stderr.flush()
-    return int(exit_code or 0)
+    return result.exit_code
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     if args.tail < 0:
         raise CirqueError(f"--tail {args.tail}: give a number of lines >= 0")
-    container = find_node(docker_client(), args.home, args.node)
-    with docker_errors(f"node {args.node} of home {args.home}: reading its log"):
-        log = container.logs(tail=args.tail)
-    sys.stdout.buffer.write(log)
+    backend = engine()
+    container = find_node(backend, args.home, args.node)
+    sys.stdout.write(backend.logs(container.id, tail=args.tail))
     sys.stdout.flush()
     return 0
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    container = find_node(docker_client(), args.home, args.node)
+    backend = engine()
+    container = find_node(backend, args.home, args.node)
     docker_cli = shutil.which("docker")
     if docker_cli is None:
         raise CirqueError(
             "cirque shell needs the docker command line tool on PATH; use "
             f"`cirque exec {args.home} {args.node} CMD` instead"
         )
-    from pytest_cirque.capabilities.interactive import DEFAULT_SHELL, shell_command
+    from pytest_cirque.capabilities.model.interactive import DEFAULT_SHELL, shell_command
 
-    with docker_errors(f"node {args.node} of home {args.home}: looking for bash"):
-        has_bash = container.exec_run(["sh", "-c", "command -v bash"]).exit_code == 0
+    node = f"{args.node} of home {args.home}"
+    has_bash = backend.exec(container.id, "command -v bash", node=node).ok
     shell = "bash" if has_bash else DEFAULT_SHELL
     os.execv(docker_cli, shell_command(container.id, shell, docker=docker_cli))
     return 0  # not reached
@@ -229,9 +208,9 @@ def cmd_shell(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from pytest_cirque.homes import cleanup
 
-    client = docker_client()
-    home = find_home(client, args.home, exact=True)["home"]  # removal wants the full name
-    removed = cleanup.remove_home(client, home)
+    backend = engine()
+    home = find_home(backend, args.home, exact=True)["home"]  # removal wants the full name
+    removed = cleanup.remove_home(backend, home)
     print(f"removed home {home} ({len(removed)} objects)")
     return 0
 
@@ -239,7 +218,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_reap(args: argparse.Namespace) -> int:
     from pytest_cirque.homes import cleanup
 
-    removed = cleanup.reap(docker_client(), dead_only=True)
+    removed = cleanup.reap(engine(), dead_only=True)
     for name in removed:
         print(f"removed {name}")
     print(f"reaped {len(removed)} objects of dead runs")

@@ -23,9 +23,14 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pytest_cirque.core.errors import CirqueError
-from pytest_cirque.homes import images as image_builder
+from pytest_cirque.core import identity
+from pytest_cirque.core import images as image_builder
+from pytest_cirque.core.errors import CirqueError, DockerUnavailable
+
+if TYPE_CHECKING:
+    from pytest_cirque.core.docker_backend import Backend
 
 OK = "ok"
 MISSING = "missing"
@@ -356,71 +361,93 @@ def parse_probe_output(text: str) -> dict[str, tuple[bool, str]]:
     return results
 
 
-def run_probes(client, image: str) -> dict[str, tuple[bool, str]]:
-    """Run the probe script in a fresh helper container (own netns, NET_ADMIN), removed after."""
-    from pytest_cirque.core import identity
-
-    run = identity.RunIdentity.create(worker="doctor")
+def _run_helper(
+    backend: Backend,
+    image: str,
+    name: str,
+    script: str,
+    run: identity.RunIdentity | None = None,
+    **options: Any,
+) -> str:
+    """Run a shell script in a labelled helper container of doctor's own; its output.
+    The container is removed after, also when it fails or times out."""
+    run = run or identity.RunIdentity.create(worker="doctor")
     home_id = run.home_id("doctor")
-    container = client.containers.create(
+    options.setdefault("network_mode", "none")
+    container = backend.create_container(
+        identity.object_name(home_id, name),
         image,
-        entrypoint=["sh", "-c", probe_script(KERNEL_FEATURES)],
+        labels=run.labels(home_id, options.pop("role", identity.ROLE_NETADMIN)),
+        entrypoint=["sh", "-c", script],
         command=[],
-        name=identity.object_name(home_id, "probe"),
-        labels=run.labels(home_id, identity.ROLE_NETADMIN),
-        network_mode="none",
-        cap_add=["NET_ADMIN"],
+        **options,
     )
     try:
-        container.start()
-        container.wait(timeout=PROBE_TIMEOUT_S)
-        output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        backend.start(container)
+        backend.wait(container, timeout=PROBE_TIMEOUT_S)
+        return backend.logs(container, tail="all")
     finally:
-        container.remove(force=True)
+        backend.remove_container(container)
+
+
+def run_probes(backend: Backend, image: str) -> dict[str, tuple[bool, str]]:
+    """Run the probe script in a fresh helper container (own netns, NET_ADMIN), removed after."""
+    output = _run_helper(
+        backend, image, "probe", probe_script(KERNEL_FEATURES), cap_add=["NET_ADMIN"]
+    )
     return parse_probe_output(output)
 
 
-def wifi_medium_check(client, image: str) -> Check:
-    """Whether the engine runs a WiFi medium as the home does: no network, every
-    capability dropped but SYS_PTRACE, in the host's pid namespace, from where it serves
-    a station's control socket inside the node (/proc/<pid>/root). Tried against a
-    sleeping stand-in node; both containers are removed after."""
-    from pytest_cirque.core import identity
+def _describe_relay(options: dict[str, Any]) -> str:
+    """The relay's create options that matter to the check, as the report's method says
+    them ("pid=host, only SYS_PTRACE")."""
+    parts = []
+    if options.get("pid_mode"):
+        parts.append(f"pid={options['pid_mode']}")
+    caps = list(options.get("cap_add") or [])
+    if "ALL" in (options.get("cap_drop") or []):
+        parts.append(f"only {', '.join(caps)}" if caps else "no capabilities")
+    elif caps:
+        parts.append(f"adding {', '.join(caps)}")
+    return " and ".join(parts) or "the default options"
 
+
+def wifi_medium_check(backend: Backend, image: str) -> Check:
+    """Whether the engine runs a WiFi medium as the home does: the relay's own create
+    options (no network, every capability dropped but what it needs, the host's pid
+    namespace), from where it serves a station's control socket inside the node
+    (/proc/<pid>/root). Tried against a sleeping stand-in node; both containers are
+    removed after. The options come from the medium's code, so the check cannot drift."""
+    from pytest_cirque.radios.client.container import relay_security_options
+
+    relay_options = dict(relay_security_options(True))
     run = identity.RunIdentity.create(worker="doctor")
     home_id = run.home_id("doctor")
-    method = "helper containers (a node, and a medium with pid=host and only SYS_PTRACE)"
+    method = f"helper containers (a node, and a medium with {_describe_relay(relay_options)})"
     meaning = "WiFi stations get the wpa_supplicant control socket inside their nodes"
-    created = []
+    node = ""
     try:
-        node = client.containers.create(
+        node = backend.create_container(
+            identity.object_name(home_id, "wifi-node"),
             image,
+            labels=run.labels(home_id, identity.ROLE_NODE),
             entrypoint=["sleep", str(PROBE_TIMEOUT_S)],
             command=[],
-            name=identity.object_name(home_id, "wifi-node"),
-            labels=run.labels(home_id, identity.ROLE_NODE),
             network_mode="none",
         )
-        created.append(node)
-        node.start()
-        node.reload()
-        pid = node.attrs["State"]["Pid"]
-        medium = client.containers.create(
+        backend.start(node)
+        pid = ((backend.inspect(node) or {}).get("State") or {}).get("Pid")
+        if not pid:
+            raise CirqueError("the stand-in node stopped at once")
+        output = _run_helper(
+            backend,
             image,
-            entrypoint=["sh", "-c", f"test -d /proc/{pid}/root/proc && echo reachable"],
-            command=[],
-            name=identity.object_name(home_id, "wifi-medium"),
-            labels=run.labels(home_id, identity.ROLE_MEDIUM),
-            network_mode="none",
-            pid_mode="host",
-            cap_drop=["ALL"],
-            cap_add=["SYS_PTRACE"],
-            security_opt=["no-new-privileges"],
-        )
-        created.append(medium)
-        medium.start()
-        medium.wait(timeout=PROBE_TIMEOUT_S)
-        output = medium.logs(stdout=True, stderr=True).decode(errors="replace").strip()
+            "wifi-medium",
+            f"test -d /proc/{pid}/root/proc && echo reachable",
+            run,
+            role=identity.ROLE_MEDIUM,
+            **relay_options,
+        ).strip()
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Check(
@@ -432,8 +459,8 @@ def wifi_medium_check(client, image: str) -> Check:
             method,
         )
     finally:
-        for container in created:
-            container.remove(force=True)
+        if node:
+            backend.remove_container(node)
     if "reachable" in output:
         detail = "nodes' filesystems reachable from a medium"
         return Check("wifi-medium", OK, detail, meaning, method)
@@ -450,15 +477,15 @@ def wifi_medium_check(client, image: str) -> Check:
 # --- the other checks -------------------------------------------------------------------
 
 
-def docker_check(client) -> Check:
-    """Engine and client versions; the client must already be connected."""
-    import docker
+def docker_check(backend: Backend) -> Check:
+    """Engine and client versions; the backend must already be connected."""
+    from pytest_cirque.core.docker_backend import CLIENT_LIBRARY
 
-    version = client.version()
+    version = backend.engine_version()
     cli = shutil.which("docker")
     parts = [
         f"engine {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})",
-        f"docker-py {docker.__version__}",
+        CLIENT_LIBRARY,
     ]
     if cli:
         try:
@@ -477,6 +504,8 @@ def docker_check(client) -> Check:
 
 def docker_unreachable(exc: BaseException) -> Check:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, DockerUnavailable):  # its own hint is the check's meaning here
+        text = text.split("; ", 1)[0].removeprefix("Docker engine unreachable ")
     hint = "start Docker or set DOCKER_HOST"
     if "ermission denied" in text:
         hint = "add your user to the docker group (then log in again)"
@@ -489,13 +518,13 @@ def docker_unreachable(exc: BaseException) -> Check:
     )
 
 
-def image_checks(client, images_root: Path | None = None) -> list[Check]:
+def image_checks(backend: Backend, images_root: Path | None = None) -> list[Check]:
     """Each project image: built for its current recipe, outdated, or missing."""
     checks = []
     for name in image_builder.project_images(images_root):
         check_name = f"image {name}"
         try:
-            status = image_builder.image_status(client, name, images_root=images_root)
+            status = image_builder.image_status(backend, name, images_root=images_root)
         except CirqueError as exc:
             checks.append(Check(check_name, ERROR, str(exc).splitlines()[0], "", "Docker API"))
             continue
@@ -517,14 +546,15 @@ def image_checks(client, images_root: Path | None = None) -> list[Check]:
     return checks
 
 
-def debian_base_check(client) -> Check:
+def debian_base_check(backend: Backend) -> Check:
     """Where the Debian base of the images comes from on this host."""
     for ref in (image_builder.DEBIAN_IMAGE, image_builder.debian_bootstrap_tag()):
         try:
-            client.images.get(ref)
-        except Exception:
+            found = backend.image(ref)
+        except CirqueError:
             continue
-        return Check("debian base", OK, f"{ref} is present", "", "Docker API")
+        if found is not None:
+            return Check("debian base", OK, f"{ref} is present", "", "Docker API")
     return Check(
         "debian base",
         MISSING,
@@ -605,41 +635,44 @@ def nofile_check() -> Check:
 
 
 def run_checks(
-    client=None,
+    backend: Backend | Any = None,
     *,
     host: HostKernel | None = None,
     images_root: Path | None = None,
-    probe: Callable[[object, str], dict[str, tuple[bool, str]]] = run_probes,
+    probe: Callable[[Backend, str], dict[str, tuple[bool, str]]] = run_probes,
 ) -> list[Check]:
-    """Every check, in report order. ``client`` is a docker client, or None to connect
-    from the environment (its failure is reported, and the other checks still run)."""
-    checks: list[Check] = []
-    if client is None:
-        try:
-            import docker
+    """Every check, in report order. ``backend`` is the engine's Backend (a docker client
+    is still accepted), or None to connect from the environment (its failure is
+    reported, and the other checks still run)."""
+    from pytest_cirque.core.docker_backend import as_backend, connect_backend
 
-            client = docker.from_env(timeout=15)
-            client.ping()
-        except Exception as exc:
-            checks.append(docker_unreachable(exc))
-            client = None
-    if client is not None:
+    checks: list[Check] = []
+    if backend is None:
         try:
-            checks.append(docker_check(client))
+            backend = connect_backend(timeout=15)
         except Exception as exc:
             checks.append(docker_unreachable(exc))
-            client = None
+    else:
+        backend = as_backend(backend)
+    if backend is not None:
+        try:
+            checks.append(docker_check(backend))
+        except Exception as exc:
+            checks.append(docker_unreachable(exc))
+            backend = None
 
     probes: dict[str, tuple[bool, str]] = {}
     probe_note: Check | None = None
-    if client is not None:
-        checks.append(debian_base_check(client))
-        image_results = image_checks(client, images_root)
+    probe_image: str | None = None  # the image the helper container ran
+    if backend is not None:
+        checks.append(debian_base_check(backend))
+        image_results = image_checks(backend, images_root)
         checks.extend(image_results)
-        base = image_builder.image_status(client, "base", images_root=images_root)
+        base = image_builder.image_status(backend, "base", images_root=images_root)
         if base.present and base.tag:
+            probe_image = base.tag
             try:
-                probes = probe(client, base.tag)
+                probes = probe(backend, probe_image)
             except Exception as exc:
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 probe_note = Check(
@@ -672,11 +705,20 @@ def run_checks(
     host = host or HostKernel()
     for feature in KERNEL_FEATURES:
         checks.append(kernel_check(feature, host, probes.get(feature.name)))
-    if client is not None and probes:
-        checks.append(wifi_medium_check(client, base.tag))
+    if backend is not None and probes and probe_image is not None:
+        checks.append(wifi_medium_check(backend, probe_image))
     checks.append(mmdebstrap_check())
     checks.append(nofile_check())
+    checks.append(script_engine_check())
     return checks
+
+
+def script_engine_check() -> Check:
+    """The QuickJS binding device scripts run on, and whether a memory bomb can crash it."""
+    from pytest_cirque.device_models.engine import engine_report
+
+    fixed, detail, meaning = engine_report()
+    return Check("script engine", OK if fixed else WARN, detail, meaning, "importlib.metadata")
 
 
 _COLUMN = 20

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_cirque import config as cirque_config
-from pytest_cirque.core.errors import CirqueError, SpecError
+from pytest_cirque.core.errors import CirqueError, ProvisioningError, SpecError
 
 if TYPE_CHECKING:
     from pytest_cirque.homes.home import Home
@@ -141,7 +142,7 @@ def parse_home_spec(
 
 def build_capability(capability: str | Mapping[str, Any], where: str) -> list[Any]:
     """Capability instances for one marker argument: a name or a {name: params} mapping."""
-    from pytest_cirque.capabilities.base import lookup
+    from pytest_cirque.capabilities.model.base import lookup
 
     if isinstance(capability, str):
         return [lookup(capability, where).from_params(None, where)]
@@ -268,6 +269,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         homes = homes_of(item)
         if homes:
             report_homes(item, report, homes)
+        keep_capture(item, report, call)
 
 
 def shorten_cirque_traceback(
@@ -322,7 +324,8 @@ class KeptHomes:
 
 def homes_of(item: pytest.Item) -> list[Home]:
     """Every home the test used: its own (home, home_factory) and the session's."""
-    homes = list(item.stash.get(TEST_HOMES_KEY, []))
+    own: list[Home] = item.stash.get(TEST_HOMES_KEY, [])
+    homes = list(own)
     session_home = item.config.stash.get(SESSION_HOME_KEY, None)
     if session_home is not None and "session_home" in getattr(item, "fixturenames", ()):
         homes.append(session_home)
@@ -366,23 +369,26 @@ def report_homes(item: pytest.Item, report: pytest.TestReport, homes: list[Home]
 def report_wifi(home: Home, report: pytest.TestReport, folder: Path) -> list[str]:
     """The WiFi medium's view (APs, stations, each station's control log) as report
     sections, and what was on the air as a pcap in the log folder."""
-    medium = home.media.get("wifi")
+    from pytest_cirque.radios.relay.protocol import WIFI_MEDIUM
+
+    medium = home.media.get(WIFI_MEDIUM)
     if medium is None:
         return []
     written: list[str] = []
     try:
-        state = medium.request("wifi_status")
+        wifi = medium.as_wifi()
+        state = wifi.status()
         lines = [
-            f"ap {name}: {ap['ssid']!r} {ap['security']} bssid {ap['bssid']} "
-            f"clients {ap['clients'] or '-'}"
-            for name, ap in state["aps"].items()
+            f"ap {name}: {ap.ssid!r} {ap.security} bssid {ap.bssid} "
+            f"clients {ap.clients or '-'}"
+            for name, ap in state.aps.items()
         ]
-        for name, station in state["stations"].items():
+        for name, station in state.stations.items():
             lines.append(
-                f"station {name}: {station['wpa_state']} ssid {station['ssid']!r} "
-                f"bssid {station['bssid']} ip {station['ip_address']}"
+                f"station {name}: {station.wpa_state} ssid {station.ssid!r} "
+                f"bssid {station.bssid} ip {station.ip_address}"
             )
-            log = "\n".join(medium.request("wifi_log", name=name)["lines"][-LOG_TAIL:])
+            log = "\n".join(wifi.log(name)[-LOG_TAIL:])
             report.sections.append((f"cirque wpa_ctrl {home.name}/{name}", log or "(empty)"))
             written += _write(folder / f"{home.name}.{name}.wpa_ctrl.log", log)
         summary = "\n".join(lines) or "(no access points or stations)"
@@ -394,6 +400,23 @@ def report_wifi(home: Home, report: pytest.TestReport, folder: Path) -> list[str
     except CirqueError as exc:
         report.sections.append((f"cirque wifi {home.name}", f"(unavailable: {exc})"))
     return written
+
+
+def keep_capture(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
+    """A failed provisioning step's capture lives in the run's temporary folder, which goes
+    when the session ends: move it into the test's log folder, which stays."""
+    error = call.excinfo.value if call.excinfo is not None else None
+    capture = getattr(error, "capture", None) if isinstance(error, ProvisioningError) else None
+    if capture is None or not Path(capture).is_file():
+        return
+    folder = log_dir_for(item)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = Path(shutil.move(str(capture), folder / Path(capture).name))
+    except OSError as exc:
+        report.sections.append(("cirque capture", f"(could not keep {capture}: {exc})"))
+        return
+    report.sections.append(("cirque capture", f"the air up to the failed step: {kept}"))
 
 
 def _write(path: Path, text: str) -> list[str]:
@@ -485,12 +508,20 @@ def reap_dead_runs(service: Cirque, progress: Callable[[str], None]) -> None:
     from pytest_cirque.homes import cleanup
 
     try:
-        removed = cleanup.reap(service.client, dead_only=True)
+        removed = cleanup.reap(service.backend, dead_only=True)
     except CirqueError as exc:
         progress(f"reaping dead runs' leftovers: {exc}")
         return
     if removed:
         progress(f"removed {len(removed)} leftover object(s) of dead runs")
+
+
+def home_name_of_test(request: pytest.FixtureRequest) -> str:
+    """A home name from the test's name (parameters and all), cut to what a name may hold."""
+    from pytest_cirque.core.identity import safe_name
+    from pytest_cirque.spec import HOME_NAME_MAX
+
+    return safe_name(request.node.name.replace(".", "-"))[:HOME_NAME_MAX].strip("-_") or "home"
 
 
 def _create_home(
@@ -526,7 +557,7 @@ def home(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Home]:
             "test, its class or its module",
             pytrace=False,
         )
-    name = request.node.stash.get(HOME_NAME_KEY, None) or request.node.name
+    name = request.node.stash.get(HOME_NAME_KEY, None) or home_name_of_test(request)
     try:
         made = _create_home(request, cirque, spec, name)
     except CirqueError as exc:  # an unknown image, a failed start: one line at setup
@@ -551,7 +582,7 @@ def home_factory(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Cal
         parsed = parse_home_spec(spec, Path(request.node.path).parent, where)
         if request.node.get_closest_marker("wifi") is not None:
             parsed.media.add("wifi")
-        made.append(_create_home(request, cirque, parsed, name or request.node.name))
+        made.append(_create_home(request, cirque, parsed, name or home_name_of_test(request)))
         return made[-1]
 
     try:
@@ -565,12 +596,13 @@ def wifi_ap_factory(request: pytest.FixtureRequest, home: Home) -> Callable[...,
     """Add an access point node to the test's home: ``wifi_ap_factory(name="ap", **ap)``
     with WiFiAP's parameters (ssid, psk, channel, hidden, mode, subnet, position, mac).
     A bad parameter raises SpecError and adds nothing."""
+    from pytest_cirque.capabilities.model.wifi import WiFiAP
     from pytest_cirque.wifi import access_point
 
     def make(name: str = "ap", image: str = "wifi-ap", **settings: Any) -> AccessPoint:
         if name in home:
             node = home[name]
-            if not any(c.name == "WiFiAP" for c in node.capabilities):
+            if node.driver(WiFiAP) is None:
                 raise SpecError(
                     f"{request.node.nodeid}: wifi_ap: node {name!r} exists and is no access "
                     "point; choose another name"
@@ -588,10 +620,11 @@ def wifi_ap(request: pytest.FixtureRequest, home: Home, wifi_ap_factory) -> Acce
     """The access point of the test's home: its WiFiAP node when the spec has one, else a
     new one, set up by ``@pytest.mark.wifi(ssid=..., psk=...)`` (default: SSID
     "cirque-ap", WPA2 passphrase "cirque-passphrase"). Exposes ssid, psk, bssid, address."""
+    from pytest_cirque.capabilities.model.wifi import WiFiAP
     from pytest_cirque.wifi import access_point
 
     for node in list(home.nodes.values()):
-        if any(c.name == "WiFiAP" for c in node.capabilities):
+        if node.driver(WiFiAP) is not None:
             return access_point(node)
     settings = {"psk": "cirque-passphrase", **wifi_ap_settings(request.node)}
     try:

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from pytest_cirque.capabilities.base import Capability, lookup
-from pytest_cirque.core.errors import SpecError
+from pytest_cirque.capabilities.model.base import Capability, lookup
+from pytest_cirque.core.errors import SpecError, did_you_mean
 
 DEFAULT_IMAGE = "base"
 
@@ -43,6 +43,13 @@ CIRQUE_TYPES = {
 }
 
 _NODE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$")
+#: A home's name becomes part of every Docker object name of the home, with the run id
+#: and the worker before it, and of interface and socket paths: it must stay short.
+HOME_NAME_MAX = 40
+_HOME_NAME = re.compile(rf"^[a-zA-Z0-9][a-zA-Z0-9_-]{{0,{HOME_NAME_MAX - 1}}}$")
+#: The most nodes one LAN segment of a home holds: a /24 has 254 addresses, and the
+#: gateway takes one.
+SEGMENT_ROOM = 253
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 #: Cirque node keys that ask for a capability when given without it, and that capability.
@@ -68,6 +75,18 @@ CIRQUE_FIELDS = (
     "display_id",
     "docker_display_id",
 )
+
+
+def check_home_name(name: Any, where: str = "") -> str:
+    """A home name as given by a user, or SpecError saying what a name may hold."""
+    if not isinstance(name, str) or not _HOME_NAME.match(name):
+        shown = name if not isinstance(name, str) or len(name) <= 60 else name[:57] + "..."
+        length = f" ({len(name)} characters)" if isinstance(name, str) else ""
+        raise SpecError(
+            f"{where + ': ' if where else ''}invalid home name {shown!r}{length}; use at most "
+            f"{HOME_NAME_MAX} letters, digits, '_' and '-', starting with a letter or digit"
+        )
+    return name
 
 
 @dataclass
@@ -101,7 +120,10 @@ class NodeSpec:
         unknown = sorted(str(k) for k in raw if k not in OUR_FIELDS + CIRQUE_FIELDS)
         if unknown:
             known = ", ".join(OUR_FIELDS + CIRQUE_FIELDS)
-            raise SpecError(f"{place}: unknown field {unknown[0]!r}; known fields: {known}")
+            raise SpecError(
+                f"{place}: unknown field {unknown[0]!r}"
+                f"{did_you_mean(unknown[0], OUR_FIELDS + CIRQUE_FIELDS)}; known fields: {known}"
+            )
         return cls(
             name=name,
             image=_image(raw, place),
@@ -173,6 +195,12 @@ class HomeSpec:
             raise SpecError(
                 f"{place}: a home spec is a mapping of node name to node spec, "
                 f"got {type(source).__name__}"
+            )
+        if not source:
+            place = file_name or where or "home spec"
+            raise SpecError(
+                f"{place}: the home spec has no nodes; list at least one, e.g. "
+                "{'hub': {'image': 'base'}}"
             )
         nodes: dict[str, NodeSpec] = {}
         for name, raw in source.items():
@@ -267,7 +295,10 @@ def _capability_entries(raw: Mapping[str, Any], place: str) -> list[tuple[str, A
         if value is None:
             continue
         if isinstance(value, str):
-            value = [value]
+            raise SpecError(
+                f"{place}: field {key!r} must be a list of capabilities, got the string "
+                f"{value!r}; write [{value}]"
+            )
         if isinstance(value, Mapping):
             entries += [(str(k), v) for k, v in value.items()]
             continue
@@ -322,16 +353,15 @@ def _capabilities(raw: Mapping[str, Any], place: str) -> list[Capability]:
 def _env(value: Any, place: str) -> dict[str, str]:
     if value is None:
         return {}
-    if isinstance(value, list):
-        pairs = {}
-        for item in value:
-            if not isinstance(item, str) or "=" not in item:
-                raise SpecError(f"{place}: field 'env': entry {item!r} must be NAME=value")
-            key, _, val = item.partition("=")
-            pairs[key] = val
-        value = pairs
     if not isinstance(value, Mapping):
-        raise SpecError(f"{place}: field 'env' must be a mapping of NAME: value")
+        example = "{MODE: eco}"
+        if isinstance(value, list) and value and isinstance(value[0], str) and "=" in value[0]:
+            name, _, val = value[0].partition("=")
+            example = f"{{{name}: {val!r}}}"
+        raise SpecError(
+            f"{place}: field 'env' must be a mapping of NAME: value, got "
+            f"{type(value).__name__} {value!r}; write it as {example}"
+        )
     env = {}
     for key, val in value.items():
         if not isinstance(key, str) or not _ENV_NAME.match(key):

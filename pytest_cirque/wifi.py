@@ -12,39 +12,28 @@ with any image; DHCP and ping run the node's own client and ``ping``.
 from __future__ import annotations
 
 import re
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tenacity
-
-from pytest_cirque.core.errors import CirqueError, NodeError, WaitTimeout
+from pytest_cirque.capabilities.model.wifi import WiFiAP
+from pytest_cirque.capabilities.runtime.wifi import AccessPointDriver
+from pytest_cirque.core import ownership
+from pytest_cirque.core.errors import CirqueError, NodeError, ProvisioningError, WaitTimeout
+from pytest_cirque.core.waiting import wait_until
+from pytest_cirque.radios.relay.protocol import WIFI_INTERFACE as INTERFACE
+from pytest_cirque.radios.relay.protocol import WIFI_MEDIUM as MEDIUM
 
 if TYPE_CHECKING:
-    from pytest_cirque.capabilities.wifi import WiFiAP
     from pytest_cirque.homes.node import Node
     from pytest_cirque.radios.client.container import MediumContainer
+    from pytest_cirque.radios.client.wifi import WifiClient
 
-MEDIUM = "wifi"
-INTERFACE = "wlan0"
 SCAN_TIMEOUT_S = 10.0
 ASSOCIATE_TIMEOUT_S = 15.0
 DHCP_TIMEOUT_S = 30.0
 #: Lines of the control log attached to a failure.
 CONTROL_LOG_TAIL = 60
-
-
-class ProvisioningError(WaitTimeout):
-    """A provisioning step failed; ``step`` names it, ``capture`` is a pcap of the air."""
-
-    def __init__(self, message: str, step: str, log: str = "", capture: Path | None = None):
-        text = f"{message}; capture of the air: {capture}" if capture else message
-        super().__init__(text, log=log)
-        self.step = step
-        self.capture = capture
 
 
 @dataclass
@@ -103,9 +92,14 @@ def medium_of(node: Node) -> MediumContainer:
     return node.medium(MEDIUM)
 
 
+def wifi_of(node: Node) -> WifiClient:
+    """The typed WiFi ops of the node's home's WiFi medium."""
+    return medium_of(node).as_wifi()
+
+
 def ctrl(station: Node, command: str) -> str:
     """Send one control-interface command to the station (as wpa_cli would)."""
-    return str(medium_of(station).request("wifi_ctrl", name=station.name, command=command)["reply"])
+    return wifi_of(station).ctrl(station.name, command)
 
 
 def status(station: Node) -> dict[str, str]:
@@ -118,7 +112,7 @@ def status(station: Node) -> dict[str, str]:
 def control_log(station: Node, tail: int = CONTROL_LOG_TAIL) -> str:
     """The station's recent control-interface log: commands, replies and events."""
     try:
-        lines = medium_of(station).request("wifi_log", name=station.name)["lines"]
+        lines = wifi_of(station).log(station.name)
     except CirqueError as exc:
         return f"(control log unavailable: {exc})"
     return "\n".join(lines[-tail:])
@@ -126,32 +120,32 @@ def control_log(station: Node, tail: int = CONTROL_LOG_TAIL) -> str:
 
 def access_point(node: Node) -> AccessPoint:
     """The access point behind a node with the WiFiAP capability."""
-    capability = _ap_capability(node)
-    info = medium_of(node).request("wifi_status")["aps"].get(node.name)
+    driver = node.driver(WiFiAP)
+    if not isinstance(driver, AccessPointDriver):
+        raise NodeError(
+            f"node {node.name} is not an access point; give it the WiFiAP capability"
+        )
+    info = wifi_of(node).status().aps.get(node.name)
     if info is None:
         raise NodeError(f"node {node.name}: its access point is not on the WiFi medium")
+    wanted = driver.capability
     return AccessPoint(
         node=node,
-        ssid=capability.ssid,
-        psk=capability.psk,
-        bssid=info["bssid"],
-        address=capability.address,
-        subnet=None if capability.network is None else str(capability.network),
-        hidden=capability.hidden,
+        ssid=wanted.ssid,
+        psk=wanted.psk,
+        bssid=info.bssid,
+        address=driver.address,
+        subnet=None if driver.network is None else str(driver.network),
+        hidden=wanted.hidden,
     )
-
-
-def _ap_capability(node: Node) -> WiFiAP:
-    for capability in node.capabilities:
-        if capability.name == "WiFiAP":
-            return capability  # type: ignore[return-value]
-    raise NodeError(f"node {node.name} is not an access point; give it the WiFiAP capability")
 
 
 def _failure(station: Node, step: str, message: str) -> ProvisioningError:
     """The error of a failed step, with the station's control log and the air so far."""
     try:
-        target = Path(tempfile.mkdtemp(prefix="cirque-air-")) / f"{station.name}-{step}.pcap"
+        # In the run's folder (core.ownership): gone with the run, unless the failure
+        # report moves it into the test's log folder.
+        target = ownership.temp_dir("cirque-air-") / f"{station.name}-{step}.pcap"
         saved = medium_of(station).save_capture(target)
     except (CirqueError, OSError):
         saved = None
@@ -159,19 +153,6 @@ def _failure(station: Node, step: str, message: str) -> ProvisioningError:
     return ProvisioningError(
         f"station {station.name}: {step}: {message}", step=step, log=log, capture=saved
     )
-
-
-def _wait(what: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    """Poll ``what()`` until it returns something truthy, and return that; None at the
-    deadline (the caller says what it waited for)."""
-    try:
-        return tenacity.Retrying(
-            stop=tenacity.stop_after_delay(timeout),
-            wait=tenacity.wait_fixed(interval),
-            retry=tenacity.retry_if_result(lambda result: not result),
-        )(what)
-    except tenacity.RetryError:
-        return None
 
 
 # --- the four steps ---------------------------------------------------------------------
@@ -186,15 +167,16 @@ def scan(station: Node, ssid: str, timeout: float = SCAN_TIMEOUT_S) -> dict[str,
             return None
         return best_result(ctrl(station, "SCAN_RESULTS"), ssid)
 
-    entry = _wait(found, timeout, interval=0.15)
-    if entry is None:
+    try:
+        # ignore=(): an error of ctrl() is no "not yet"; it ends the wait and is raised.
+        return wait_until(found, f"SSID {ssid!r}", timeout, ignore=(), max_interval=0.15)
+    except WaitTimeout:
         seen = sorted({r["ssid"] for r in parse_scan_results(ctrl(station, "SCAN_RESULTS"))})
         raise _failure(
             station,
             "scan",
             f"SSID {ssid!r} not found within {timeout:g} s (heard: {', '.join(seen) or 'nothing'})",
-        )
-    return entry
+        ) from None
 
 
 def parse_scan_results(text: str) -> list[dict[str, Any]]:
@@ -273,7 +255,10 @@ def associate(
                 return "wrong key"
         return None
 
-    result = _wait(done, timeout, interval=0.1)
+    try:
+        result = wait_until(done, f"{ssid!r} COMPLETED", timeout, ignore=(), max_interval=0.1)
+    except WaitTimeout:
+        result = None
     if result == "wrong key":
         raise _failure(
             station,

@@ -44,7 +44,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from pytest_cirque.core.errors import TransportError
+from pytest_cirque.core.errors import TransportError, WaitTimeout
+from pytest_cirque.core.waiting import wait_until_async
 
 from .base import DeliveryCounts, Message, MethodHandler, Transport, metadata
 
@@ -507,17 +508,16 @@ class MqttTransport(Transport):
         await asyncio.gather(*background, return_exceptions=True)
 
     async def _flush(self, connections: list[_Connection]) -> None:
-        """Wait, at most ``flush_timeout``, until the connections have nothing pending."""
-        with contextlib.suppress(_StillPending):
-            async for attempt in AsyncRetrying(
-                stop=stop_after_delay(self.flush_timeout),
-                wait=wait_exponential(multiplier=0.01, max=0.2),
-                retry=retry_if_exception_type(_StillPending),
-                reraise=True,
-            ):
-                with attempt:
-                    if any(c.inflight or c.backlog for c in connections):
-                        raise _StillPending
+        """Wait, at most ``flush_timeout``, until the connections have nothing pending;
+        silent at the deadline (``_close`` counts what is left as failed)."""
+        with contextlib.suppress(WaitTimeout):
+            await wait_until_async(
+                lambda: not any(c.inflight or c.backlog for c in connections),
+                "the last acknowledgements",
+                self.flush_timeout,
+                ignore=(),
+                max_interval=0.2,
+            )
 
     # --- connections ---------------------------------------------------------------
 
@@ -822,7 +822,3 @@ class MqttTransport(Transport):
         except Exception as exc:
             return 500, {"error": f"method {method} on {device_id} failed: {exc}"}
         return int(status), response if isinstance(response, dict) else {"result": response}
-
-
-class _StillPending(Exception):
-    """Raised while waiting for the last acknowledgements in ``stop``."""

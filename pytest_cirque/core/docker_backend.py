@@ -8,21 +8,34 @@ which keeps a node without capabilities as cheap as a bare create + start.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import posixpath
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import docker
 import docker.errors
+import requests.exceptions
 import tenacity
 
-from pytest_cirque.core.errors import DockerUnavailable, ExecTimeout, NodeError, WaitTimeout
+from pytest_cirque.core.errors import (
+    CirqueError,
+    DockerUnavailable,
+    EngineError,
+    ExecTimeout,
+    ImageError,
+    NodeError,
+    ParentInUse,
+    StaleNetwork,
+    SubnetTaken,
+    WaitTimeout,
+)
 
 KIND_CONTAINER = "container"
 KIND_NETWORK = "network"
@@ -31,18 +44,8 @@ KIND_VOLUME = "volume"
 STALE_AFTER_S = 2.0
 #: Seconds a just-started exec may be reported running without a pid.
 EXEC_PID_WAIT_S = 10.0
-
-
-class SubnetTaken(Exception):
-    """Docker refused a subnet because it overlaps another network's (internal signal)."""
-
-
-class StaleNetwork(Exception):
-    """Docker keeps a network alive for an endpoint that no longer exists."""
-
-
-class ParentInUse(Exception):
-    """Docker refused a macvlan network because its parent interface is taken."""
+#: The client library behind the backend, as doctor reports it.
+CLIENT_LIBRARY = f"docker-py {docker.__version__}"
 
 
 @dataclass
@@ -72,13 +75,27 @@ class DockerObject:
     id: str
     name: str
     labels: dict[str, str] = field(default_factory=dict)
+    #: A container's state ("created", "running", "exited", ...); "" for other kinds.
+    state: str = ""
 
 
-def connect(client: Any | None = None) -> Any:
+@dataclass
+class ImageInfo:
+    """A local image: what the image builder and doctor need to know of it."""
+
+    id: str
+    tags: tuple[str, ...]
+    labels: dict[str, str]
+    #: Creation time as Docker writes it (RFC 3339 with nanoseconds).
+    created: str
+
+
+def connect(client: Any | None = None, *, timeout: float | None = None) -> Any:
     """A docker client that answered a ping, or DockerUnavailable in one line."""
     try:
         if client is None:
-            client = docker.from_env(timeout=int(os.environ.get("CIRQUE_DOCKER_TIMEOUT", "120")))
+            seconds = timeout or int(os.environ.get("CIRQUE_DOCKER_TIMEOUT", "120"))
+            client = docker.from_env(timeout=int(seconds))
         client.ping()
     except Exception as exc:
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
@@ -90,8 +107,57 @@ def connect(client: Any | None = None) -> Any:
     return client
 
 
+def connect_backend(*, timeout: float | None = None) -> Backend:
+    """A backend on the engine of the environment (DOCKER_HOST), checked with a ping."""
+    return Backend(connect(timeout=timeout))
+
+
+def as_backend(target: Backend | Any) -> Backend:
+    """The backend itself, or a backend over a docker client handed in by older callers."""
+    return target if isinstance(target, Backend) else Backend(target)
+
+
 def _explanation(exc: docker.errors.APIError) -> str:
     return str(getattr(exc, "explanation", None) or exc)
+
+
+def _first_line(text: str) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+@contextlib.contextmanager
+def _engine(doing: str, refused: type[CirqueError] = EngineError) -> Iterator[None]:
+    """docker-py's failures as one-line project errors naming what was being done: a
+    refused request is ``refused``, a lost engine DockerUnavailable."""
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        reason = _first_line(_explanation(exc))
+        raise refused(f"Docker refused the request while {doing}: {reason}") from exc
+    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+        reason = _first_line(str(exc)) or type(exc).__name__
+        raise DockerUnavailable(
+            f"Docker engine unreachable while {doing} ({reason}); start Docker or set DOCKER_HOST"
+        ) from exc
+
+
+def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:
+    return ImageInfo(
+        id=str(attrs.get("Id", "")),
+        tags=tuple(attrs.get("RepoTags") or ()),
+        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+        created=str(attrs.get("Created", "")),
+    )
+
+
+def _split_reference(ref: str) -> tuple[str, str]:
+    """Repository and tag of an image reference ("latest" when it names none); a registry
+    port ("host:5000/x") is not a tag."""
+    if ":" in ref.split("/")[-1]:
+        repository, _, tag = ref.rpartition(":")
+        return repository, tag
+    return ref, "latest"
 
 
 def _command_text(cmd: str | Sequence[str]) -> str:
@@ -134,7 +200,11 @@ class Backend:
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        self.api = client.api
+
+    @property
+    def api(self) -> Any:
+        """The client's low-level API (looked up on use: making a backend asks nothing)."""
+        return self.client.api
 
     # ---- images ---------------------------------------------------------------------
 
@@ -144,6 +214,90 @@ class Backend:
             return self.api.inspect_image(image).get("Config") or {}
         except docker.errors.ImageNotFound:
             return None
+
+    def image(self, ref: str) -> ImageInfo | None:
+        """A local image by reference or id, or None when it is not here."""
+        with _engine(f"looking for image {ref}", ImageError):
+            try:
+                return _image_info(self.api.inspect_image(ref))
+            except docker.errors.ImageNotFound:
+                return None
+
+    def image_tags(self, repository: str) -> list[str]:
+        """Every local tag of one repository ("cirque/base" -> "cirque/base:0123...")."""
+        with _engine(f"listing the images of {repository}", ImageError):
+            images = self.api.images(name=repository)
+        return sorted(tag for image in images for tag in image.get("RepoTags") or ())
+
+    def pull_image(self, ref: str) -> str | None:
+        """Pull an image; None when it came, else why not (fast when offline)."""
+        repository, tag = _split_reference(ref)
+        try:
+            for event in self.api.pull(repository, tag, stream=True, decode=True):
+                if "error" in event:
+                    return str(event["error"]).strip()
+        except docker.errors.APIError as exc:
+            return _explanation(exc).strip()
+        except requests.exceptions.RequestException as exc:
+            return str(exc)
+        return None
+
+    def build_image(
+        self,
+        context: IO[bytes],
+        *,
+        tag: str,
+        labels: Mapping[str, str],
+        buildargs: Mapping[str, str] | None = None,
+        nocache: bool = False,
+        timeout: float = 1800,
+    ) -> Iterator[dict[str, Any]]:
+        """Build from a tar context (its parents must be local: nothing is pulled); yields
+        the engine's progress events as they come ("stream", "error", ...)."""
+        with _engine(f"building {tag}", ImageError):
+            yield from self.api.build(
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                buildargs=dict(buildargs) if buildargs else None,
+                labels=dict(labels),
+                nocache=nocache,
+                pull=False,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                timeout=int(timeout),
+            )
+
+    def import_image(self, path: str, *, ref: str, changes: Sequence[str] = ()) -> None:
+        """Import a root filesystem tarball as the image ``ref`` (Dockerfile ``changes``)."""
+        repository, tag = _split_reference(ref)
+        with _engine(f"importing {ref}", ImageError):
+            self.api.import_image_from_file(
+                path, repository=repository, tag=tag, changes=list(changes) or None
+            )
+
+    def tag_image(self, image: str, ref: str) -> None:
+        """Give a local image another reference."""
+        repository, tag = _split_reference(ref)
+        with _engine(f"tagging {image} as {ref}", ImageError):
+            self.api.tag(image, repository, tag)
+
+    def remove_image(self, ref: str, *, force: bool = False) -> None:
+        """Remove a local image; a missing one is fine. ImageError when Docker refuses
+        (a container still uses it)."""
+        with _engine(f"removing image {ref}", ImageError):
+            try:
+                self.api.remove_image(ref, force=force)
+            except docker.errors.ImageNotFound:
+                return
+
+    # ---- the engine -----------------------------------------------------------------
+
+    def engine_version(self) -> dict[str, Any]:
+        """The engine's version document (Version, ApiVersion, Os, ...)."""
+        with _engine("asking the engine's version"):
+            return dict(self.api.version())
 
     # ---- networks -------------------------------------------------------------------
 
@@ -269,6 +423,7 @@ class Backend:
         *,
         labels: Mapping[str, str],
         command: str | Sequence[str] | None = None,
+        entrypoint: Sequence[str] | None = None,
         environment: Mapping[str, str] | None = None,
         hostname: str | None = None,
         network: str | None = None,
@@ -281,9 +436,12 @@ class Backend:
         stdin_open: bool = False,
         tty: bool = False,
         init: bool = False,
+        ulimits: Mapping[str, int] | None = None,
         **extra_host_config: Any,
     ) -> str:
-        """Create (not start) a container; returns its id."""
+        """Create (not start) a container; returns its id. ``ulimits`` maps a limit's name
+        ("nofile") to the value of both its soft and hard limit; other keyword options are
+        host settings (pid_mode, cap_drop, security_opt, ...)."""
         host_config = self.api.create_host_config(
             network_mode=network_mode or network,
             cap_add=list(cap_add) or None,
@@ -291,6 +449,11 @@ class Backend:
             sysctls=dict(sysctls) if sysctls else None,
             binds=dict(binds) if binds else None,
             init=init or None,
+            ulimits=[
+                docker.types.Ulimit(name=name, soft=int(value), hard=int(value))
+                for name, value in (ulimits or {}).items()
+            ]
+            or None,
             **extra_host_config,
         )
         networking_config = None
@@ -301,6 +464,7 @@ class Backend:
         response = self.api.create_container(
             image,
             command=command,
+            entrypoint=list(entrypoint) if entrypoint is not None else None,
             name=name,
             # Docker refuses a hostname only where the network namespace is shared.
             hostname=hostname if network_mode in (None, "none") else None,
@@ -349,6 +513,39 @@ class Backend:
         except docker.errors.NotFound:
             return ""
         return data.decode("utf-8", errors="replace")
+
+    def split_logs(self, container: str, tail: int | str = "all") -> tuple[str, str]:
+        """A container's stdout and stderr apart (a script's result and its complaints);
+        empty for a container that is gone."""
+        streams = []
+        for stdout in (True, False):
+            try:
+                data = self.api.logs(container, stdout=stdout, stderr=not stdout, tail=tail)
+            except docker.errors.NotFound:
+                data = b""
+            streams.append(data.decode("utf-8", errors="replace"))
+        return streams[0], streams[1]
+
+    def containers(
+        self, label_filters: Iterable[str] = (), *, name: str | None = None
+    ) -> list[DockerObject]:
+        """Containers, running or not, whose labels match every filter ("key" or
+        "key=value") and, when given, whose name contains ``name``."""
+        filters: dict[str, Any] = {"label": list(label_filters)}
+        if name:
+            filters["name"] = name
+        with _engine("listing containers"):
+            found = self.api.containers(all=True, filters=filters)
+        return [
+            DockerObject(
+                KIND_CONTAINER,
+                c["Id"],
+                c["Names"][0].lstrip("/"),
+                c.get("Labels") or {},
+                str(c.get("State") or ""),
+            )
+            for c in found
+        ]
 
     # ---- exec -----------------------------------------------------------------------
 
@@ -514,7 +711,13 @@ class Backend:
         ("key" or "key=value")."""
         filters = {"label": list(label_filters)}
         found = [
-            DockerObject(KIND_CONTAINER, c["Id"], c["Names"][0].lstrip("/"), c.get("Labels") or {})
+            DockerObject(
+                KIND_CONTAINER,
+                c["Id"],
+                c["Names"][0].lstrip("/"),
+                c.get("Labels") or {},
+                str(c.get("State") or ""),
+            )
             for c in self.api.containers(all=True, filters=filters)
         ]
         found += [
@@ -535,6 +738,133 @@ class Backend:
             self.remove_network(obj.id)
         else:
             self.remove_volume(obj.id)
+
+    # ---- volumes, archives and exec sessions (media) ----------------------------------
+    # What a radio medium's helper containers need beyond a node's: a labelled volume for
+    # the control socket, the relay's code copied in as one archive, helpers whose
+    # refusals are one-line project errors, and one long-lived exec session that carries
+    # control requests (see radios/client/container.py).
+
+    def create_labelled_volume(self, name: str, labels: Mapping[str, str]) -> dict[str, str]:
+        """Create a volume, or get the one of that name; the labels it really has (another
+        owner's volume of that name has other labels)."""
+        with _engine(f"creating volume {name}", NodeError):
+            info = self.api.create_volume(name, labels=dict(labels))
+        return dict((info or {}).get("Labels") or {})
+
+    def create_helper(
+        self,
+        name: str,
+        image: str,
+        *,
+        labels: Mapping[str, str],
+        command: Sequence[str],
+        volume: str,
+        mount: str,
+        **options: Any,
+    ) -> str:
+        """Create (not start) a helper container with ``volume`` mounted read-write at
+        ``mount``; its id. ImageError when the image is not here, NodeError for any other
+        refusal. ``options`` are those of create_container."""
+        with _engine(f"creating container {name}", NodeError):
+            try:
+                return self.create_container(
+                    name,
+                    image,
+                    labels=labels,
+                    command=list(command),
+                    binds={volume: {"bind": mount, "mode": "rw"}},
+                    **options,
+                )
+            except docker.errors.ImageNotFound:
+                raise ImageError(f"image {image!r} not found") from None
+
+    def start_helper(self, container: str) -> None:
+        """Start a created helper; NodeError with the engine's reason when it cannot (its
+        network namespace's container is gone, say)."""
+        with _engine(f"starting container {container[:12]}", NodeError):
+            self.api.start(container)
+
+    def wait_helper(self, container: str, timeout: float) -> int | None:
+        """A helper's exit status, or None when it has not exited within ``timeout``."""
+        with _engine(f"waiting for container {container[:12]}", NodeError):
+            try:
+                return int(self.api.wait(container, timeout=timeout)["StatusCode"])
+            except requests.exceptions.RequestException:  # the engine's answer timed out
+                return None
+
+    def put_files(self, container: str, files: Mapping[str, bytes], *, mode: int = 0o644) -> None:
+        """Copy files (by absolute path) into a container, created or running, in one
+        archive; their directories are made as needed."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for path, data in files.items():
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size = len(data)
+                info.mode = mode
+                archive.addfile(info, io.BytesIO(data))
+        with _engine(f"copying files into container {container[:12]}", NodeError):
+            self.api.put_archive(container, "/", buffer.getvalue())
+
+    def open_session(
+        self,
+        container: str,
+        command: Sequence[str],
+        *,
+        environment: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> ExecSession:
+        """Run ``command`` in the container with its stdin and stdout joined to a socket,
+        for a line-based conversation (ExecSession); NodeError when Docker refuses."""
+        with _engine(f"opening a session in container {container[:12]}", NodeError):
+            exec_id = self.api.exec_create(
+                container,
+                list(command),
+                stdin=True,
+                stdout=True,
+                stderr=False,
+                tty=False,
+                environment=dict(environment or {}) or None,
+            )["Id"]
+            stream = self.api.exec_start(exec_id, socket=True)
+        return ExecSession(stream, timeout)
+
+
+class ExecSession:
+    """A line-based conversation with a process exec'd in a container: one line out, one
+    line back. OSError when the process or the connection is gone."""
+
+    def __init__(self, stream: Any, timeout: float) -> None:
+        self._stream = stream
+        self._socket = getattr(stream, "_sock", stream)
+        self._socket.settimeout(timeout)
+        self._stdout = bytearray()
+
+    def ask(self, line: str) -> str:
+        """Send one line, return the next line the process prints."""
+        self._socket.sendall(line.encode() + b"\n")
+        while b"\n" not in self._stdout:
+            # Without a TTY, Docker frames the output: stream (1 byte), 3 zero bytes, size.
+            header = self._read_exactly(8)
+            payload = self._read_exactly(int.from_bytes(header[4:], "big"))
+            if header[0] == 1:
+                self._stdout += payload
+        reply, _, rest = self._stdout.partition(b"\n")
+        self._stdout = bytearray(rest)
+        return reply.decode(errors="replace")
+
+    def _read_exactly(self, size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            chunk = self._socket.recv(size - len(data))
+            if not chunk:
+                raise OSError("the session ended")
+            data += chunk
+        return bytes(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stream.close()
 
 
 class BackgroundExec:

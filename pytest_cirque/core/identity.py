@@ -25,6 +25,18 @@ WORKER = "io.cirque.worker"
 NODE = "io.cirque.node"
 ROLE = "io.cirque.role"
 KEPT = "io.cirque.kept"
+#: What a node was made of, and which sidecar a helper container is.
+IMAGE = "io.cirque.image"
+CAPABILITIES = "io.cirque.capabilities"
+SIDECAR = "io.cirque.sidecar"
+#: A home network's segment and variant, and the medium an object belongs to.
+SEGMENT = "io.cirque.segment"
+VARIANT = "io.cirque.variant"
+MEDIUM = "io.cirque.medium"
+#: The recipe hash a project image was built from (with IMAGE, its recipe's name).
+RECIPE = "io.cirque.recipe"
+#: The labels every object must carry for cleanup to find and judge it.
+OWNERSHIP = (RUN, HOME, OWNER)
 
 #: Values of the io.cirque.role label.
 ROLE_NODE = "node"
@@ -36,6 +48,8 @@ ROLE_KEPT_MARKER = "kept-marker"
 #: helpers that attach nodes to it.
 ROLE_MEDIUM = "medium"
 ROLE_MEDIUM_ENDPOINT = "medium-endpoint"
+#: A test broker container of the device models (not part of any home's nodes).
+ROLE_MQTT_BROKER = "mqtt-broker"
 
 NAME_PREFIX = "cirque"
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
@@ -57,7 +71,7 @@ def safe_name(text: str) -> str:
     return cleaned or "x"
 
 
-def _process_start_time(pid: int) -> str | None:
+def process_start_time(pid: int) -> str | None:
     """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or
     None when the process does not exist or has exited (zombie). Without /proc, "0" for
     any live pid."""
@@ -96,7 +110,7 @@ class Owner:
     @classmethod
     def current(cls) -> Owner:
         pid = os.getpid()
-        return cls(socket.gethostname(), pid, _process_start_time(pid) or "0")
+        return cls(socket.gethostname(), pid, process_start_time(pid) or "0")
 
     @classmethod
     def from_label(cls, label: str) -> Owner | None:
@@ -118,7 +132,7 @@ class Owner:
         host is always considered alive: we cannot see its processes."""
         if not self.is_local():
             return True
-        start = _process_start_time(self.pid)
+        start = process_start_time(self.pid)
         if start is None:
             return False
         return self.start_time in ("0", start) or start == "0"

@@ -102,7 +102,7 @@ async def wait_until_async(
             value = predicate()
             if inspect.isawaitable(value):
                 value = await value
-            return value  # type: ignore[return-value]
+            return value
         except ignore as exc:
             last_error[:] = [exc]
             return None
@@ -113,6 +113,6 @@ async def wait_until_async(
         retry=tenacity.retry_if_result(lambda value: not value),
     )
     try:
-        return await retrying(attempt)  # type: ignore[no-any-return]
+        return await retrying(attempt)
     except tenacity.RetryError:
         raise _timeout(what, timeout, last_error[0] if last_error else None, log) from None

@@ -8,7 +8,7 @@ Three ways objects go away besides a normal teardown:
   host, except kept homes. Live owners and other hosts' owners are never touched.
 * ``remove_home``: `cirque down HOME` removes one home, kept or not.
 
-Only objects labelled ``io.cirque.owner`` are ever considered. Containers go first
+Only objects carrying the owner label (``identity.OWNER``) are ever considered. Containers go first
 (sidecars and helpers before nodes), then networks, then volumes.
 """
 
@@ -18,16 +18,16 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
-from pytest_cirque.core import identity
+from pytest_cirque.core import identity, ownership
 from pytest_cirque.core.docker_backend import (
     KIND_CONTAINER,
     KIND_NETWORK,
     Backend,
     DockerObject,
-    StaleNetwork,
+    as_backend,
     run_parallel,
 )
-from pytest_cirque.core.errors import CirqueError
+from pytest_cirque.core.errors import CirqueError, StaleNetwork
 from pytest_cirque.homes.networks import warn_stale
 
 _ROLE_ORDER = {
@@ -52,7 +52,7 @@ def kept_homes(objects: Iterable[DockerObject]) -> set[str]:
 
 
 def owned_objects(backend: Backend) -> list[DockerObject]:
-    """Every object carrying an io.cirque.owner label."""
+    """Every object carrying an owner label."""
     return backend.find([identity.OWNER])
 
 
@@ -94,9 +94,10 @@ def remove_objects(
     return removed
 
 
-def remove_owner(client: Any, owner_label: str) -> list[str]:
-    """Remove every object of one owner process, except kept homes (the watchdog's job)."""
-    backend = Backend(client)
+def remove_owner(backend: Backend | Any, owner_label: str) -> list[str]:
+    """Remove every object of one owner process, except kept homes (the watchdog's job).
+    Every function here takes the engine's Backend (a docker client is still accepted)."""
+    backend = as_backend(backend)
     objects = backend.find([f"{identity.OWNER}={owner_label}"])
     kept = kept_homes(objects)
     return remove_objects(
@@ -104,11 +105,11 @@ def remove_owner(client: Any, owner_label: str) -> list[str]:
     )
 
 
-def reap(client: Any, *, dead_only: bool = True) -> list[str]:
+def reap(backend: Backend | Any, *, dead_only: bool = True) -> list[str]:
     """Remove objects whose owner process is gone (on this host), except kept homes.
     ``dead_only=False`` also removes live owners' objects on this host, for a machine you
     own; objects of other hosts and kept homes are never removed."""
-    backend = Backend(client)
+    backend = as_backend(backend)
     objects = owned_objects(backend)
     kept = kept_homes(objects)
     alive: dict[str, bool] = {}
@@ -125,19 +126,21 @@ def reap(client: Any, *, dead_only: bool = True) -> list[str]:
         if dead_only and alive[label]:
             continue
         doomed.append(obj)
-    return remove_objects(backend, doomed, strict=False)
+    # Host processes and temporary folders of dead runs first: they need no engine.
+    host = ownership.reap()
+    return host + remove_objects(backend, doomed, strict=False)
 
 
-def remove_home(client: Any, home: str) -> list[str]:
+def remove_home(backend: Backend | Any, home: str) -> list[str]:
     """Remove one home and everything it owns, kept or not (`cirque down HOME`)."""
-    backend = Backend(client)
+    backend = as_backend(backend)
     objects = [o for o in backend.find([f"{identity.HOME}={home}"]) if identity.OWNER in o.labels]
     return remove_objects(backend, objects)
 
 
-def list_homes(client: Any) -> dict[str, dict[str, Any]]:
+def list_homes(backend: Backend | Any) -> dict[str, dict[str, Any]]:
     """Every home on this engine by id: run, worker, owner, alive, kept, node states."""
-    backend = Backend(client)
+    backend = as_backend(backend)
     objects = owned_objects(backend)
     kept = kept_homes(objects)
     homes: dict[str, dict[str, Any]] = {}

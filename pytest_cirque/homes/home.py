@@ -2,9 +2,9 @@
 
 Creation order: validate (the spec was parsed), resolve images, let capabilities
 configure each node, create the networks the nodes need, create and start the
-containers (in parallel, with the home's namespace helper beside them), give them their
-segment guards in one batch (networks.segment_guard, netns), then start capabilities. A
-failure at any point removes what was made and raises one line. Teardown runs in
+containers in parallel, each followed at once by its segment guard (networks.segment_guard,
+from a NET_ADMIN-only helper in that node's own network namespace), then start
+capabilities. A failure at any point removes what was made and raises one line. Teardown runs in
 reverse, never stops half-way (also on Ctrl-C), and reports every problem in one line
 at the end.
 """
@@ -12,21 +12,18 @@ at the end.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from pytest_cirque.core import identity
 from pytest_cirque.core.docker_backend import Backend, run_parallel
-from pytest_cirque.core.errors import CirqueError, NodeError, SpecError
+from pytest_cirque.core.errors import CirqueError, NodeError, SpecError, one_line
 from pytest_cirque.homes import cleanup
-from pytest_cirque.homes.netns import NamespaceHelper
-from pytest_cirque.homes.networks import HomeNetworks, segment_guard
-from pytest_cirque.homes.node import Node
+from pytest_cirque.homes.networks import HomeNetworks
+from pytest_cirque.homes.node import Node, NodeContext
 from pytest_cirque.radios.client.container import MediumContainer
-from pytest_cirque.spec import HomeSpec, NodeSpec
-
-if TYPE_CHECKING:
-    from pytest_cirque.homes.session import Cirque
+from pytest_cirque.spec import NETWORK_IPVLAN, SEGMENT_ROOM, HomeSpec, NodeSpec
 
 #: How many containers are created, started or removed at once.
 PARALLELISM = 8
@@ -39,34 +36,47 @@ MEDIA: dict[str, tuple[str, bool, bool]] = {
 }
 
 
-def _one_line(errors: list[BaseException]) -> str:
-    first = str(errors[0]).splitlines()[0] if str(errors[0]) else type(errors[0]).__name__
-    more = (
-        f" (and {len(errors) - 1} more: "
-        + "; ".join((str(e).splitlines() or [type(e).__name__])[0] for e in errors[1:4])
-        + ")"
-        if len(errors) > 1
-        else ""
-    )
-    return first + more
+class Images:
+    """What a home needs to know of images: the reference a spec's image name runs, and
+    whether an image has a command of its own. The session service caches both."""
+
+    def __init__(
+        self, resolve: Callable[[str], str], needs_idle_command: Callable[[str], bool]
+    ) -> None:
+        self.resolve = resolve
+        self.needs_idle_command = needs_idle_command
+
+
+@dataclass(frozen=True)
+class HomeContext:
+    """What a home needs from the service that made it."""
+
+    backend: Backend
+    identity: identity.RunIdentity
+    images: Images
+    #: Told when the home is gone, so the service stops tracking it.
+    on_destroyed: Callable[[Home], None]
+    #: Told of problems met while undoing a failed creation (the creation error wins).
+    on_cleanup_problems: Callable[[str, list[BaseException]], None]
 
 
 class Home:
-    """One virtual home. Made by ``Cirque.create_home``."""
+    """One virtual home. Made by ``Cirque.create_home``, which hands it a context and a
+    validated spec and asks it to ``build`` itself; nothing sets its state from outside."""
 
-    def __init__(self, service: Cirque, name: str) -> None:
-        self.service = service
-        self.identity: identity.RunIdentity = service.identity
-        self.backend: Backend = service.backend
+    def __init__(self, context: HomeContext, name: str, spec: HomeSpec) -> None:
+        self.context = context
+        self.identity: identity.RunIdentity = context.identity
+        self.backend: Backend = context.backend
         #: Globally unique: the io.cirque.home label and the stem of its objects' names.
         self.name = name
+        self._spec = spec
         self.nodes: dict[str, Node] = {}
         self.networks = HomeNetworks(self.backend, self.identity, name)
-        self.namespaces = NamespaceHelper(self)
         #: kind -> the home's running medium of that kind (see ``medium``).
         self.media: dict[str, MediumContainer] = {}
         #: Media the home has without a node bringing them (HomeSpec.media).
-        self.declared_media: set[str] = set()
+        self.declared_media: frozenset[str] = frozenset(spec.media)
         self.state = "creating"
         self.kept = False
         self._marker = ""
@@ -93,18 +103,47 @@ class Home:
         self.destroy()
 
     def resolve_image(self, name: str) -> str:
-        return self.service.resolve_image(name)
+        return self.context.images.resolve(name)
 
     # ---- bring-up -------------------------------------------------------------------
+
+    def build(self) -> Home:
+        """Bring up the nodes of the home's spec. A failure half-way removes everything
+        the home made and raises; on success the home is running."""
+        if self.state != "creating":
+            raise CirqueError(f"home {self.name} is {self.state}; build a home only once")
+        try:
+            self._build(list(self._spec.nodes.values()))
+        except BaseException:
+            try:
+                self.destroy(force=True)
+            except CirqueError as exc:
+                self.context.on_cleanup_problems(self.name, [exc])
+            raise
+        self.state = "running"
+        return self
+
+    def _node_context(self) -> NodeContext:
+        return NodeContext(
+            backend=self.backend,
+            identity=self.identity,
+            home_id=self.name,
+            resolve_image=self.resolve_image,
+            medium=self.medium,
+        )
 
     def _build(self, specs: list[NodeSpec]) -> None:
         """Create and start nodes of these specs; on failure remove them and raise."""
         images = {spec.image for spec in specs}
         resolved = {image: self.resolve_image(image) for image in sorted(images)}
-        idle = {image: self.service.needs_idle_command(ref) for image, ref in resolved.items()}
-        new_nodes = [Node(self, spec, resolved[spec.image]) for spec in specs]
+        idle = {
+            image: self.context.images.needs_idle_command(ref) for image, ref in resolved.items()
+        }
+        context = self._node_context()
+        new_nodes = [Node(context, spec, resolved[spec.image]) for spec in specs]
         for node in new_nodes:
             node.prepare()
+        self._check_room(new_nodes)
         with self._lock:
             for node in new_nodes:
                 self.nodes[node.name] = node
@@ -118,12 +157,12 @@ class Home:
             def create_and_start(node: Node) -> None:
                 node.create(node.network, idle[node.spec.image])
                 self.backend.start(node.container_id)
+                node.guard_segment()
 
-            tasks = [lambda n=n: create_and_start(n) for n in new_nodes]
-            if any(segment_guard(n.network) for n in new_nodes if n.network):
-                tasks.insert(0, self.namespaces.start)  # first: ready when the nodes are
-            self._raise_first(run_parallel(tasks, PARALLELISM), "creating nodes")
-            self.guard_segments(new_nodes)
+            self._raise_first(
+                run_parallel([lambda n=n: create_and_start(n) for n in new_nodes], PARALLELISM),
+                "creating nodes",
+            )
             with_capabilities = [n for n in new_nodes if n.capabilities]
             self._raise_first(
                 run_parallel([n.post_start for n in with_capabilities], PARALLELISM),
@@ -132,32 +171,26 @@ class Home:
         except BaseException:
             errors = self._remove_nodes(new_nodes)
             if errors:
-                self.service.report_teardown_errors(self.name, errors)
+                self.context.on_cleanup_problems(self.name, errors)
             raise
 
-    def guard_segments(self, nodes: list[Node]) -> None:
-        """Give running nodes their segment guards: one exec in the namespace helper for
-        all of them; a per-node helper container for any it could not do."""
-        scripts = [(n, segment_guard(n.network)) for n in nodes if n.network is not None]
-        scripts = [(n, script) for n, script in scripts if script]
-        if not scripts:
-            return
-        pids: dict[str, int] = {}
-        self._raise_first(
-            run_parallel(
-                [lambda n=n: pids.__setitem__(n.name, n.host_pid()) for n, _ in scripts],
-                PARALLELISM,
-            ),
-            "finding node processes",
-        )
-        failed = self.namespaces.run([(pids[n.name], script) for n, script in scripts])
-        self._raise_first(
-            run_parallel(
-                [lambda n=scripts[i][0], s=scripts[i][1]: n.run_netadmin(s) for i in failed],
-                PARALLELISM,
-            ),
-            "guarding LAN segments",
-        )
+    def _check_room(self, new_nodes: list[Node]) -> None:
+        """Refuse, before anything is created, more nodes on a LAN segment than its /24
+        subnet holds (hybrid networks take the host LAN's addresses: not counted)."""
+        count: dict[tuple[str, str], int] = {}
+        for node in [*self.nodes.values(), *new_nodes]:
+            segment = node.config.lan_segment
+            if segment is None or node.spec.docker_network == NETWORK_IPVLAN:
+                continue
+            key = (node.spec.docker_network, segment)
+            count[key] = count.get(key, 0) + 1
+        for (network, segment), nodes in count.items():
+            if nodes > SEGMENT_ROOM:
+                raise SpecError(
+                    f"home {self.name}: {nodes} nodes on the {segment} segment of the "
+                    f"{network} network, which holds {SEGMENT_ROOM} (a /24); split them "
+                    "over several homes or networks"
+                )
 
     def _raise_first(self, errors: list[BaseException], doing: str) -> None:
         if not errors:
@@ -165,7 +198,7 @@ class Home:
         first = errors[0]
         if isinstance(first, CirqueError) and len(errors) == 1:
             raise first
-        raise NodeError(f"home {self.name}: {doing} failed: {_one_line(errors)}") from first
+        raise NodeError(f"home {self.name}: {doing} failed: {one_line(errors)}") from first
 
     def add_node(self, name: str, spec_mapping: Mapping[str, Any] | NodeSpec | None = None) -> Node:
         """Add a node to the running home (validated first: a bad spec creates nothing)."""
@@ -191,7 +224,7 @@ class Home:
         node = self[name]
         errors = self._remove_nodes([node])
         if errors:
-            raise CirqueError(f"home {self.name}: removing node {name}: {_one_line(errors)}")
+            raise CirqueError(f"home {self.name}: removing node {name}: {one_line(errors)}")
 
     def _remove_nodes(self, nodes: list[Node]) -> list[BaseException]:
         errors: list[BaseException] = []
@@ -214,7 +247,7 @@ class Home:
                 self._check_usable()
                 phy, airtime, wifi = MEDIA[kind]
                 medium = MediumContainer(
-                    self.backend.client,
+                    self.backend,
                     name=identity.object_name(self.name, "_medium", kind),
                     image=self.resolve_image("medium"),
                     labels=self.identity.labels(self.name, identity.ROLE_MEDIUM),
@@ -316,9 +349,7 @@ class Home:
         try:
             try:
                 nodes = list(reversed(list(self.nodes.values())))
-                errors += run_parallel(
-                    [lambda: errors.extend(self._remove_nodes(nodes)), self.namespaces.remove]
-                )
+                errors += self._remove_nodes(nodes)
             except KeyboardInterrupt:
                 interrupted = True
             errors += self._remove_media()
@@ -331,13 +362,13 @@ class Home:
             if interrupted or errors:
                 # Something was cut short: sweep whatever still carries this home's label.
                 try:
-                    cleanup.remove_home(self.backend.client, self.name)
+                    cleanup.remove_home(self.backend, self.name)
                 except Exception as exc:
                     errors.append(exc)
         finally:
             self.state = "destroyed"
-            self.service.forget(self)
+            self.context.on_destroyed(self)
         if interrupted:
             raise KeyboardInterrupt
         if errors:
-            raise CirqueError(f"home {self.name}: teardown problems: {_one_line(errors)}")
+            raise CirqueError(f"home {self.name}: teardown problems: {one_line(errors)}")

@@ -20,7 +20,10 @@ Segments are kept apart in each node as well (``segment_guard``): Docker 20.10 i
 bridges through a jump from FORWARD to DOCKER-ISOLATION-STAGE-1 that it deletes and inserts
 again on every network creation on the engine, by anyone; in between, traffic routed from
 one bridge to another is accepted, so a node could reach another segment for a moment.
-The home applies the guards through its namespace helper (see netns).
+Each node gets its guard from a short-lived helper in its own network namespace that
+holds NET_ADMIN alone (``Node.guard_segment``): nothing shares the host's pid namespace.
+A node that holds NET_ADMIN itself (WiFi, Thread, a user's own cap_add) can remove its
+guard: that isolation depends on the node's cooperation (README, "Isolation").
 """
 
 from __future__ import annotations
@@ -250,8 +253,8 @@ class HomeNetworks:
 
     def _labels(self, variant: str, segment: str) -> dict[str, str]:
         labels = self._ids.labels(self._home_id, identity.ROLE_NETWORK)
-        labels["io.cirque.segment"] = segment
-        labels["io.cirque.variant"] = variant
+        labels[identity.SEGMENT] = segment
+        labels[identity.VARIANT] = variant
         return labels
 
     def _create(self, variant: str, segment: str) -> Network:

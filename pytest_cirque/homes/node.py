@@ -1,27 +1,31 @@
 """A node: one device of a home, one container, with its capabilities.
 
 Lifecycle (driven by the home): ``prepare`` (capabilities configure the container's
-creation) -> ``create`` -> ``start`` -> ``post_start`` (capabilities act on the running
-container) ... ``remove`` (capabilities stop in reverse, then sidecars, then the
-container). A Node is also the ``NodeRuntime`` capabilities act through.
+creation) -> ``create`` -> ``start`` -> ``post_start`` (each capability's driver acts on
+the running container) ... ``remove`` (drivers stop in reverse, then sidecars, then the
+container). A Node is also the ``NodeRuntime`` drivers act through.
+
+A node depends on a small ``NodeContext`` (backend, identity, images, media), not on its
+Home; what it got from its capabilities lives in its drivers.
 """
 
 from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import tenacity
-
-from pytest_cirque.capabilities.base import Capability, ContainerConfig
+from pytest_cirque.capabilities.model.base import Capability, ContainerConfig
+from pytest_cirque.capabilities.runtime.base import Driver, ScreenSource, driver_for
 from pytest_cirque.core import identity
-from pytest_cirque.core.docker_backend import BackgroundExec, ExecResult
-from pytest_cirque.core.errors import CirqueError, ExecTimeout, NodeError, WaitTimeout
+from pytest_cirque.core.docker_backend import Backend, BackgroundExec, ExecResult
+from pytest_cirque.core.errors import CirqueError, ExecTimeout, NodeError
+from pytest_cirque.core.waiting import wait_until
+from pytest_cirque.homes.networks import segment_guard
 from pytest_cirque.spec import NodeSpec
 
 if TYPE_CHECKING:
-    from pytest_cirque.homes.home import Home
     from pytest_cirque.homes.networks import Network
     from pytest_cirque.radios.client.container import MediumContainer
 
@@ -35,6 +39,23 @@ NETADMIN_IMAGE = "base"
 IDLE_COMMAND = ["sleep", "infinity"]
 
 
+C = TypeVar("C", bound=Capability)
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What a node needs from the home it belongs to, and nothing more."""
+
+    backend: Backend
+    identity: identity.RunIdentity
+    #: The home's id: its io.cirque.home label and the stem of its objects' names.
+    home_id: str
+    #: A spec's image name -> the image reference to run.
+    resolve_image: Callable[[str], str]
+    #: The home's medium of a kind ("wifi", "lan"), started on first use.
+    medium: Callable[[str], MediumContainer]
+
+
 def _tail(text: str, lines: int = 5) -> str:
     kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
     return " | ".join(kept)
@@ -43,23 +64,25 @@ def _tail(text: str, lines: int = 5) -> str:
 class Node:
     """One device of a home. Create nodes through ``Home``, not directly."""
 
-    def __init__(self, home: Home, spec: NodeSpec, image: str) -> None:
-        self.home = home
+    def __init__(self, context: NodeContext, spec: NodeSpec, image: str) -> None:
+        self.context = context
         self.spec = spec
         self.name = spec.name
         self.image = image
+        #: What the node asked for, and the drivers that act for it (same order).
         self.capabilities: list[Capability] = list(spec.capabilities)
-        self.container_name = identity.object_name(home.name, spec.name)
+        self.drivers: list[Driver[Any]] = [driver_for(c) for c in self.capabilities]
+        self.container_name = identity.object_name(context.home_id, spec.name)
         self.container_id = ""
         self.config = ContainerConfig()
         self.network: Network | None = None
         #: role -> container id of this node's sidecars, in start order.
         self.sidecars: dict[str, str] = {}
-        self._started_capabilities: list[Capability] = []
-        self._backend = home.backend
+        self._started: list[Driver[Any]] = []
+        self._backend = context.backend
 
     def __repr__(self) -> str:
-        return f"<Node {self.name} of {self.home.name}>"
+        return f"<Node {self.name} of {self.context.home_id}>"
 
     # ---- lifecycle (called by the home) ---------------------------------------------
 
@@ -73,11 +96,11 @@ class Node:
         none (a WiFi-only device); not started."""
         self.network = network
         config = self.config
-        labels = self.home.identity.labels(self.home.name, identity.ROLE_NODE, self.name)
+        labels = self.context.identity.labels(self.context.home_id, identity.ROLE_NODE, self.name)
         labels.update({_label_key(k): str(v) for k, v in config.labels.items()})
-        labels["io.cirque.image"] = self.spec.image
+        labels[identity.IMAGE] = self.spec.image
         if self.capabilities:
-            labels["io.cirque.capabilities"] = ",".join(c.name for c in self.capabilities)
+            labels[identity.CAPABILITIES] = ",".join(c.name for c in self.capabilities)
         command = self.spec.command
         if command is None and idle_command:
             command = IDLE_COMMAND
@@ -105,18 +128,18 @@ class Node:
         )
 
     def post_start(self) -> None:
-        """Start each capability on the running container, in spec order."""
-        for capability in self.capabilities:
+        """Start each capability's driver on the running container, in spec order."""
+        for driver in self.drivers:
             try:
-                capability.start(self)
+                driver.start(self)
             except CirqueError:
                 raise
             except Exception as exc:
                 raise NodeError(
-                    f"node {self.name} of home {self.home.name}: capability {capability.name} "
-                    f"failed to start ({type(exc).__name__}: {exc})"
+                    f"node {self.name} of home {self.context.home_id}: capability "
+                    f"{driver.name} failed to start ({type(exc).__name__}: {exc})"
                 ) from exc
-            self._started_capabilities.append(capability)
+            self._started.append(driver)
 
     def remove(self) -> list[BaseException]:
         """Stop capabilities in reverse, remove sidecars and the container. Every step is
@@ -134,9 +157,9 @@ class Node:
             except Exception as exc:
                 errors.append(NodeError(f"node {self.name}: {what}: {exc}"))
 
-        for capability in reversed(self._started_capabilities):
-            attempt(lambda c=capability: c.stop(self), f"capability {capability.name} stop")
-        self._started_capabilities.clear()
+        for driver in reversed(self._started):
+            attempt(lambda d=driver: d.stop(self), f"capability {driver.name} stop")
+        self._started.clear()
         for role, container in reversed(list(self.sidecars.items())):
             attempt(
                 lambda c=container: self._backend.remove_container(c), f"removing sidecar {role}"
@@ -262,54 +285,44 @@ class Node:
         """Docker gives a container that starts again a new network namespace: what was
         set up in the old one (the segment guard, capability rules, sidecars sharing it)
         is gone. Guard the segment first, then let each started capability redo its part."""
-        self.home.guard_segments([self])
-        for capability in self._started_capabilities:
+        self.guard_segment()
+        for driver in self._started:
             try:
-                capability.restarted(self)
+                driver.restarted(self)
             except CirqueError:
                 raise
             except Exception as exc:
                 raise NodeError(
-                    f"node {self.name} of home {self.home.name}: capability {capability.name} "
-                    f"failed to set up again after a restart ({type(exc).__name__}: {exc})"
+                    f"node {self.name} of home {self.context.home_id}: capability "
+                    f"{driver.name} failed to set up again after a restart "
+                    f"({type(exc).__name__}: {exc})"
                 ) from exc
 
     def wait_until(self, predicate: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-        """Poll ``predicate()`` until it returns something truthy, and return that. Errors
-        it raises count as "not yet". At the deadline: WaitTimeout saying what was awaited,
-        with the node's recent log."""
-        last_error: list[BaseException] = []
-
-        def attempt() -> Any:
-            try:
-                return predicate()
-            except (CirqueError, OSError) as exc:
-                last_error[:] = [exc]
-                return None
-
-        try:
-            return tenacity.Retrying(
-                stop=tenacity.stop_after_delay(timeout),
-                wait=tenacity.wait_exponential(multiplier=0.02, max=0.5),
-                retry=tenacity.retry_if_result(lambda value: not value),
-            )(attempt)
-        except tenacity.RetryError:
-            detail = f" (last error: {last_error[0]})" if last_error else ""
-            raise WaitTimeout(
-                f"node {self.name} of home {self.home.name}: waited {timeout:g} s for "
-                f"{what}{detail}",
-                log=self.logs(tail=WAIT_LOG_TAIL),
-            ) from None
+        """Poll ``predicate()`` (no arguments) until it returns something truthy, and
+        return that. CirqueError and OSError it raises count as "not yet". At the
+        deadline: WaitTimeout saying what was awaited, with the node's recent log."""
+        return wait_until(
+            predicate,
+            f"{what} (node {self.name} of home {self.context.home_id})",
+            timeout,
+            log=lambda: self.logs(tail=WAIT_LOG_TAIL),
+        )
 
     def medium(self, kind: str) -> MediumContainer:
         """The home's medium of ``kind`` ("wifi", "lan"), started on first use."""
-        return self.home.medium(kind)
+        return self.context.medium(kind)
+
+    def driver(self, capability: type[C]) -> Driver[C] | None:
+        """The driver of this node's capability of that class (what the running node got
+        from it), or None when the node did not ask for it."""
+        return next((d for d in self.drivers if isinstance(d.capability, capability)), None)
 
     def screenshot(self) -> bytes:
         """A PNG of the node's virtual display (needs the XVNC capability)."""
-        for capability in self.capabilities:
-            if capability.name.lower() == "xvnc" and hasattr(capability, "screenshot"):
-                return capability.screenshot(self)
+        for driver in self.drivers:
+            if isinstance(driver, ScreenSource):
+                return driver.screenshot(self)
         raise NodeError(
             f"node {self.name}: screenshot needs the XVNC capability; add it to the node spec"
         )
@@ -326,25 +339,46 @@ class Node:
             "ipv6": [endpoint["GlobalIPv6Address"]] if endpoint.get("GlobalIPv6Address") else [],
             "network": self.network.name if self.network else None,
             "segment": self.config.lan_segment,
-            "capabilities": [c.describe() for c in self.capabilities],
+            "capabilities": [d.describe() for d in self.drivers],
             "sidecars": sorted(self.sidecars),
         }
 
     # ---- NodeRuntime: helpers for capabilities --------------------------------------
 
-    def run_netadmin(self, script: str, timeout: float = 30) -> ExecResult:
-        """Run a shell script as root with NET_ADMIN in a short-lived helper container in
-        this node's network namespace; NodeError when it fails."""
-        image = self.home.resolve_image(NETADMIN_IMAGE)
-        labels = self.home.identity.labels(self.home.name, identity.ROLE_NETADMIN, self.name)
-        name = identity.object_name(self.home.name, self.name, f"netadmin-{_short_token()}")
+    def guard_segment(self) -> None:
+        """Make the home's other LAN segments unreachable from this running node (see
+        networks.segment_guard); nothing for a node whose network needs no guard."""
+        script = segment_guard(self.network) if self.network is not None else ""
+        if script:
+            self.run_netadmin(script, output=False)
+
+    def run_netadmin(
+        self, script: str, timeout: float = 30, *, raw_sockets: bool = False, output: bool = True
+    ) -> ExecResult:
+        """Run a shell script as root in a short-lived helper container in this node's
+        network namespace; NodeError when it fails.
+
+        The helper holds NET_ADMIN alone (``raw_sockets`` adds NET_RAW, which iptables
+        needs), no new privileges and a read-only root: it changes the node's network
+        namespace and nothing else, and never sees the host's processes. ``output=False``
+        reads the helper's output only when it fails: two engine calls fewer on the path
+        every node of every home takes."""
+        context = self.context
+        image = context.resolve_image(NETADMIN_IMAGE)
+        labels = context.identity.labels(context.home_id, identity.ROLE_NETADMIN, self.name)
+        name = identity.object_name(context.home_id, self.name, f"netadmin-{_short_token()}")
         helper = self._backend.create_container(
             name,
             image,
             labels=labels,
             command=["sh", "-c", script],
             network_mode=f"container:{self.container_id}",
-            cap_add=["NET_ADMIN", "NET_RAW"],
+            cap_drop=["ALL"],
+            # NET_ADMIN: routes, links, addresses and firewall rules of the node's namespace.
+            # NET_RAW: the raw sockets iptables opens, only when asked for.
+            cap_add=["NET_ADMIN", "NET_RAW"] if raw_sockets else ["NET_ADMIN"],
+            security_opt=["no-new-privileges"],
+            read_only=True,
         )
         try:
             self._backend.start(helper)
@@ -355,12 +389,7 @@ class Node:
                     f"node {self.name}: network set-up script did not finish within "
                     f"{timeout:g} s: {_tail(script, 2)!r}"
                 ) from None
-            stdout = self._backend.api.logs(helper, stdout=True, stderr=False).decode(
-                "utf-8", errors="replace"
-            )
-            stderr = self._backend.api.logs(helper, stdout=False, stderr=True).decode(
-                "utf-8", errors="replace"
-            )
+            stdout, stderr = self._backend.split_logs(helper) if output or code else ("", "")
         finally:
             self._backend.remove_container(helper)
         result = ExecResult(code, stdout, stderr, script, self.name)
@@ -379,12 +408,14 @@ class Node:
             raise NodeError(f"node {self.name}: a sidecar {role!r} is already running")
         if options.pop("share_network", False):
             options["network_mode"] = f"container:{self.container_id}"
-        labels = self.home.identity.labels(self.home.name, identity.ROLE_SIDECAR, self.name)
-        labels["io.cirque.sidecar"] = role
+        labels = self.context.identity.labels(
+            self.context.home_id, identity.ROLE_SIDECAR, self.name
+        )
+        labels[identity.SIDECAR] = role
         labels.update(options.pop("labels", None) or {})
         container = self._backend.create_container(
-            identity.object_name(self.home.name, self.name, role),
-            self.home.resolve_image(image),
+            identity.object_name(self.context.home_id, self.name, role),
+            self.context.resolve_image(image),
             labels=labels,
             **options,
         )

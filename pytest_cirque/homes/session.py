@@ -16,10 +16,10 @@ from typing import Any
 
 from pytest_cirque.core import identity
 from pytest_cirque.core.docker_backend import Backend, connect
-from pytest_cirque.core.errors import CirqueError, ImageError
+from pytest_cirque.core.errors import CirqueError, ImageError, one_line
 from pytest_cirque.homes import watchdog
-from pytest_cirque.homes.home import Home, _one_line
-from pytest_cirque.spec import HomeSpec
+from pytest_cirque.homes.home import Home, HomeContext, Images
+from pytest_cirque.spec import HomeSpec, check_home_name
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,13 @@ class Cirque:
         self._idle: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._home_context = HomeContext(
+            backend=self.backend,
+            identity=self.identity,
+            images=Images(self.resolve_image, self.needs_idle_command),
+            on_destroyed=self._forget,
+            on_cleanup_problems=self._report_cleanup_problems,
+        )
 
     @property
     def run_id(self) -> str:
@@ -73,25 +80,17 @@ class Cirque:
         failure half-way removes what was made."""
         if self._closed:
             raise CirqueError("this Cirque service is closed; create a new one")
+        if name is not None:
+            check_home_name(name)
         parsed = HomeSpec.parse(spec)
         parsed.check_media()
         for node_spec in parsed.nodes.values():
             self.resolve_image(node_spec.image)  # unknown image: fail before anything exists
-        home = Home(self, self._home_name(name))
-        home.declared_media = set(parsed.media)
+        home = Home(self._home_context, self._home_name(name), parsed)
         watchdog.ensure_running(self.identity.owner)
         with self._lock:
             self._homes[home.name] = home
-        try:
-            home._build(list(parsed.nodes.values()))
-        except BaseException:
-            try:
-                home.destroy(force=True)
-            except CirqueError as exc:
-                log.warning("%s", exc)
-            raise
-        home.state = "running"
-        return home
+        return home.build()
 
     def _home_name(self, name: str | None) -> str:
         with self._lock:
@@ -111,8 +110,8 @@ class Cirque:
         with self._lock:
             return list(self._homes.values())
 
-    def forget(self, home: Home) -> None:
-        """Called by a destroyed home."""
+    def _forget(self, home: Home) -> None:
+        """Told by a destroyed home."""
         with self._lock:
             self._homes.pop(home.name, None)
 
@@ -134,11 +133,11 @@ class Cirque:
         if interrupted:
             raise KeyboardInterrupt
         if errors:
-            raise CirqueError(f"run {self.run_id}: closing homes: {_one_line(errors)}")
+            raise CirqueError(f"run {self.run_id}: closing homes: {one_line(errors)}")
 
-    def report_teardown_errors(self, home: str, errors: list[BaseException]) -> None:
+    def _report_cleanup_problems(self, home: str, errors: list[BaseException]) -> None:
         """Problems met while undoing a failed creation: logged, the creation error wins."""
-        log.warning("home %s: cleanup after a failed creation: %s", home, _one_line(errors))
+        log.warning("home %s: cleanup after a failed creation: %s", home, one_line(errors))
 
     # ---- images ---------------------------------------------------------------------
 
@@ -147,10 +146,10 @@ class Cirque:
         with self._lock:
             if name in self._images:
                 return self._images[name]
-        from pytest_cirque.homes.images import ensure_image
+        from pytest_cirque.core.images import ensure_image
 
         reference = ensure_image(
-            self.client, name, rebuild=self.rebuild_images, progress=self.progress
+            self.backend, name, rebuild=self.rebuild_images, progress=self.progress
         )
         with self._lock:
             self._images[name] = reference

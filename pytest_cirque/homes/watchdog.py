@@ -4,8 +4,9 @@
 ``python -m pytest_cirque.homes.watchdog OWNER_LABEL`` in its own session (so Ctrl-C in the
 terminal does not reach it) with no inherited pipes (so nobody waits on its output).
 It waits for the owner to exit: with a pidfd where the kernel has one (woken at the
-instant of death), otherwise by polling /proc every POLL_INTERVAL_S. Then it removes
-every object labelled with that owner, except kept homes, and exits. After a normal
+instant of death), otherwise by polling /proc every POLL_INTERVAL_S. Then it ends the
+host processes the owner recorded and removes its temporary folders (core.ownership),
+removes every Docker object labelled with that owner, except kept homes, and exits. After a normal
 teardown there is nothing left and it exits at once.
 
 Bound: removal starts within POLL_INTERVAL_S of the owner's death (immediately with a
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 
+from pytest_cirque.core import ownership
 from pytest_cirque.core.identity import Owner
 
 #: Seconds between liveness checks when the kernel has no pidfd.
@@ -82,12 +84,13 @@ def main(argv: list[str]) -> int:
     owner = Owner.from_label(argv[0])
     assert owner is not None
     wait_for_death(owner)
-    from pytest_cirque.core.docker_backend import connect
+    from pytest_cirque.core.docker_backend import connect_backend
     from pytest_cirque.homes import cleanup
 
+    ownership.release(owner)  # its brokers and temporary folders first: no Docker needed
     for attempt in range(REMOVE_ATTEMPTS):
         try:
-            cleanup.remove_owner(connect(), owner.label)
+            cleanup.remove_owner(connect_backend(), owner.label)
             return 0
         except Exception:
             if attempt == REMOVE_ATTEMPTS - 1:

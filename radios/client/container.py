@@ -14,38 +14,59 @@ Least privilege, measured on Docker 20.10:
   without capabilities may not look into one that has some), so the node's software
   finds the socket where it expects it.
 
-The relay package (radios/relay/) is copied whole into the containers at creation
-(``put_archive``), so any image with python3 and iproute2 can serve, and no host path is
-bind-mounted.
+``relay_security_options`` is that list, as the relay container is created with it.
 
-Control requests go through one long-lived ``docker exec`` into the medium container
-(``python3 -m pytest_cirque.radios.relay.medium session``), which forwards each JSON line to
-the relay's control socket.
+The relay package (radios/relay/) is copied whole into the containers at creation, so
+any image with python3 and iproute2 can serve, and no host path is bind-mounted.
+
+Control requests are the typed requests of ``radios.relay.protocol``; they go through
+one long-lived exec session into the medium container
+(``python3 -m pytest_cirque.radios.relay.medium session``), which forwards each JSON line
+to the relay's control socket. Every Docker call goes through ``core.docker_backend``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import ipaddress
 import json
 import re
-import struct
-import tarfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import docker
-import docker.errors
-import requests.exceptions
-import tenacity
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_cirque.core import errors, identity
-from pytest_cirque.core.errors import NodeError, WaitTimeout
+from pytest_cirque.core.docker_backend import Backend, ExecSession
+from pytest_cirque.core.errors import ImageError, NodeError, SpecError, WaitTimeout
+from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.radios.relay.link_model import PHYS
+from pytest_cirque.radios.relay.protocol import (
+    KEEP,
+    WIFI_INTERFACE,
+    CaptureStart,
+    CaptureStop,
+    Carrier,
+    Detach,
+    Keep,
+    MediumStatus,
+    Move,
+    Ping,
+    Reply,
+    Request,
+    Reset,
+    SetLink,
+    SetMedium,
+    SetNode,
+    Status,
+    make_request,
+)
+
+if TYPE_CHECKING:
+    from pytest_cirque.radios.client.wifi import WifiClient
+
+R = TypeVar("R", bound=Reply)
 
 #: Where the volume with the control socket and captures is mounted in the helpers.
 RUN_DIR = "/run/cirque-medium"
@@ -53,11 +74,14 @@ SOCKET = f"{RUN_DIR}/control.sock"
 CODE_DIR = "/opt/cirque"
 #: Packages whose __init__ the containers get empty: the relay imports nothing above them.
 _PARENT_PACKAGES = ("pytest_cirque", "pytest_cirque.core", "pytest_cirque.radios")
+RELAY_MODULE = "pytest_cirque.radios.relay.medium"
 START_TIMEOUT_S = 30.0
 #: Endpoint and interface names: what Docker names and Linux interfaces both accept.
 IFNAME = re.compile(r"[A-Za-z0-9_.-]+")
 ATTACH_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
+TCPDUMP_TIMEOUT_S = 60.0
+_ENVIRONMENT = {"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def relay_code() -> dict[str, bytes]:
@@ -75,63 +99,32 @@ def relay_code() -> dict[str, bytes]:
     return code
 
 
-def _code_archive() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in relay_code().items():
-            info = tarfile.TarInfo(f"{CODE_DIR.lstrip('/')}/{name}")
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+def _code_files() -> dict[str, bytes]:
+    return {f"{CODE_DIR}/{path}": data for path, data in relay_code().items()}
 
 
-class ControlSession:
-    """One long-lived ``docker exec`` into the medium that carries control requests, so a
-    runtime change (move, cut, carrier) costs a round trip on an open socket rather than
-    a new process in the container."""
+def relay_security_options(wifi: bool) -> dict[str, Any]:
+    """Exactly the security-relevant options the relay container is created with (see
+    the module docstring for why each is needed), so a check of the host can test what
+    the medium really gets."""
+    return {
+        "privileged": False,
+        "network_mode": "none",
+        "pid_mode": "host" if wifi else None,
+        "cap_drop": ["ALL"],
+        "cap_add": ["SYS_PTRACE"] if wifi else [],
+        "devices": [],
+        "security_opt": ["no-new-privileges"],
+    }
 
-    def __init__(self, client: docker.DockerClient, container_id: str) -> None:
-        command = ["python3", "-m", "pytest_cirque.radios.relay.medium", "session", "--socket", SOCKET]
-        exec_id = client.api.exec_create(
-            container_id,
-            command,
-            stdin=True,
-            stdout=True,
-            stderr=False,
-            tty=False,
-            environment={"PYTHONPATH": CODE_DIR},
-        )["Id"]
-        self._stream = client.api.exec_start(exec_id, socket=True)
-        self._socket = getattr(self._stream, "_sock", self._stream)
-        self._socket.settimeout(REQUEST_TIMEOUT_S)
-        self._stdout = bytearray()
 
-    def ask(self, line: str) -> str:
-        """Send one request line, return the reply line."""
-        self._socket.sendall(line.encode() + b"\n")
-        while b"\n" not in self._stdout:
-            # Without a TTY, Docker frames the output: stream (1 byte), 3 zero bytes, size.
-            header = self._read_exactly(8)
-            payload = self._read_exactly(struct.unpack(">I", header[4:])[0])
-            if header[0] == 1:
-                self._stdout += payload
-        reply, _, rest = self._stdout.partition(b"\n")
-        self._stdout = bytearray(rest)
-        return reply.decode(errors="replace")
-
-    def _read_exactly(self, size: int) -> bytes:
-        data = bytearray()
-        while len(data) < size:
-            chunk = self._socket.recv(size - len(data))
-            if not chunk:
-                raise OSError("the control session ended")
-            data += chunk
-        return bytes(data)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._stream.close()
+@contextlib.contextmanager
+def _where(where: str) -> Iterator[None]:
+    """The backend's one-line refusals, prefixed with what was being done and to what."""
+    try:
+        yield
+    except (NodeError, ImageError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
 
 
 class MediumContainer:
@@ -144,7 +137,7 @@ class MediumContainer:
 
     def __init__(
         self,
-        client: docker.DockerClient,
+        backend: Backend,
         *,
         name: str,
         image: str,
@@ -153,21 +146,21 @@ class MediumContainer:
         airtime: bool = True,
         wifi: bool = False,
     ) -> None:
-        missing = {"io.cirque.run", "io.cirque.home", "io.cirque.owner"} - set(labels)
+        missing = set(identity.OWNERSHIP) - set(labels)
         if missing:
-            raise errors.SpecError(f"medium {name}: labels lack {', '.join(sorted(missing))}")
+            raise SpecError(f"medium {name}: labels lack {', '.join(sorted(missing))}")
         if phy not in PHYS:
-            raise errors.SpecError(f"medium {name}: unknown phy {phy!r}; known: {', '.join(PHYS)}")
-        self.client = client
+            raise SpecError(f"medium {name}: unknown phy {phy!r}; known: {', '.join(PHYS)}")
+        self.backend = backend
         self.name = name
         self.image = image
         self.phy = phy
         self.airtime = airtime
         self.wifi = wifi
-        self.labels = {**labels, "io.cirque.medium": name}
-        self.container: Any = None
-        self.volume: Any = None
-        self._session: ControlSession | None = None
+        self.labels = {**labels, identity.MEDIUM: name}
+        self.container_id: str | None = None
+        self.volume: str | None = None
+        self._session: ExecSession | None = None
         self._session_lock = threading.Lock()
         self._captures = 0
         #: Subnets handed out by claim_subnet, by owner.
@@ -179,69 +172,60 @@ class MediumContainer:
     def start(self) -> MediumContainer:
         """Create the volume and the relay container, and wait until it serves."""
         labels = {**self.labels, identity.ROLE: identity.ROLE_MEDIUM}
+        volume = f"{self.name}-run"
         try:
-            volume = self.client.volumes.create(name=f"{self.name}-run", labels=labels)
-            if volume.attrs.get("Labels") != labels:  # an existing volume of that name
-                raise NodeError(f"medium {self.name}: volume {volume.name} exists and is not ours")
+            with _where(f"medium {self.name}"):
+                found = self.backend.create_labelled_volume(volume, labels)
+            if found != labels:  # an existing volume of that name
+                raise NodeError(f"medium {self.name}: volume {volume} exists and is not ours")
             self.volume = volume
-            command = ["python3", "-m", "pytest_cirque.radios.relay.medium", "serve"]
-            command += ["--socket", SOCKET, "--phy", self.phy]
+            command = ["python3", "-m", RELAY_MODULE, "serve", "--socket", SOCKET]
+            command += ["--phy", self.phy]
             if not self.airtime:
                 command.append("--no-airtime")
             if self.wifi:
                 command.append("--wifi")
-            self.container = self.client.containers.create(
-                self.image,
-                command=command,
-                name=self.name,
-                labels=labels,
-                network_mode="none",
-                pid_mode="host" if self.wifi else None,
-                cap_drop=["ALL"],
-                cap_add=["SYS_PTRACE"] if self.wifi else None,
-                security_opt=["no-new-privileges"],
-                environment={"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"},
-                volumes={self.volume.name: {"bind": RUN_DIR, "mode": "rw"}},
-                init=True,
-            )
-            self.container.put_archive("/", _code_archive())
-            self.container.start()
+            with _where(f"medium {self.name}"):
+                self.container_id = self.backend.create_helper(
+                    self.name,
+                    self.image,
+                    labels=labels,
+                    command=command,
+                    volume=volume,
+                    mount=RUN_DIR,
+                    environment=_ENVIRONMENT,
+                    init=True,
+                    **relay_security_options(self.wifi),
+                )
+                self.backend.put_files(self.container_id, _code_files())
+                self.backend.start_helper(self.container_id)
             self._wait_ready()
-        except docker.errors.ImageNotFound:
+        except ImageError as exc:
             self.remove()
-            raise errors.ImageError(
-                f"medium {self.name}: image {self.image!r} not found; "
-                "pass ensure_image(client, 'medium')"
-            ) from None
-        except docker.errors.APIError as exc:
-            self.remove()
-            raise NodeError(f"medium {self.name}: {exc.explanation or exc}") from None
+            raise ImageError(f"{exc}; pass ensure_image(client, 'medium')") from None
         except BaseException:
             self.remove()
             raise
         return self
 
     def _wait_ready(self) -> None:
-        @tenacity.retry(
-            stop=tenacity.stop_after_delay(START_TIMEOUT_S),
-            wait=tenacity.wait_exponential(multiplier=0.02, max=0.5),
-            retry=tenacity.retry_if_result(lambda ready: not ready),
-            retry_error_callback=lambda _state: False,
-        )
-        def ready() -> bool:
-            self.container.reload()
-            if self.container.status not in ("created", "running"):
+        def serving() -> bool:
+            info = self.backend.inspect(self.container_id or "") or {}
+            state = (info.get("State") or {}).get("Status", "gone")
+            if state not in ("created", "running"):
                 raise NodeError(
-                    f"medium {self.name}: relay exited ({self.container.status}); "
+                    f"medium {self.name}: relay exited ({state}); "
                     f"its log: {self.log(tail=20).strip()!r}"
                 )
             return "medium ready" in self.log(tail=20)
 
-        if not ready():
-            raise WaitTimeout(
-                f"medium {self.name}: relay not serving {SOCKET} after {START_TIMEOUT_S:.0f} s",
-                log=self.log(),
-            )
+        wait_until(
+            serving,
+            f"medium {self.name}'s relay to serve {SOCKET}",
+            START_TIMEOUT_S,
+            log=self.log,
+            ignore=(),
+        )
 
     def _close_session(self) -> None:
         if self._session is not None:
@@ -251,13 +235,11 @@ class MediumContainer:
     def remove(self) -> None:
         """Remove the relay container (its endpoints vanish with it) and its volume."""
         self._close_session()
-        if self.container is not None:
-            with contextlib.suppress(docker.errors.NotFound):
-                self.container.remove(force=True)
-            self.container = None
+        if self.container_id is not None:
+            self.backend.remove_container(self.container_id)
+            self.container_id = None
         if self.volume is not None:
-            with contextlib.suppress(docker.errors.NotFound):
-                self.volume.remove(force=True)
+            self.backend.remove_volume(self.volume)
             self.volume = None
 
     def __enter__(self) -> MediumContainer:
@@ -267,12 +249,9 @@ class MediumContainer:
         self.remove()
 
     def log(self, tail: int | str = 200) -> str:
-        if self.container is None:
+        if self.container_id is None:
             return ""
-        try:
-            return self.container.logs(tail=tail).decode(errors="replace")
-        except docker.errors.NotFound:
-            return ""
+        return self.backend.logs(self.container_id, tail=tail)
 
     # --- endpoints ------------------------------------------------------------------
 
@@ -281,7 +260,7 @@ class MediumContainer:
         node: Any,
         endpoint: str,
         *,
-        ifname: str = "wlan0",
+        ifname: str = WIFI_INTERFACE,
         position: Iterable[float] = (0.0, 0.0, 0.0),
         carrier: bool = True,
         addresses: Iterable[str] = (),
@@ -292,20 +271,20 @@ class MediumContainer:
 
         ``wired``: put the medium in the middle of the node's existing LAN interface
         ``ifname`` instead (endpoints ``endpoint`` and ``endpoint.lan``, see
-        radios/endpoint.py); the helper also needs NET_RAW for its packet socket.
+        radios/relay/endpoint.py); the helper also needs NET_RAW for its packet socket.
 
         Bad arguments raise SpecError before anything is created; a node that cannot take
         the interface raises NodeError, and the interface is not left behind."""
-        node_id = getattr(node, "id", node)
+        node_id = str(getattr(node, "id", node))
         where = f"medium {self.name}: attaching {endpoint!r}"
         if not endpoint or not IFNAME.fullmatch(endpoint):
-            raise errors.SpecError(f"{where}: endpoint names use letters, digits, '.', '_', '-'")
+            raise SpecError(f"{where}: endpoint names use letters, digits, '.', '_', '-'")
         if not IFNAME.fullmatch(ifname) or len(ifname) > 15:
-            raise errors.SpecError(f"{where}: ifname {ifname!r} is not a Linux interface name")
+            raise SpecError(f"{where}: ifname {ifname!r} is not a Linux interface name")
         position = list(position)
         if len(position) not in (2, 3):
-            raise errors.SpecError(f"{where}: position must be 2 or 3 numbers (metres)")
-        if self.container is None:
+            raise SpecError(f"{where}: position must be 2 or 3 numbers (metres)")
+        if self.container_id is None or self.volume is None:
             raise NodeError(f"{where}: the medium is not running; start() it first")
         command = ["python3", "-m", "pytest_cirque.radios.relay.endpoint", "--name", endpoint]
         command += ["--ifname", ifname, "--socket", SOCKET, "--carrier", "on" if carrier else "off"]
@@ -322,43 +301,42 @@ class MediumContainer:
                 # leaves at "IPv6 disabled" (it enables IPv6 on eth0 alone). Only runc, as
                 # the helper starts, may write it: the helper's /proc/sys is read-only.
                 sysctls = {"net.ipv6.conf.default.disable_ipv6": "0"}
-        try:
-            helper = self.client.containers.create(
+        with _where(where):
+            helper = self.backend.create_helper(
+                f"{self.name}-attach-{endpoint}",
                 self.image,
-                command=command,
-                name=f"{self.name}-attach-{endpoint}",
                 labels={**self.labels, identity.ROLE: identity.ROLE_MEDIUM_ENDPOINT},
+                command=command,
+                volume=self.volume,
+                mount=RUN_DIR,
                 network_mode=f"container:{node_id}",
                 cap_drop=["ALL"],
                 cap_add=["NET_ADMIN", "NET_RAW"] if wired else ["NET_ADMIN"],
                 sysctls=sysctls,
                 devices=["/dev/net/tun:/dev/net/tun:rwm"],
                 security_opt=["no-new-privileges"],
-                environment={"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"},
-                volumes={self.volume.name: {"bind": RUN_DIR, "mode": "rw"}},
+                environment=_ENVIRONMENT,
             )
-        except docker.errors.APIError as exc:
-            raise NodeError(f"{where}: {exc.explanation or exc}") from None
         try:
-            helper.put_archive("/", _code_archive())
+            with _where(where):
+                self.backend.put_files(helper, _code_files())
             try:
-                helper.start()
-            except docker.errors.APIError as exc:
-                raise NodeError(f"{where}: is the node running? ({exc.explanation})") from None
-            try:
-                status = helper.wait(timeout=ATTACH_TIMEOUT_S)
-            except requests.exceptions.RequestException as exc:  # the helper hung
+                self.backend.start_helper(helper)
+            except NodeError as exc:
+                raise NodeError(f"{where}: is the node running? ({exc})") from None
+            status = self.backend.wait_helper(helper, ATTACH_TIMEOUT_S)
+            if status is None:  # the helper hung
                 raise WaitTimeout(
                     f"medium {self.name}: attaching {endpoint} did not finish within "
                     f"{ATTACH_TIMEOUT_S:.0f} s",
                     log=self.log(),
-                ) from exc
-            if status.get("StatusCode") != 0:
-                output = helper.logs().decode(errors="replace").strip().splitlines()
-                reason = output[-1] if output else f"exit status {status.get('StatusCode')}"
+                )
+            if status != 0:
+                output = self.backend.logs(helper).strip().splitlines()
+                reason = output[-1] if output else f"exit status {status}"
                 raise NodeError(f"medium {self.name}: cannot attach {endpoint}: {reason}")
         finally:
-            helper.remove(force=True)
+            self.backend.remove_container(helper)
 
     def claim_subnet(
         self,
@@ -375,7 +353,7 @@ class MediumContainer:
                 network = ipaddress.ip_network(wanted)
                 clash = next((t for t in taken if t.overlaps(network)), None)
                 if clash is not None:
-                    raise errors.SpecError(
+                    raise SpecError(
                         f"medium {self.name}: subnet {wanted} of {owner} overlaps {clash} of "
                         "another access point; give each AP its own subnet"
                     )
@@ -388,80 +366,128 @@ class MediumContainer:
     def _has_ipv6(self, node_id: str) -> bool:
         """Whether the node has an IPv6 address on one of its Docker networks."""
         try:
-            networks = self.client.api.inspect_container(node_id)["NetworkSettings"]["Networks"]
-        except (docker.errors.APIError, KeyError, TypeError):
+            info = self.backend.inspect(node_id) or {}
+            networks = info["NetworkSettings"]["Networks"]
+        except (errors.CirqueError, KeyError, TypeError):
             return False
         return any((net or {}).get("GlobalIPv6Address") for net in (networks or {}).values())
 
     def detach(self, endpoint: str) -> None:
         """Remove the endpoint's interface from its node."""
-        self.request("detach", name=endpoint)
+        self.request(Detach(name=endpoint))
 
-    # --- runtime changes ------------------------------------------------------------
+    # --- control requests -----------------------------------------------------------
 
-    def request(self, op: str, **arguments: Any) -> dict[str, Any]:
-        """Send one control request; a refused one raises the error class it names."""
-        if self.container is None:
+    def request(self, message: Request[R]) -> R:
+        """Send one typed control request; its typed reply. A refused one raises the
+        error class the relay names."""
+        if self.container_id is None:
             raise NodeError(f"medium {self.name}: not running; start() it first")
-        message = json.dumps({"op": op, **arguments})
         with self._session_lock:
             try:
                 if self._session is None:
-                    self._session = ControlSession(self.client, self.container.id)
-                output = self._session.ask(message)
-            except (OSError, docker.errors.APIError) as exc:
+                    self._session = self.backend.open_session(
+                        self.container_id,
+                        ["python3", "-m", RELAY_MODULE, "session", "--socket", SOCKET],
+                        environment={"PYTHONPATH": CODE_DIR},
+                        timeout=REQUEST_TIMEOUT_S,
+                    )
+                output = self._session.ask(message.encode())
+            except (OSError, NodeError) as exc:
                 self._close_session()
                 raise NodeError(
-                    f"medium {self.name}: control request {op} got no answer ({exc}); "
+                    f"medium {self.name}: control request {message.OP} got no answer ({exc}); "
                     "is the medium container still running?"
                 ) from None
         try:
-            reply = json.loads(output.splitlines()[-1])
-        except (ValueError, IndexError):
+            reply = json.loads(output)
+        except ValueError:
             raise NodeError(
-                f"medium {self.name}: control request {op} failed: {output[-500:]!r}"
+                f"medium {self.name}: control request {message.OP} failed: {output[-500:]!r}"
             ) from None
-        if not reply.pop("ok", False):
-            kind = getattr(errors, str(reply.get("kind")), NodeError)
-            if not (isinstance(kind, type) and issubclass(kind, errors.CirqueError)):
-                kind = NodeError
-            raise kind(reply.get("error", f"medium {self.name}: {op} refused"))
-        return reply
+        return message.decode_reply(reply)
+
+    def as_wifi(self) -> WifiClient:
+        """This medium's WiFi ops (access points, stations), typed; SpecError when the
+        medium was not started with ``wifi=True``."""
+        from pytest_cirque.radios.client.wifi import WifiClient
+
+        return WifiClient(self)
 
     def topology_lines(self, kind: str) -> list[str]:
         """This medium in a home's topology summary: its endpoints, and for WiFi each
         access point and station with its state."""
         try:
             status = self.status()
-            endpoints = ", ".join(sorted(status["endpoints"])) or "-"
+            endpoints = ", ".join(sorted(status.endpoints)) or "-"
             lines = [f"  medium {kind} ({self.phy}): {endpoints}"]
             if self.wifi:
-                wifi = self.request("wifi_status")
-                for name, ap in wifi["aps"].items():
-                    lines.append(
-                        f"    ap {name}: {ap['ssid']!r} {ap['security']} channel "
-                        f"{ap['channel']} bssid {ap['bssid']}"
-                    )
-                for name, station in wifi["stations"].items():
-                    joined = ""
-                    if station["bssid"]:
-                        joined = f" to {station['ssid']!r} ({station['bssid']})"
-                    address = f" {station['ip_address']}" if station["ip_address"] else ""
-                    lines.append(f"    station {name}: {station['wpa_state']}{joined}{address}")
+                wifi = self.as_wifi().status()
+                lines += [f"    ap {name}: {ap.summary()}" for name, ap in wifi.aps.items()]
+                lines += [
+                    f"    station {name}: {station.summary()}"
+                    for name, station in wifi.stations.items()
+                ]
         except errors.CirqueError as exc:
             return [f"  medium {kind}: (unavailable: {exc})"]
         return lines
 
+    # --- runtime changes ------------------------------------------------------------
+
+    def ping(self) -> list[str]:
+        """The endpoints the relay holds (it answers: it is serving)."""
+        return self.request(Ping()).endpoints
+
     def move(self, endpoint: str, position: Iterable[float]) -> None:
-        self.request("move", name=endpoint, position=[float(c) for c in position])
+        self.request(Move(name=endpoint, position=[float(c) for c in position]))
 
-    def set_node(self, endpoint: str, **impairment: Any) -> None:
-        """Loss, latency_ms, jitter_ms, rate_kbit of what ``endpoint`` sends."""
-        self.request("node", name=endpoint, **impairment)
+    def set_node(
+        self,
+        endpoint: str,
+        *,
+        loss: float | Keep = KEEP,
+        latency_ms: float | Keep = KEEP,
+        jitter_ms: float | Keep = KEEP,
+        rate_kbit: float | Keep | None = KEEP,
+    ) -> None:
+        """Loss (0..1), latency_ms, jitter_ms, rate_kbit (None: unlimited) of what
+        ``endpoint`` sends; what is not given stays."""
+        self.request(
+            SetNode(
+                name=endpoint,
+                loss=loss,
+                latency_ms=latency_ms,
+                jitter_ms=jitter_ms,
+                rate_kbit=rate_kbit,
+            )
+        )
 
-    def set_link(self, a: str, b: str, **changes: Any) -> None:
-        """cut, symmetric, loss, latency_ms, jitter_ms, rate_kbit of the link a-b."""
-        self.request("link", a=a, b=b, **changes)
+    def set_link(
+        self,
+        a: str,
+        b: str,
+        *,
+        cut: bool | None = None,
+        symmetric: bool = True,
+        loss: float | Keep = KEEP,
+        latency_ms: float | Keep = KEEP,
+        jitter_ms: float | Keep = KEEP,
+        rate_kbit: float | Keep | None = KEEP,
+    ) -> None:
+        """Cut or restore the link a-b, or change its loss, latency_ms, jitter_ms,
+        rate_kbit; in both directions unless ``symmetric`` is false."""
+        self.request(
+            SetLink(
+                a=a,
+                b=b,
+                cut=cut,
+                symmetric=symmetric,
+                loss=loss,
+                latency_ms=latency_ms,
+                jitter_ms=jitter_ms,
+                rate_kbit=rate_kbit,
+            )
+        )
 
     def cut(self, a: str, b: str) -> None:
         self.set_link(a, b, cut=True)
@@ -470,45 +496,46 @@ class MediumContainer:
         self.set_link(a, b, cut=False)
 
     def set_medium(self, **changes: Any) -> None:
-        """airtime, queue_ms, phy or PHY fields such as data_rate_mbps."""
-        self.request("medium", **changes)
+        """airtime, queue_ms, phy or PHY fields such as data_rate_mbps (SetMedium)."""
+        self.request(make_request(SetMedium, changes))
 
     def carrier(self, endpoint: str, on: bool) -> None:
-        self.request("carrier", name=endpoint, on=on)
+        self.request(Carrier(name=endpoint, on=on))
 
     def reset(self) -> None:
         """Back to the medium as attached (positions, carriers, no impairment, no capture)."""
-        self.request("reset")
+        self.request(Reset())
 
-    def status(self) -> dict[str, Any]:
-        return self.request("status")
+    def status(self) -> MediumStatus:
+        return self.request(Status())
 
     # --- capture --------------------------------------------------------------------
 
     def start_capture(self, name: str = "capture.pcap") -> str:
         """Start writing every frame on the air to a pcap file; returns its path inside."""
         path = str(PurePosixPath(RUN_DIR) / name)
-        self.request("capture_start", path=path)
+        self.request(CaptureStart(path=path))
         return path
 
     def stop_capture(self) -> int:
         """Stop the capture; returns how many frames it holds."""
-        return int(self.request("capture_stop").get("frames") or 0)
+        return self.request(CaptureStop()).frames
 
     def fetch(self, path: str, destination: str | Path) -> Path:
         """Copy a file (e.g. a capture) out of the medium container to ``destination``."""
-        stream, _stat = self.container.get_archive(path)
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            member = tar.getmembers()[0]
-            data = tar.extractfile(member)
-            target = Path(destination)
-            target.write_bytes(data.read() if data else b"")
+        if self.container_id is None:
+            raise NodeError(f"medium {self.name}: not running; start() it first")
+        data = self.backend.get_file(self.container_id, path)
+        if data is None:
+            raise NodeError(f"medium {self.name}: no file {path} in the medium container")
+        target = Path(destination)
+        target.write_bytes(data)
         return target
 
     def save_capture(self, destination: str | Path) -> Path | None:
         """Copy the running capture to ``destination`` and go on capturing (into a new
         file): a failing test keeps what was on the air up to now. None without one."""
-        path = self.status().get("capture")
+        path = self.status().capture
         if not path:
             return None
         self.stop_capture()
@@ -518,13 +545,61 @@ class MediumContainer:
             self._captures += 1
             self.start_capture(f"air-{self._captures}.pcap")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the relay's container has used so far (its cgroup's count), for
+        benchmarks and the medium's own report."""
+        if self.container_id is None:
+            raise NodeError(f"medium {self.name}: not running; start() it first")
+        script = (
+            "cat /sys/fs/cgroup/cpuacct/cpuacct.usage 2>/dev/null"
+            " || awk '/usage_usec/ {print $2 * 1000}' /sys/fs/cgroup/cpu.stat"
+        )
+        result = self.backend.exec(
+            self.container_id, ["sh", "-c", script], node=f"medium {self.name}", timeout=10
+        )
+        try:
+            return int(result.stdout.strip()) / 1e9
+        except ValueError:
+            raise NodeError(
+                f"medium {self.name}: cannot read the container's CPU time: "
+                f"{result.output.strip()[-200:]!r}"
+            ) from None
+
     def read_capture(self, path: str, expression: str = "") -> str:
         """A capture decoded by tcpdump in place (one line per frame)."""
+        if self.container_id is None:
+            raise NodeError(f"medium {self.name}: not running; start() it first")
         # As nobody: root in this capability-less container cannot switch users, which
         # tcpdump tries when started as root.
         command = ["tcpdump", "-n", "-r", path, *expression.split()]
-        result = self.container.exec_run(command, user="nobody")
-        output = result.output.decode(errors="replace")
+        result = self.backend.exec(
+            self.container_id,
+            command,
+            node=f"medium {self.name}",
+            user="nobody",
+            timeout=TCPDUMP_TIMEOUT_S,
+        )
         if result.exit_code != 0:
-            raise NodeError(f"medium {self.name}: tcpdump cannot read {path}: {output.strip()}")
-        return output
+            raise NodeError(
+                f"medium {self.name}: tcpdump cannot read {path}: {result.output.strip()}"
+            )
+        return result.stdout
+
+
+class MediumClient:
+    """The typed ops of one kind of medium (WiFi, Thread, ...) over a MediumContainer:
+    a subclass names the flag its medium must have been started with."""
+
+    #: The MediumContainer attribute that says the medium runs this kind's layer.
+    LAYER = ""
+
+    def __init__(self, medium: MediumContainer) -> None:
+        if self.LAYER and not getattr(medium, self.LAYER, False):
+            raise SpecError(
+                f"medium {medium.name}: it runs no {self.LAYER} layer; "
+                f"start it with {self.LAYER}=True for {type(self).__name__}"
+            )
+        self.medium = medium
+
+    def request(self, message: Request[R]) -> R:
+        return self.medium.request(message)

@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pytest_cirque.core.errors import NodeError, SpecError
+from pytest_cirque.radios.relay.protocol import WIFI_CONTROL_SOCKET, WIFI_INTERFACE
 
-DEFAULT_PATH = "/var/run/wpa_supplicant/wlan0"
+DEFAULT_PATH = WIFI_CONTROL_SOCKET
 #: Level of ordinary events (wpa_supplicant's MSG_INFO); a monitor starts at this level.
 MSG_INFO = 3
 #: wpa_supplicant answers in a 4096-byte buffer; list replies stop at the last whole line.
@@ -707,7 +708,7 @@ class CtrlInterface:
         driver: StationDriver,
         networks: NetworkTable | None = None,
         clock: Callable[[], float] = time.monotonic,
-        ifname: str = "wlan0",
+        ifname: str = WIFI_INTERFACE,
     ) -> None:
         self.driver = driver
         self.networks = networks if networks is not None else NetworkTable()

@@ -40,7 +40,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_cirque.core.errors import CirqueError
 from pytest_cirque.radios.relay.medium import DEFAULT_SOCKET, request
+from pytest_cirque.radios.relay.protocol import WIFI_INTERFACE, Attach
 
 TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002
@@ -224,9 +226,10 @@ def wire(name: str, ifname: str, socket_path: str) -> dict[str, Any]:
         fds.insert(0, create_tap(ifname))
         interface.configure(ifname)
         peer = name + PEER_SUFFIX
-        reply = request(socket_path, {"op": "attach", "name": name, "peer": peer}, fds)
-        if not reply.get("ok"):
-            raise OSError(str(reply.get("error")))
+        try:
+            request(socket_path, Attach(name=name, peer=peer), fds)
+        except CirqueError as exc:
+            raise OSError(str(exc)) from None
     except BaseException:
         for fd in fds:
             os.close(fd)  # the TAP goes with its last descriptor
@@ -257,7 +260,7 @@ def restore(interface: Interface, lan: str, undo: list[list[str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="endpoint", description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="the endpoint's name on the medium")
-    parser.add_argument("--ifname", default="wlan0")
+    parser.add_argument("--ifname", default=WIFI_INTERFACE)
     parser.add_argument("--mac", help="default: derived from --name")
     parser.add_argument("--mtu", type=int, default=1500)
     parser.add_argument("--address", action="append", default=[], help="e.g. 10.7.0.2/24")
@@ -284,18 +287,10 @@ def main(argv: list[str] | None = None) -> int:
             ip("address", "add", address, "dev", args.ifname)
         ip("link", "set", "dev", args.ifname, "up")
         position = [float(c) for c in args.position.split(",")]
-        message = {
-            "op": "attach",
-            "name": args.name,
-            "position": position,
-            "carrier": args.carrier == "on",
-        }
-        reply = request(args.socket, message, [fd])
-    except (OSError, ValueError) as exc:
+        message = Attach(name=args.name, position=position, carrier=args.carrier == "on")
+        request(args.socket, message, [fd])
+    except (OSError, ValueError, CirqueError) as exc:
         print(f"{where}: {exc}", file=sys.stderr)
-        return 1
-    if not reply.get("ok"):
-        print(f"{where}: {reply.get('error')}", file=sys.stderr)
         return 1
     print(json.dumps({"attached": args.name, "ifname": args.ifname}))
     return 0

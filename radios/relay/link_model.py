@@ -23,6 +23,7 @@ import math
 import random
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 from pytest_cirque.core.errors import SpecError
 
@@ -122,7 +123,7 @@ class Impairment:
             if key not in known:
                 raise SpecError(f"{where}: unknown field {key!r}; known: {', '.join(known)}")
         try:
-            numbers = {
+            numbers: dict[str, Any] = {
                 key: None if key == "rate_kbit" and value is None else float(value)  # type: ignore[arg-type]
                 for key, value in changes.items()
             }
@@ -439,4 +440,4 @@ def _position(value: Iterable[float], name: str) -> Position:
         coordinates = (*coordinates, 0.0)
     if len(coordinates) != 3:
         raise SpecError(f"node {name!r}: position must be 2 or 3 numbers (metres)")
-    return coordinates  # type: ignore[return-value]
+    return coordinates

@@ -12,7 +12,9 @@ only, through the link model (loss, latency, jitter, rate), and nothing else rea
 
 A Unix socket takes control requests, one JSON line per connection, one JSON line back:
 attach an endpoint (its TAP file descriptor comes along as SCM_RIGHTS), move a node, cut
-a link, change parameters, switch carrier, start or stop a capture, report status.
+a link, change parameters, switch carrier, start or stop a capture, report status. Each
+op is a typed request of ``protocol``, served by the handler the table ``handlers()``
+gives for its class.
 
 Stdlib only: the helper image needs python3 and nothing else.
 
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import heapq
-import inspect
 import itertools
 import json
 import os
@@ -38,11 +39,41 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pytest_cirque.core.errors import CirqueError, SpecError
 from pytest_cirque.radios.relay.link_model import PHYS, Decision, LinkModel
 from pytest_cirque.radios.relay.pcap import PcapWriter
+from pytest_cirque.radios.relay.protocol import (
+    Attach,
+    CaptureStart,
+    CaptureStop,
+    CaptureStopped,
+    Carrier,
+    Detach,
+    Done,
+    Endpoints,
+    EndpointStatus,
+    MediumStatus,
+    Move,
+    Ping,
+    Reply,
+    Request,
+    Reset,
+    SetLink,
+    SetMedium,
+    SetNode,
+    Status,
+    Stop,
+    decode_request,
+    error_reply,
+    ok_reply,
+)
+
+R = TypeVar("R", bound=Reply)
+#: A control op's handler: the decoded request and the descriptors that came with it
+#: (a handler that keeps one removes it from the list; the rest are closed).
+Handler = Callable[[Any, list[int]], Reply]
 
 #: ioctl switching a TAP device's carrier (linux/if_tun.h: _IOW('T', 226, int)).
 TUNSETCARRIER = 0x400454E2
@@ -126,13 +157,13 @@ class Endpoint:
     #: Not read for now: it is ahead of its rate or the air (see BACKLOG_S).
     held: bool = False
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "carrier": self.carrier,
-            "macs": sorted(":".join(f"{b:02x}" for b in mac) for mac in self.macs),
-            "counters": dict(self.counters),
-            "peer": self.peer,
-        }
+    def describe(self) -> EndpointStatus:
+        return EndpointStatus(
+            carrier=self.carrier,
+            macs=sorted(":".join(f"{b:02x}" for b in mac) for mac in self.macs),
+            counters=dict(self.counters),
+            peer=self.peer,
+        )
 
 
 @dataclass(eq=False)
@@ -184,6 +215,7 @@ class Medium:
         self._selector = selectors.SelectSelector()
         self._running = True
         self._requests: dict[int, _Request] = {}
+        self._handlers = self.handlers()
         if os.path.exists(socket_path):
             os.unlink(socket_path)
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -458,35 +490,51 @@ class Medium:
             conn.close()
 
     def handle(self, line: str, fds: list[int] | None = None) -> dict[str, Any]:
-        """Run one control request; any fd not taken by an attach is closed."""
+        """Run one control request line; its reply in wire form. Any fd not taken by an
+        attach is closed."""
         fds = list(fds or [])
         try:
-            try:
-                request = json.loads(line)
-                op = request.pop("op")
-            except (ValueError, KeyError, AttributeError):
-                raise SpecError(f"medium: bad control request {line.strip()[:200]!r}") from None
-            handler = getattr(self, f"_op_{op}", None)
-            if handler is None:
-                raise SpecError(f"medium: unknown op {op!r}")
-            try:
-                inspect.signature(handler).bind(fds=fds, **request)
-            except TypeError as exc:
-                raise SpecError(f"medium: op {op!r}: {exc}") from None
-            result = handler(fds=fds, **request)
-            return {"ok": True, **(result or {})}
+            return ok_reply(self.dispatch(decode_request(line), fds))
         except CirqueError as exc:
-            return {"ok": False, "kind": type(exc).__name__, "error": str(exc)}
+            return error_reply(type(exc).__name__, str(exc))
         except OSError as exc:
-            return {"ok": False, "kind": "NodeError", "error": f"medium: {exc}"}
+            return error_reply("NodeError", f"medium: {exc}")
         finally:
             for fd in fds:
                 os.close(fd)
 
-    def _op_ping(self, fds: list[int]) -> dict[str, Any]:
-        return {"endpoints": list(self.endpoints)}
+    def dispatch(self, request: Request[R], fds: list[int]) -> R:
+        """Run one decoded request through the handler its class has in the table."""
+        handler = self._handlers.get(type(request))
+        if handler is None:
+            raise SpecError(
+                f"medium: op {request.OP!r} is not served by a {type(self).__name__} "
+                "(WiFi ops need a medium started with --wifi)"
+            )
+        return handler(request, fds)  # type: ignore[return-value]
 
-    def _op_reset(self, fds: list[int]) -> None:
+    def handlers(self) -> dict[type[Request[Any]], Handler]:
+        """Which handler serves each request class; a subclass adds its own ops."""
+        return {
+            Ping: self._ping,
+            Reset: self._reset,
+            Stop: self._stop,
+            Attach: self._attach,
+            Detach: self._detach,
+            Move: self._move,
+            SetNode: self._set_node,
+            SetLink: self._set_link,
+            SetMedium: self._set_medium,
+            Carrier: self._carrier,
+            CaptureStart: self._capture_start,
+            CaptureStop: self._capture_stop,
+            Status: self._status,
+        }
+
+    def _ping(self, request: Ping, fds: list[int]) -> Endpoints:
+        return Endpoints(endpoints=list(self.endpoints))
+
+    def _reset(self, request: Reset, fds: list[int]) -> Done:
         """Back to the medium as attached: default model, attach positions and carriers, no
         capture. Lets one medium serve test after test, each starting clean."""
         phy, airtime, queue_ms = self._initial
@@ -500,29 +548,26 @@ class Medium:
         self.drops.clear()
         self._due.clear()
         if self.capture is not None:
-            self._op_capture_stop(fds)
+            self._capture_stop(CaptureStop(), fds)
         self._log("medium: reset")
+        return Done()
 
-    def _op_stop(self, fds: list[int]) -> None:
+    def _stop(self, request: Stop, fds: list[int]) -> Done:
         """Stop relaying after this reply; every endpoint's interface disappears."""
         self.stop()
+        return Done()
 
-    def _op_attach(
-        self,
-        fds: list[int],
-        name: str,
-        position: list[float] | None = None,
-        carrier: bool = True,
-        peer: str | None = None,
-    ) -> None:
+    def _attach(self, request: Attach, fds: list[int]) -> Done:
         """Attach a TAP; with ``peer``, a wired pair: the node's TAP (first descriptor) and
         a packet socket on its real LAN interface (second), attached as ``peer``."""
+        name, peer, position = request.name, request.peer, request.position
+        carrier = request.carrier
         if peer is None:
             if len(fds) != 1:
                 raise SpecError(f"medium: attach {name!r} needs exactly one TAP descriptor")
             self.attach(name, fds[0], position, carrier)
             fds.clear()
-            return
+            return Done()
         if len(fds) != 2:
             raise SpecError(
                 f"medium: attach {name!r} with peer {peer!r} needs two descriptors "
@@ -542,57 +587,71 @@ class Medium:
             self.detach(peer)
             raise
         fds.clear()
+        return Done()
 
-    def _op_detach(self, fds: list[int], name: str) -> None:
-        self.detach(name)
+    def _detach(self, request: Detach, fds: list[int]) -> Done:
+        self.detach(request.name)
+        return Done()
 
-    def _op_move(self, fds: list[int], name: str, position: list[float]) -> None:
-        self._endpoint(name)
-        self.model.move(name, position)
+    def _move(self, request: Move, fds: list[int]) -> Done:
+        self._endpoint(request.name)
+        self.model.move(request.name, request.position)
+        return Done()
 
-    def _op_node(self, fds: list[int], name: str, **changes: Any) -> None:
-        self._endpoint(name)
-        self.model.set_node(name, **changes)
+    def _set_node(self, request: SetNode, fds: list[int]) -> Done:
+        self._endpoint(request.name)
+        self.model.set_node(request.name, **request.changes())
+        return Done()
 
-    def _op_link(self, fds: list[int], a: str, b: str, **changes: Any) -> None:
-        self.model.set_link(a, b, **changes)
+    def _set_link(self, request: SetLink, fds: list[int]) -> Done:
+        self.model.set_link(
+            request.a,
+            request.b,
+            cut=request.cut,
+            symmetric=request.symmetric,
+            **request.changes(),
+        )
+        return Done()
 
-    def _op_medium(self, fds: list[int], **changes: Any) -> None:
-        self.model.set_medium(**changes)
+    def _set_medium(self, request: SetMedium, fds: list[int]) -> Done:
+        self.model.set_medium(**request.changes())
+        return Done()
 
-    def _op_carrier(self, fds: list[int], name: str, on: bool) -> None:
-        self.set_endpoint_carrier(name, bool(on))
+    def _carrier(self, request: Carrier, fds: list[int]) -> Done:
+        self.set_endpoint_carrier(request.name, request.on)
+        return Done()
 
-    def _op_capture_start(self, fds: list[int], path: str) -> None:
+    def _capture_start(self, request: CaptureStart, fds: list[int]) -> Done:
         if self.capture is not None:
             self.capture.close()
-        self.capture = PcapWriter(path)
-        self._log(f"capture: started to {path}")
+        self.capture = PcapWriter(request.path)
+        self._log(f"capture: started to {request.path}")
+        return Done()
 
-    def _op_capture_stop(self, fds: list[int]) -> dict[str, Any]:
+    def _capture_stop(self, request: CaptureStop, fds: list[int]) -> CaptureStopped:
         if self.capture is None:
-            return {"frames": 0, "path": None}
+            return CaptureStopped(frames=0, path=None)
         capture, self.capture = self.capture, None
         capture.close()
         self._log(f"capture: stopped, {capture.frames} frames in {capture.path}")
-        return {"frames": capture.frames, "path": str(capture.path)}
+        return CaptureStopped(frames=capture.frames, path=str(capture.path))
 
-    def _op_status(self, fds: list[int]) -> dict[str, Any]:
-        return {
-            "model": self.model.snapshot(),
-            "endpoints": {name: e.describe() for name, e in self.endpoints.items()},
-            "drops": dict(self.drops),
-            "pending": len(self._due),
-            "capture": None if self.capture is None else str(self.capture.path),
-        }
+    def _status(self, request: Status, fds: list[int]) -> MediumStatus:
+        return MediumStatus(
+            model=self.model.snapshot(),
+            endpoints={name: e.describe() for name, e in self.endpoints.items()},
+            drops=dict(self.drops),
+            pending=len(self._due),
+            capture=None if self.capture is None else str(self.capture.path),
+        )
 
 
-def request(socket_path: str, message: dict[str, Any], fds: list[int] | None = None) -> dict:
-    """Send one control request to a running medium and return its reply."""
+def exchange(socket_path: str, line: str, fds: list[int] | None = None) -> str:
+    """Send one request line to a running medium and return its reply line."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(10)
         conn.connect(socket_path)
-        payload = json.dumps(message).encode() + b"\n"
+        payload = line.strip().encode() + b"\n"
         if fds:
             socket.send_fds(conn, [payload], fds)
         else:
@@ -600,20 +659,27 @@ def request(socket_path: str, message: dict[str, Any], fds: list[int] | None = N
         reply = bytearray()
         while chunk := conn.recv(65536):
             reply += chunk
-    return json.loads(reply)
+    return reply.decode(errors="replace").strip()
+
+
+def request(socket_path: str, message: Request[R], fds: list[int] | None = None) -> R:
+    """Send one typed request to a running medium; its typed reply, or the error the
+    relay named raised again."""
+    return message.decode_reply(json.loads(exchange(socket_path, message.encode(), fds)))
 
 
 def control_session(socket_path: str) -> int:
-    """Forward JSON requests read from stdin, one reply line each, until stdin closes: the
+    """Forward request lines read from stdin, one reply line each, until stdin closes: the
     test process keeps one of these open instead of starting a process per request."""
     for line in sys.stdin:
         if not line.strip():
             continue
         try:
-            reply = request(socket_path, json.loads(line))
+            reply = exchange(socket_path, line)
+            json.loads(reply)
         except (OSError, ValueError) as exc:
-            reply = {"ok": False, "kind": "NodeError", "error": f"medium: {exc}"}
-        print(json.dumps(reply), flush=True)
+            reply = json.dumps(error_reply("NodeError", f"medium: {exc}"))
+        print(reply, flush=True)
     return 0
 
 
@@ -632,9 +698,9 @@ def main(argv: list[str] | None = None) -> int:
     talk.add_argument("--socket", default=DEFAULT_SOCKET)
     args = parser.parse_args(argv)
     if args.command == "request":
-        reply = request(args.socket, json.loads(args.message))
-        print(json.dumps(reply))
-        return 0 if reply.get("ok") else 1
+        reply = exchange(args.socket, args.message)
+        print(reply)
+        return 0 if json.loads(reply).get("ok") else 1
     if args.command == "session":
         return control_session(args.socket)
     model = LinkModel(PHYS[args.phy], airtime=not args.no_airtime)

@@ -1,6 +1,6 @@
 """The WiFi layer of a medium: access points, stations and the air between them.
 
-A WiFi medium is the relay of ``radios.medium`` plus what a WiFi chip and its
+A WiFi medium is the relay of ``medium`` plus what a WiFi chip and its
 firmware would do, for every endpoint given a WiFi role:
 
 - an access point beacons its SSID, answers probes, authenticates and associates
@@ -10,7 +10,7 @@ firmware would do, for every endpoint given a WiFi role:
   enabled network, runs the supplicant side of the handshake, roams to a stronger AP of
   the same network, and loses its association (and its carrier) when the AP's beacons no
   longer reach it. Its node drives it through the wpa_supplicant control interface
-  (``radios.ctrl_iface``), served at /var/run/wpa_supplicant/wlan0 inside the node.
+  (``ctrl_iface``), served at /var/run/wpa_supplicant/wlan0 inside the node.
 
 Management frames travel as Ethernet frames of the local experimental ethertype 0x88B5
 (an 802.11 management subtype, a status and the SSID, channel and RSN elements) and the
@@ -48,7 +48,24 @@ from pytest_cirque.radios.relay.ctrl_iface import (
     ev_sme_authenticating,
     ev_trying_to_associate,
 )
-from pytest_cirque.radios.relay.medium import Endpoint, Medium, Timer
+from pytest_cirque.radios.relay.medium import Endpoint, Handler, Medium, Timer
+from pytest_cirque.radios.relay.protocol import (
+    WPA_CTRL_DIR,
+    ApStarted,
+    ApStatus,
+    CtrlReply,
+    Done,
+    GetWifiStatus,
+    LogLines,
+    Request,
+    ServeStation,
+    StartAccessPoint,
+    StartStation,
+    StationCtrl,
+    StationLog,
+    StationStatus,
+    WifiStatus,
+)
 from pytest_cirque.radios.relay.wpa import (
     EAPOL_ETHERTYPE,
     Authenticator,
@@ -163,6 +180,13 @@ def ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
     return dst + src + struct.pack("!H", ethertype) + payload
 
 
+#: The 20 MHz channels an access point may use: 2.4 GHz 1..14, and the 5 GHz channels
+#: of the UNII bands (36-64, 100-144, 149-165 in steps of 4).
+CHANNELS = frozenset(
+    [*range(1, 15), *range(36, 65, 4), *range(100, 145, 4), *range(149, 166, 4)]
+)
+
+
 def frequency_mhz(channel: int) -> int:
     """Centre frequency of a 2.4 GHz (1..14) or 5 GHz channel."""
     if channel == 14:
@@ -195,8 +219,11 @@ def ap_problem(ssid: str, psk: str | None, channel: int) -> tuple[str, str] | No
         problem = passphrase_error(psk) if isinstance(psk, str) else "must be a string"
         if problem:
             return "psk", f"PSK {problem}; give 8 to 63 characters, or none (open)"
-    if not isinstance(channel, int) or isinstance(channel, bool) or not 1 <= channel <= 196:
-        return "channel", f"channel {channel!r} is not a WiFi channel (1..14, 36..165)"
+    if not isinstance(channel, int) or isinstance(channel, bool) or channel not in CHANNELS:
+        return "channel", (
+            f"channel {channel!r} is not a WiFi channel: use 1..14 (2.4 GHz) or one of "
+            "36, 40, ..., 64, 100, 104, ..., 144, 149, 153, ..., 165 (5 GHz)"
+        )
     return None
 
 
@@ -222,8 +249,10 @@ class Client:
     timer: Timer | None = None
 
 
-class AccessPoint:
-    """The AP side of one BSS: beacons, probes, (re)association, the authenticator."""
+class ApRadio:
+    """The AP side of one BSS, as its radio and firmware run it: beacons, probes,
+    (re)association, the authenticator. (Tests see an AP as pytest_cirque.wifi's
+    AccessPoint; this is the medium's half of it.)"""
 
     def __init__(
         self,
@@ -268,16 +297,16 @@ class AccessPoint:
         client = self.clients.get(mac)
         return client is not None and client.state == "authorized"
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "bssid": mac_text(self.bssid),
-            "ssid": self.ssid.decode(errors="replace"),
-            "security": "WPA2-PSK" if self.psk is not None else "open",
-            "channel": self.channel,
-            "hidden": self.hidden,
-            "clients": {mac_text(m): c.state for m, c in self.clients.items()},
-            "mic_failures": self.mic_failures,
-        }
+    def describe(self) -> ApStatus:
+        return ApStatus(
+            bssid=mac_text(self.bssid),
+            ssid=self.ssid.decode(errors="replace"),
+            security="WPA2-PSK" if self.psk is not None else "open",
+            channel=self.channel,
+            hidden=self.hidden,
+            clients={mac_text(m): c.state for m, c in self.clients.items()},
+            mic_failures=self.mic_failures,
+        )
 
     # --- sending --------------------------------------------------------------------
 
@@ -454,7 +483,7 @@ class Station:
         if root is None:
             root = f"/proc/{pid}/root" if pid else ""
         self.socket = ControlSocket(
-            self.interface, path=f"/var/run/wpa_supplicant/{self.ifname}", root=root
+            self.interface, path=f"{WPA_CTRL_DIR}/{self.ifname}", root=root
         )
         self.medium.watch(self.socket.fileno(), self.socket.handle_readable)
 
@@ -818,17 +847,17 @@ class Station:
         frame_bytes = ethernet(dst, self.mac, MGMT_ETHERTYPE, frame.encode())
         self.medium.send_radio(self.endpoint, frame_bytes)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> StationStatus:
         status = self.status()
-        return {
-            "mac": mac_text(self.mac),
-            "wpa_state": status.wpa_state,
-            "bssid": status.bssid,
-            "ssid": status.ssid.decode(errors="replace") if status.ssid else None,
-            "ip_address": self.ip_address,
-            "networks": len(list(self.interface.networks)),
-            "control_socket": self.socket is not None,
-        }
+        return StationStatus(
+            mac=mac_text(self.mac),
+            wpa_state=status.wpa_state,
+            bssid=status.bssid,
+            ssid=status.ssid.decode(errors="replace") if status.ssid else None,
+            ip_address=self.ip_address,
+            networks=len(list(self.interface.networks)),
+            control_socket=self.socket is not None,
+        )
 
 
 # --- the medium -----------------------------------------------------------------------
@@ -839,9 +868,9 @@ class WifiMedium(Medium):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.aps: dict[str, AccessPoint] = {}
+        self.aps: dict[str, ApRadio] = {}
         self.stations: dict[str, Station] = {}
-        self._by_radio_mac: dict[bytes, AccessPoint | Station] = {}
+        self._by_radio_mac: dict[bytes, ApRadio | Station] = {}
 
     def log(self, line: str) -> None:
         self._log(line)
@@ -879,11 +908,12 @@ class WifiMedium(Medium):
         ap = self.aps.get(receiver.name)
         station = self.stations.get(receiver.name)
         if ethertype in (MGMT_ETHERTYPE, EAPOL_ETHERTYPE):
-            if ap is None and station is None:
+            role = ap or station
+            if role is None:
                 return
             receiver.counters["radio received"] += 1
             try:
-                self._on_radio_frame(receiver, ap or station, frame, ethertype)
+                self._on_radio_frame(receiver, role, frame, ethertype)
             except Exception as exc:  # one odd frame must not take the whole medium down
                 self._log(f"{receiver.name}: radio frame not handled: {type(exc).__name__}: {exc}")
             return
@@ -898,7 +928,7 @@ class WifiMedium(Medium):
             super().deliver(receiver, frame)
 
     def _on_radio_frame(
-        self, receiver: Endpoint, role: AccessPoint | Station, frame: bytes, ethertype: int
+        self, receiver: Endpoint, role: ApRadio | Station, frame: bytes, ethertype: int
     ) -> None:
         src = frame[6:12]
         sender = self._by_radio_mac.get(src)
@@ -942,15 +972,15 @@ class WifiMedium(Medium):
             return None
         return receivers
 
-    def radio(self, mac: bytes) -> AccessPoint | Station | None:
+    def radio(self, mac: bytes) -> ApRadio | Station | None:
         """The access point or station whose radio has this address."""
         return self._by_radio_mac.get(mac)
 
-    def _ap_of(self, station: Station) -> AccessPoint | None:
+    def _ap_of(self, station: Station) -> ApRadio | None:
         ap = self._by_radio_mac.get(station.bss) if station.bss is not None else None
-        return ap if isinstance(ap, AccessPoint) and ap.serves(station) else None
+        return ap if isinstance(ap, ApRadio) and ap.serves(station) else None
 
-    def _ap_received(self, ap: AccessPoint, frame: bytes) -> None:
+    def _ap_received(self, ap: ApRadio, frame: bytes) -> None:
         """A station's data frame reached its AP: for the AP's node, for another station
         of the BSS (forwarded over the air again), or both (broadcast)."""
         sender = self._by_radio_mac.get(frame[6:12])
@@ -974,8 +1004,8 @@ class WifiMedium(Medium):
         if ap is not None:
             ap.stop()
             self._by_radio_mac.pop(ap.bssid, None)
-            for station in self.stations.values():
-                station.lost_ap(ap.bssid)
+            for listener in self.stations.values():
+                listener.lost_ap(ap.bssid)
         station = self.stations.pop(name, None)
         if station is not None:
             station.stop()
@@ -998,60 +1028,64 @@ class WifiMedium(Medium):
             raise SpecError(f"medium: MAC {mac} is already used by {owner.name!r}")
         return endpoint, address
 
-    def _op_wifi_ap(
-        self,
-        fds: list[int],
-        name: str,
-        mac: str,
-        ssid: str,
-        psk: str | None = None,
-        channel: int = 6,
-        hidden: bool = False,
-    ) -> dict[str, Any]:
+    def handlers(self) -> dict[type[Request[Any]], Handler]:
+        return {
+            **super().handlers(),
+            StartAccessPoint: self._start_access_point,
+            StartStation: self._start_station,
+            ServeStation: self._serve_station,
+            GetWifiStatus: self._wifi_status,
+            StationCtrl: self._station_ctrl,
+            StationLog: self._station_log,
+        }
+
+    def _start_access_point(self, request: StartAccessPoint, fds: list[int]) -> ApStarted:
+        name, mac, ssid, psk, channel = (
+            request.name,
+            request.mac,
+            request.ssid,
+            request.psk,
+            request.channel,
+        )
         raw_ssid = check_ap(ssid, psk, channel, f"access point {name}")
         endpoint, bssid = self._claim(name, mac)
-        ap = AccessPoint(self, endpoint, bssid, raw_ssid, psk, channel, bool(hidden))
+        ap = ApRadio(self, endpoint, bssid, raw_ssid, psk, channel, request.hidden)
         self.aps[name] = ap
         self._by_radio_mac[bssid] = ap
         self.set_carrier(endpoint, True)
         ap.start()
         security = "WPA2-PSK" if psk is not None else "open"
         self._log(f"ap {name}: SSID {ssid!r} ({security}) on channel {channel}, BSSID {mac}")
-        return {"bssid": mac_text(bssid)}
+        return ApStarted(bssid=mac_text(bssid))
 
-    def _op_wifi_station(
-        self,
-        fds: list[int],
-        name: str,
-        mac: str,
-        pid: int,
-        ifname: str = "wlan0",
-        root: str | None = None,
-    ) -> None:
-        endpoint, address = self._claim(name, mac)
-        station = Station(self, endpoint, address, ifname)
+    def _start_station(self, request: StartStation, fds: list[int]) -> Done:
+        endpoint, address = self._claim(request.name, request.mac)
+        station = Station(self, endpoint, address, request.ifname)
         self.set_carrier(endpoint, False)
-        station.serve(int(pid), root)
-        self.stations[name] = station
+        station.serve(request.pid, request.root)
+        self.stations[request.name] = station
         self._by_radio_mac[address] = station
-        self._log(f"station {name}: {mac}, control socket /var/run/wpa_supplicant/{ifname}")
+        socket_path = f"{WPA_CTRL_DIR}/{request.ifname}"
+        self._log(f"station {request.name}: {request.mac}, control socket {socket_path}")
+        return Done()
 
-    def _op_wifi_serve(self, fds: list[int], name: str, pid: int) -> None:
+    def _serve_station(self, request: ServeStation, fds: list[int]) -> Done:
         """The station's node started again (new processes): serve its socket there."""
-        self._station(name).serve(int(pid))
+        self._station(request.name).serve(request.pid)
+        return Done()
 
-    def _op_wifi_status(self, fds: list[int]) -> dict[str, Any]:
-        return {
-            "aps": {name: ap.describe() for name, ap in self.aps.items()},
-            "stations": {name: s.describe() for name, s in self.stations.items()},
-        }
+    def _wifi_status(self, request: GetWifiStatus, fds: list[int]) -> WifiStatus:
+        return WifiStatus(
+            aps={name: ap.describe() for name, ap in self.aps.items()},
+            stations={name: s.describe() for name, s in self.stations.items()},
+        )
 
-    def _op_wifi_ctrl(self, fds: list[int], name: str, command: str) -> dict[str, Any]:
+    def _station_ctrl(self, request: StationCtrl, fds: list[int]) -> CtrlReply:
         """One control-interface command, as the node's wpa_cli would send it."""
-        return {"reply": self._station(name).interface.handle(command)}
+        return CtrlReply(reply=self._station(request.name).interface.handle(request.command))
 
-    def _op_wifi_log(self, fds: list[int], name: str) -> dict[str, Any]:
-        return {"lines": list(self._station(name).interface.history)}
+    def _station_log(self, request: StationLog, fds: list[int]) -> LogLines:
+        return LogLines(lines=list(self._station(request.name).interface.history))
 
     def _station(self, name: str) -> Station:
         try:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_wrap,
 )
 
-from pytest_cirque.core.errors import SpecError
+from pytest_cirque.core.errors import HandshakeError, SpecError
 
 EAPOL_ETHERTYPE = 0x888E
 
@@ -73,10 +73,6 @@ _KDE_GTK = 1
 GTK_KEY_ID = 1
 
 _PACKET_TYPES = {0: "EAP-Packet", 1: "EAPOL-Start", 2: "EAPOL-Logoff", 3: "EAPOL-Key"}
-
-
-class HandshakeError(Exception):
-    """A handshake frame that must be ignored or refused; the message says why."""
 
 
 # --- keys -------------------------------------------------------------------------------

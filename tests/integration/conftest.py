@@ -4,13 +4,13 @@ behind, the query that checks it, and a wait on the event loop."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from pytest_cirque.core import identity
 from pytest_cirque.core.docker_backend import Backend
+from pytest_cirque.core.waiting import wait_until_async
 from pytest_cirque.homes.session import Cirque
 
 
@@ -32,21 +32,9 @@ def service() -> Iterator[Cirque]:
         assert leftovers == [], f"objects left behind: {leftovers}"
 
 
-class _NotYet(Exception):
-    """A condition waited on does not hold yet."""
-
-
-async def until(condition, what: str = "the condition", timeout: float = 60.0) -> None:
-    """Wait on the event loop until ``condition()`` holds; fail saying what was awaited."""
-    try:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(timeout),
-            wait=wait_exponential(multiplier=0.01, max=0.3),
-            retry=retry_if_exception_type(_NotYet),
-            reraise=True,
-        ):
-            with attempt:
-                if not condition():
-                    raise _NotYet
-    except _NotYet:
-        raise AssertionError(f"waited {timeout:g} s for {what}") from None
+async def until(
+    condition: Callable[[], object], what: str = "the condition", timeout: float = 60.0
+) -> None:
+    """Wait on the event loop until ``condition()`` holds; WaitTimeout says what was
+    awaited. An error of the condition ends the wait at once."""
+    await wait_until_async(condition, what, timeout, ignore=(), max_interval=0.3)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import connect_backend
 from pytest_cirque.core.errors import CirqueError, WaitTimeout
+from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.device_models.brokers import (
     MosquittoContainer,
     MosquittoProcess,
     RabbitMQProcess,
+    free_port,
     mosquitto_config,
 )
 from pytest_cirque.device_models.recorders import MqttRecorder
@@ -120,12 +129,18 @@ def test_mosquitto_container_has_its_own_open_files_limit():
     import docker
 
     client = docker.from_env()
-    broker = MosquittoContainer(nofile=16384, run_id="brokertest")
+    broker = MosquittoContainer(nofile=16384, run_id="brkrtest")
     try:
         broker.start(timeout=600)  # the first use builds images/mqtt-broker
-        container = broker._container
-        assert container.labels["io.cirque.run"] == "brokertest"
-        assert {"io.cirque.home", "io.cirque.owner"} <= set(container.labels)
+        container = client.containers.get(broker._container)
+        assert container.name == broker.container_name
+        assert container.labels[identity.RUN] == "brkrtest"
+        assert container.labels[identity.ROLE] == identity.ROLE_MQTT_BROKER
+        assert container.labels[identity.HOME] == broker.home_id
+        # The owner is this process, in the form cleanup can judge.
+        assert identity.Owner.from_label(container.labels[identity.OWNER]) == (
+            identity.Owner.current()
+        )
         limits = container.attrs["HostConfig"]["Ulimits"]
         assert {"Name": "nofile", "Soft": 16384, "Hard": 16384} in limits
         publish_one(broker.url, "devices/in-container/messages/events", b"{}")
@@ -147,7 +162,7 @@ def test_session_broker_in_a_container_when_asked_and_removed_after(pytester, mo
         def test_fleet_on_a_container_broker(mqtt_broker, device_simulation, telemetry):
             assert isinstance(mqtt_broker, MosquittoContainer)
             with open("container-name", "w") as out:
-                out.write(mqtt_broker._container.name)
+                out.write(mqtt_broker.container_name)
             device_simulation("light", 1, jitter=0)
             telemetry.wait_for(1, device="light.0")
         """
@@ -157,3 +172,159 @@ def test_session_broker_in_a_container_when_asked_and_removed_after(pytester, mo
     name = (pytester.path / "container-name").read_text()
     client = docker.from_env()
     assert not client.containers.list(all=True, filters={"name": name})
+
+
+BROKER_VICTIM = """
+import sys
+import threading
+
+from pytest_cirque.device_models.brokers import MosquittoContainer
+
+broker = MosquittoContainer(run_id=sys.argv[1])
+broker.start(timeout=600)
+with open(sys.argv[2], "w") as ready:
+    ready.write(broker.container_name)
+threading.Event().wait()  # until killed
+"""
+
+
+def test_a_container_broker_left_by_kill_9_is_reaped(tmp_path: Path) -> None:
+    """A process that started a container broker and was killed (-9) leaves it running
+    with an owner label of a dead process: `cirque reap` removes it."""
+    backend = connect_backend()
+    run_id = identity.new_run_id()
+    selector = [f"{identity.RUN}={run_id}"]
+    ready = tmp_path / "ready"
+    script = tmp_path / "broker_victim.py"
+    script.write_text(BROKER_VICTIM)
+    errors = tmp_path / "stderr"
+    with errors.open("w") as stderr:
+        victim = subprocess.Popen(
+            [sys.executable, str(script), run_id, str(ready)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+    def started() -> str | bool:
+        if victim.poll() is not None:
+            raise AssertionError(f"the broker's process exited: {errors.read_text()[-2000:]}")
+        return ready.exists() and ready.read_text().strip()
+
+    try:
+        name = wait_until(started, "the child process to start its broker", 600)
+        [container] = backend.containers(selector)
+        assert (container.name, container.state) == (name, "running")
+        owner = identity.Owner.from_label(container.labels[identity.OWNER])
+        assert owner is not None and owner.pid == victim.pid and owner.is_alive()
+        victim.kill()  # SIGKILL: the broker's stop never runs
+        victim.wait()
+        assert not owner.is_alive()
+        assert backend.containers(selector) != []  # left behind, until reaped
+
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest_cirque.cli", "reap"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"removed {name}" in result.stdout.splitlines()
+        assert backend.containers(selector) == []
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+        for leftover in backend.containers(selector):
+            backend.remove_container(leftover.id)
+
+
+PROCESS_VICTIM = """
+import sys
+import threading
+
+from pytest_cirque.device_models.brokers import MosquittoProcess
+
+broker = MosquittoProcess()
+broker.start()
+with open(sys.argv[1], "w") as ready:
+    ready.write(f"{broker._process.pid} {broker.port} {broker.workdir}")
+threading.Event().wait()  # until killed
+"""
+
+
+def start_victim(
+    tmp_path: Path, source: str, *args: str
+) -> tuple[subprocess.Popen[bytes], list[str]]:
+    """A child process running ``source`` that writes what it started to a ready file."""
+    ready = tmp_path / "ready"
+    script = tmp_path / "victim.py"
+    script.write_text(source)
+    victim = subprocess.Popen(
+        [sys.executable, str(script), *args, str(ready)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        # Not the watchdog's business here: the test checks what reap does on its own.
+        env={**os.environ, "CIRQUE_NO_WATCHDOG": "1"},
+    )
+
+    def started() -> list[str] | None:
+        if victim.poll() is not None:
+            raise AssertionError(f"the child exited with {victim.returncode}")
+        return ready.read_text().split() if ready.exists() and ready.read_text() else None
+
+    return victim, wait_until(started, "the child process to start its broker", 120)
+
+
+def alive(pid: int) -> bool:
+    return identity.process_start_time(pid) is not None
+
+
+def test_a_host_broker_left_by_kill_9_is_ended_and_its_folder_removed(tmp_path: Path) -> None:
+    """A run killed (-9) during a simulation leaves its mosquitto with parent 1 and its
+    folder in /tmp: `cirque reap` ends that process, by pid and start time, and removes
+    the folder; nothing of a live run is touched."""
+    victim, (pid, port, workdir) = start_victim(tmp_path, PROCESS_VICTIM)
+    try:
+        assert alive(int(pid)) and accepts(int(port)) and Path(workdir).is_dir()
+        victim.kill()
+        victim.wait()
+        assert alive(int(pid)), "mosquitto outlives its killed owner until reaped"
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest_cirque.cli", "reap"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"removed process {pid}" in result.stdout.splitlines()
+        wait_until(lambda: not alive(int(pid)), f"mosquitto {pid} to be gone", 30)
+        assert not accepts(int(port)) and not Path(workdir).exists()
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        if alive(int(pid)):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def test_sigterm_of_the_broker_command_stops_its_broker(tmp_path: Path) -> None:
+    """`cirque devices broker` ends on SIGTERM as on Ctrl-C: its mosquitto goes too."""
+    port = str(free_port())
+    command = subprocess.Popen(
+        [sys.executable, "-m", "pytest_cirque.cli", "devices", "broker", "--port", port],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert command.stdout is not None
+        assert command.stdout.readline().strip() == f"broker ready: mqtt://127.0.0.1:{port}"
+        assert accepts(int(port))
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(timeout=60) == 0
+        # A mosquitto left running would still accept on its port.
+        wait_until(lambda: not accepts(int(port)), f"port {port} to be closed", 30)
+    finally:
+        if command.poll() is None:
+            command.kill()

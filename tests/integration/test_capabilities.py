@@ -16,12 +16,16 @@ import statistics
 import struct
 import subprocess
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pytest_cirque.capabilities.interactive import shell_command
-from pytest_cirque.capabilities.weave import DEFAULT_TARGET
+from pytest_cirque.capabilities.model.interactive import shell_command
+from pytest_cirque.capabilities.model.weave import DEFAULT_TARGET
+from pytest_cirque.capabilities.model.xvnc import XVNC
+from pytest_cirque.capabilities.runtime.xvnc import XvncDriver
 from pytest_cirque.core.errors import SpecError
 from pytest_cirque.homes.home import Home
 from pytest_cirque.homes.node import Node
@@ -258,7 +262,7 @@ def test_two_shaped_nodes_share_one_medium_and_keep_their_frames_apart(service: 
     t1, t2, peer = home["t1"], home["t2"], home["peer"]
     medium = home.media["lan"]
     assert list(home.media) == ["lan"]
-    assert set(medium.status()["endpoints"]) == {"t1", "t1.lan", "t2", "t2.lan"}
+    assert set(medium.status().endpoints) == {"t1", "t1.lan", "t2", "t2.lan"}
     low, high = LATENCY_BOUNDS
     assert low <= median(round_trips(t1, peer.ip)) <= high
     assert 15 <= median(round_trips(t2, peer.ip)) <= 45
@@ -266,9 +270,9 @@ def test_two_shaped_nodes_share_one_medium_and_keep_their_frames_apart(service: 
     assert 65 <= median(round_trips(t1, t2.ip)) <= 100
     # t1's traffic with the peer must not reach t2's pair: 100 round trips, and t2's TAP
     # sees at most the LAN's own broadcasts meanwhile.
-    before = medium.status()["endpoints"]["t2"]["counters"].get("received", 0)
+    before = medium.status().endpoints["t2"].counters.get("received", 0)
     assert received_pings(t1, peer.ip, 100) == 100
-    after = medium.status()["endpoints"]["t2"]["counters"].get("received", 0)
+    after = medium.status().endpoints["t2"].counters.get("received", 0)
     assert after - before < 10, f"t2's TAP got {after - before} frames of t1's 200"
 
 
@@ -532,6 +536,81 @@ def rfb_banner(address: str) -> bytes:
     return banner
 
 
+def vnc_key_answer(password: str, challenge: bytes) -> bytes:
+    """VNC authentication's answer to a challenge: DES (ECB) with the password cut or padded
+    to 8 bytes as the key, each key byte's bits reversed, as VNC has always done."""
+    try:
+        from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    except ImportError:  # cryptography before 43 kept it among the primitives
+        from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    key = password.encode("latin-1")[:8].ljust(8, b"\0")
+    key = bytes(int(f"{byte:08b}"[::-1], 2) for byte in key)
+    # Triple DES with one key three times over is single DES.
+    encryptor = Cipher(TripleDES(key * 3), modes.ECB()).encryptor()
+    return encryptor.update(challenge) + encryptor.finalize()
+
+
+def test_vnc_key_answer_is_vnc_des():
+    # A DES known answer (all-zero key and block), so a failed login below is the server's
+    # refusal and not a broken client; a zero key is its own bit reversal.
+    assert vnc_key_answer("", bytes(8)).hex() == "8ca64de9c1b123a7"
+    # The key's bits are reversed: 0x80 becomes 0x01, a parity bit DES ignores, and 0x01
+    # becomes 0x80, which counts.
+    assert vnc_key_answer("\x80", bytes(8)) == vnc_key_answer("", bytes(8))
+    assert vnc_key_answer("\x01", bytes(8)) != vnc_key_answer("", bytes(8))
+
+
+@dataclass
+class VncLogin:
+    """What a VNC server said to one client: the security types it offered, its
+    SecurityResult (0: in; None: it hung up instead), why it refused, and, once in, the size
+    of its framebuffer."""
+
+    offered: list[int]
+    result: int | None
+    reason: bytes = b""
+    size: tuple[int, int] | None = None
+
+
+def vnc_login(address: str, password: str | None) -> VncLogin:
+    """An RFB 3.8 handshake: with ``password``, VNC authentication (type 2); without,
+    no authentication (type 1), asked for whether offered or not."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.settimeout(10)
+
+        def read(size: int) -> bytes:
+            data = b""
+            while len(data) < size and (chunk := conn.recv(size - len(data))):
+                data += chunk
+            return data
+
+        version = read(12)
+        assert re.fullmatch(rb"RFB 003\.00\d\n", version), f"not an RFB server: {version!r}"
+        conn.sendall(b"RFB 003.008\n")
+        offered = list(read(read(1)[0]))
+        assert offered, "the server offered no security type"
+        conn.sendall(bytes([1 if password is None else 2]))
+        if password is not None:
+            conn.sendall(vnc_key_answer(password, read(16)))
+        answer = read(4)
+        if len(answer) < 4:
+            return VncLogin(offered, None)
+        (result,) = struct.unpack(">I", answer)
+        if result != 0:
+            (length,) = struct.unpack(">I", read(4) or bytes(4))
+            return VncLogin(offered, result, read(length))
+        conn.sendall(b"\x01")  # ClientInit: shared
+        width, height = struct.unpack(">HH", read(4))
+        return VncLogin(offered, result, size=(width, height))
+
+
+def xvnc_description(home: Home, node: str) -> dict[str, Any]:
+    return next(c for c in home.describe()["nodes"][node]["capabilities"] if c["name"] == "XVNC")
+
+
 def test_xvnc_display_screenshot_and_vnc(service: Cirque):
     home: Home = service.create_home(
         {
@@ -572,6 +651,47 @@ def test_xvnc_works_after_restart(service: Cirque):
     assert colours == {(0, 255, 0)}, f"colours on screen: {sorted(colours)[:5]}"
     vnc = next(c for c in home.describe()["nodes"]["panel"]["capabilities"] if c["name"] == "XVNC")
     assert re.fullmatch(rb"RFB 003\.00\d\n", rfb_banner(vnc["vnc"]))
+    # The sidecars are new; the password is the node's, so it still lets a client in.
+    login = vnc_login(vnc["vnc"], vnc["vnc_password"])
+    assert (login.result, login.size) == (0, (320, 240)), login
+
+
+def test_xvnc_lets_in_only_a_client_with_the_node_password(service: Cirque):
+    home: Home = service.create_home(
+        {"panel": {"image": "xvnc", "capabilities": [{"XVNC": {"geometry": "320x240"}}]}}
+    )
+    vnc = xvnc_description(home, "panel")
+    address, password = vnc["vnc"], vnc["vnc_password"]
+    driver = home["panel"].driver(XVNC)
+    assert isinstance(driver, XvncDriver) and driver.password == password
+
+    login = vnc_login(address, password)
+    assert 2 in login.offered and 1 not in login.offered, login
+    assert (login.result, login.size) == (0, (320, 240)), login
+
+    wrong = password[:-1] + ("a" if password[-1] != "a" else "b")
+    login = vnc_login(address, wrong)
+    assert login.result not in (0, None), login
+
+    # A client without the password asking for no authentication does not get in.
+    login = vnc_login(address, None)
+    assert 1 not in login.offered and login.result != 0, login
+
+
+def test_xvnc_without_a_password_lets_anyone_in(service: Cirque):
+    home: Home = service.create_home(
+        {
+            "panel": {
+                "image": "xvnc",
+                "capabilities": [{"XVNC": {"geometry": "320x240", "password": False}}],
+            }
+        }
+    )
+    vnc = xvnc_description(home, "panel")
+    assert "vnc_password" not in vnc and vnc["password"] is False
+    login = vnc_login(vnc["vnc"], None)
+    assert 1 in login.offered, login
+    assert (login.result, login.size) == (0, (320, 240)), login
 
 
 def test_screenshot_without_xvnc_says_what_to_add(service: Cirque):

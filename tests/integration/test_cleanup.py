@@ -8,14 +8,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import tenacity
 
 from pytest_cirque.core import identity
 from pytest_cirque.core.docker_backend import Backend, DockerObject
+from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.homes import cleanup
 from pytest_cirque.homes.session import Cirque
 
@@ -30,15 +30,9 @@ def homes_of(objects: list[DockerObject]) -> set[str]:
     return {o.labels[identity.HOME] for o in objects if identity.HOME in o.labels}
 
 
-def wait_for(predicate, what: str, timeout: float = 120) -> None:
-    try:
-        tenacity.Retrying(
-            stop=tenacity.stop_after_delay(timeout),
-            wait=tenacity.wait_fixed(0.2),
-            retry=tenacity.retry_if_result(lambda ok: not ok),
-        )(predicate)
-    except tenacity.RetryError:
-        pytest.fail(f"waited {timeout} s for {what}")
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = 120) -> None:
+    """Wait until ``predicate()`` holds; an error of the predicate ends the wait at once."""
+    wait_until(predicate, what, timeout, ignore=())
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from pytest_cirque import doctor
 from pytest_cirque.core import identity
-from pytest_cirque.homes import images as image_builder
+from pytest_cirque.core import images as image_builder
 
 
 @pytest.fixture(scope="module")

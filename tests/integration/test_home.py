@@ -11,8 +11,9 @@ from typing import Any
 import docker
 import pytest
 
-from pytest_cirque.capabilities import base
-from pytest_cirque.capabilities.base import Capability, ContainerConfig, Mount, NodeRuntime
+from pytest_cirque.capabilities.model import base
+from pytest_cirque.capabilities.model.base import Capability, ContainerConfig, Mount
+from pytest_cirque.capabilities.runtime.base import DRIVERS, Driver, NodeRuntime
 from pytest_cirque.core import identity
 from pytest_cirque.core.docker_backend import Backend
 from pytest_cirque.core.errors import (
@@ -51,20 +52,26 @@ class Recorder(Capability):
             config.mounts.append(Mount(self.params["mount"], "/mnt/host", read_only=True))
             config.stdin_open = config.tty = True
 
+
+
+class RecorderDriver(Driver[Recorder]):
+    """The Recorder's effects on a running node."""
+
     def start(self, node: NodeRuntime) -> None:
         EVENTS.append(f"start {node.name}")
-        if self.params.get("fail_start"):
+        params = self.capability.params
+        if params.get("fail_start"):
             raise RuntimeError("refusing to start")
-        if self.params.get("sidecar"):
+        if params.get("sidecar"):
             node.start_sidecar("helper", "base", share_network=True)
-        if self.params.get("netadmin"):
+        if params.get("netadmin"):
             node.run_netadmin("ip link set dev lo mtu 1400")
 
     def stop(self, node: NodeRuntime) -> None:
         EVENTS.append(f"stop {node.name}")
-        if self.params.get("fail_stop"):
+        if self.capability.params.get("fail_stop"):
             raise RuntimeError("stop went wrong")
-        if self.params.get("interrupt_stop"):
+        if self.capability.params.get("interrupt_stop"):
             raise KeyboardInterrupt
 
 
@@ -72,9 +79,11 @@ class Recorder(Capability):
 def recorder() -> Iterator[None]:
     base.lookup("LanAccess", "import")
     base.REGISTRY["recorder"] = Recorder
+    DRIVERS[Recorder] = RecorderDriver
     EVENTS.clear()
     yield
     base.REGISTRY.pop("recorder", None)
+    DRIVERS.pop(Recorder, None)
 
 
 def test_home_of_three_nodes(service: Cirque) -> None:
@@ -112,9 +121,16 @@ def test_home_from_yaml_file_and_context_manager(service: Cirque, tmp_path: Path
 
 
 def test_home_names_are_unique(service: Cirque) -> None:
-    first = service.create_home({}, name="same")
-    second = service.create_home({}, name="same")
+    first = service.create_home({"a": {}}, name="same")
+    second = service.create_home({"a": {}}, name="same")
     assert first.name != second.name
+
+
+@pytest.mark.parametrize("name", ["x" * 400, "a/b", "has space"])
+def test_a_bad_home_name_creates_nothing(service: Cirque, name: str) -> None:
+    with pytest.raises(SpecError, match=r"^invalid home name .*; use at most 40 letters"):
+        service.create_home({"a": {}}, name=name)
+    assert run_objects(service) == []
 
 
 def test_add_and_remove_nodes_while_running(service: Cirque) -> None:
@@ -229,6 +245,40 @@ def test_keep_survives_close_and_reap_until_down(service: Cirque) -> None:
         ),
         ({"a": {}, "b": {"image": "no-such-image-cirque:never"}}, ImageError, "no-such-image"),
         ({"a": {"docker_network": "overlay"}}, SpecError, "docker_network"),
+        ({}, SpecError, "the home spec has no nodes"),
+        ({"a": {"capabilities": "LanAccess"}}, SpecError, "write [LanAccess]"),
+        ({"a": {"env": ["A=1"]}}, SpecError, "field 'env' must be a mapping"),
+        (
+            {"a": {"capabilities": [{"TrafficControl": {"latencyMs": 1e12}}]}},
+            SpecError,
+            "'latencyMs': must be <= 60000",
+        ),
+        (
+            {"a": {"capabilities": [{"TrafficControl": {"rateKbit": 1e15}}]}},
+            SpecError,
+            "'rateKbit': must be <=",
+        ),
+        (
+            {"a": {"capabilities": [{"Mount": {"source": "/", "target": "/host"}}]}},
+            SpecError,
+            "mounting the host's root / gives the node the whole host",
+        ),
+        (
+            {"a": {"capabilities": [{"Mount": {"source": "/tmp", "target": "/"}}]}},
+            SpecError,
+            "would replace the node's own root",
+        ),
+        (
+            {"ap": {"capabilities": [{"WiFiAP": {"ssid": "h", "subnet": "127.0.0.0/24"}}]}},
+            SpecError,
+            "is not a private network",
+        ),
+        (
+            {"ap": {"capabilities": [{"WiFiAP": {"ssid": "h", "channel": 15}}]}},
+            SpecError,
+            "channel 15 is not a WiFi channel",
+        ),
+        ({f"n{i}": {} for i in range(300)}, SpecError, "300 nodes on the lan segment"),
     ],
 )
 def test_bad_spec_creates_nothing(

@@ -19,12 +19,12 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from pytest_cirque.core import identity
+from pytest_cirque.core import images as image_builder
 from pytest_cirque.core.errors import ImageError
-from pytest_cirque.homes import images as image_builder
-from pytest_cirque.homes.images import ensure_image
+from pytest_cirque.core.images import ensure_image
+from pytest_cirque.core.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -143,24 +143,25 @@ def test_mqtt_broker_accepts_anonymous_clients_on_1883(client: docker.DockerClie
         received: list[bytes] = []
         subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         subscriber.on_message = lambda _c, _u, message: received.append(message.payload)
-        for attempt in Retrying(
-            stop=stop_after_delay(30),
-            wait=wait_fixed(0.2),
-            retry=retry_if_exception_type(OSError),
-            reraise=True,
-        ):
-            with attempt:
-                subscriber.connect(address, 1883)
+
+        def connected() -> bool:
+            subscriber.connect(address, 1883)  # OSError until mosquitto listens
+            return True
+
+        wait_until(connected, f"mosquitto to accept on {address}:1883", 30)
         subscriber.loop_start()
         try:
             subscriber.subscribe("cirque/test", qos=1)
             publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
             publisher.connect(address, 1883)
             publisher.loop_start()
-            for attempt in Retrying(stop=stop_after_delay(30), wait=wait_fixed(0.2), reraise=True):
-                with attempt:
-                    publisher.publish("cirque/test", b"hello", qos=1).wait_for_publish(5)
-                    assert b"hello" in received
+
+            def delivered() -> bool:
+                publisher.publish("cirque/test", b"hello", qos=1).wait_for_publish(5)
+                return b"hello" in received
+
+            # Until the subscription holds; a publish that fails meanwhile is tried again.
+            wait_until(delivered, "the subscriber to receive 'hello'", 30, ignore=(Exception,))
             publisher.loop_stop()
             publisher.disconnect()
         finally:
@@ -225,7 +226,7 @@ CONCURRENT_WORKER = """
 import json, sys
 from pathlib import Path
 import docker
-from pytest_cirque.homes.images import ensure_image
+from pytest_cirque.core.images import ensure_image
 lines = []
 tag = ensure_image(docker.from_env(timeout=300), "together", images_root=Path(sys.argv[1]),
                    progress=lines.append)

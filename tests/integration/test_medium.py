@@ -18,11 +18,12 @@ from typing import Any
 import docker
 import docker.errors
 import pytest
-import tenacity
 
 from pytest_cirque.core import identity
-from pytest_cirque.core.errors import ImageError, NodeError, SpecError, WaitTimeout
-from pytest_cirque.homes.images import ensure_image
+from pytest_cirque.core.docker_backend import Backend
+from pytest_cirque.core.errors import ImageError, NodeError, SpecError
+from pytest_cirque.core.images import ensure_image
+from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.radios.client.container import MediumContainer
 from pytest_cirque.radios.relay.pcap import read_pcap
 
@@ -72,17 +73,13 @@ class Home:
 
     def wait_for_ping(self, node: str, target: str) -> None:
         """Wait until one ping gets through (ARP may have to resolve again first)."""
-        try:
-            for attempt in tenacity.Retrying(
-                stop=tenacity.stop_after_delay(15), wait=tenacity.wait_fixed(0.1)
-            ):
-                with attempt:
-                    assert self.ping(node, target, 1)["received"] == 1
-        except tenacity.RetryError:
-            raise WaitTimeout(
-                f"no ping from {node} to {target} across medium {self.medium.name}",
-                log=self.medium.log(),
-            ) from None
+        wait_until(
+            lambda: self.ping(node, target, 1)["received"] == 1,
+            f"a ping from {node} to {target} across medium {self.medium.name}",
+            15,
+            log=self.medium.log,
+            ignore=(AssertionError,),  # ping's output not parsed yet: try again
+        )
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +94,7 @@ def home() -> Iterator[Home]:
         identity.WORKER: run.worker,
     }
     medium = MediumContainer(
-        client,
+        Backend(client),
         name=identity.object_name(home_id, "wifi"),
         image=ensure_image(client, "medium"),
         labels=labels,
@@ -139,7 +136,7 @@ def test_frames_cross_the_medium(home: Home, medium: MediumContainer) -> None:
     home.wait_for_ping("n1", "n2")
     assert home.ping("n1", "n2", 5)["received"] == 5
     assert home.ping("n3", "n1", 5)["received"] == 5
-    counters = medium.status()["endpoints"]["n2"]["counters"]
+    counters = medium.status().endpoints["n2"].counters
     assert counters["received"] >= 5 and counters["sent"] >= 5
 
 
@@ -150,7 +147,7 @@ def test_loss_is_within_statistical_bounds(home: Home, medium: MediumContainer) 
     result = home.ping("n1", "n2", 300, interval=0.01)
     # Binomial(300, 0.7): mean 210, standard deviation 7.9; five deviations either side.
     assert 170 <= result["received"] <= 250, result
-    assert medium.status()["drops"]["loss"] >= 300 - result["received"]
+    assert medium.status().drops["loss"] >= 300 - result["received"]
 
 
 def test_configured_latency_shows_in_rtt(home: Home, medium: MediumContainer) -> None:
@@ -182,8 +179,8 @@ def test_rate_limit_holds_the_sender_back(home: Home, medium: MediumContainer) -
     assert rtt and float(rtt[3]) > 50.0, output  # frames waited...
     status = medium.status()
     # ...in n1's own interface queue: the relay stopped reading n1 instead of dropping.
-    assert status["endpoints"]["n1"]["counters"]["held"] > 0
-    assert "queue full" not in status["drops"]
+    assert status.endpoints["n1"].counters["held"] > 0
+    assert "queue full" not in status.drops
 
 
 def test_cutting_a_link_stops_traffic_until_restored(home: Home, medium: MediumContainer) -> None:
@@ -191,7 +188,7 @@ def test_cutting_a_link_stops_traffic_until_restored(home: Home, medium: MediumC
     medium.cut("n1", "n2")
     assert home.ping("n1", "n2", 3)["received"] == 0
     assert home.ping("n1", "n3", 3)["received"] == 3
-    assert medium.status()["drops"]["cut"] >= 3
+    assert medium.status().drops["cut"] >= 3
     medium.restore("n1", "n2")
     home.wait_for_ping("n1", "n2")
 
@@ -200,7 +197,7 @@ def test_moving_out_of_range_and_back(home: Home, medium: MediumContainer) -> No
     home.wait_for_ping("n1", "n2")
     medium.move("n2", (1000.0, 0.0))
     status = medium.status()
-    assert status["model"]["rssi_dbm"]["n1->n2"] < -92
+    assert status.model["rssi_dbm"]["n1->n2"] < -92
     assert home.ping("n1", "n2", 3)["received"] == 0
     medium.move("n2", (20.0, 0.0))
     home.wait_for_ping("n1", "n2")
@@ -250,7 +247,7 @@ def test_a_removed_node_detaches_cleanly(home: Home, medium: MediumContainer) ->
     node.remove(force=True)
     del home.nodes["gone"]
     medium.detach("gone")
-    assert "gone" not in medium.status()["endpoints"]
+    assert "gone" not in medium.status().endpoints
     home.wait_for_ping("n1", "n2")
 
 
@@ -270,7 +267,7 @@ def test_bad_requests_fail_in_one_line_and_leave_nothing(
         medium.attach(home.nodes["n1"], "n4", ifname="wlan-far-too-long0")
     with pytest.raises(NodeError, match=r"attaching 'n4': .*(No such container|not running)"):
         medium.attach("0123456789ab", "n4")
-    assert "n4" not in medium.status()["endpoints"]
+    assert "n4" not in medium.status().endpoints
     endpoint_helpers = [f"io.cirque.medium={medium.name}", "io.cirque.role=medium-endpoint"]
     helpers = home.client.containers.list(all=True, filters={"label": endpoint_helpers})
     assert helpers == []
@@ -281,9 +278,11 @@ def test_a_medium_that_cannot_start_leaves_nothing(home: Home) -> None:
     name = f"{home.medium.name}-broken"
     missing = "cirque/no-such-image:0"
     with pytest.raises(ImageError, match=r"^medium .*-broken: image 'cirque/no-such-image:0'"):
-        MediumContainer(home.client, name=name, image=missing, labels=labels).start()
+        MediumContainer(Backend(home.client), name=name, image=missing, labels=labels).start()
     with pytest.raises(SpecError, match=r"unknown phy '802\.11n'"):
-        MediumContainer(home.client, name=name, image=missing, labels=labels, phy="802.11n")
+        MediumContainer(
+            Backend(home.client), name=name, image=missing, labels=labels, phy="802.11n"
+        )
     selector = {"label": f"{identity.HOME}={labels[identity.HOME]}"}
     assert home.client.containers.list(all=True, filters=selector) == []
     assert home.client.volumes.list(filters=selector) == []
@@ -291,9 +290,10 @@ def test_a_medium_that_cannot_start_leaves_nothing(home: Home) -> None:
 
 def test_a_lost_control_session_fails_once_then_reopens(medium: MediumContainer) -> None:
     medium.status()  # the session is open
-    session = "ps -eo pid,args | grep '[r]adios.medium session' | awk '{print $1}'"
-    result = medium.container.exec_run(["sh", "-c", f"kill $({session})"])
+    session = "ps -eo pid,args | grep '[r]elay.medium session' | awk '{print $1}'"
+    container = medium.backend.client.containers.get(medium.container_id)
+    result = container.exec_run(["sh", "-c", f"kill $({session})"])
     assert result.exit_code == 0, result.output
     with pytest.raises(NodeError, match=r"control request status got no answer"):
         medium.status()
-    assert set(medium.status()["endpoints"]) >= set(ADDRESSES)
+    assert set(medium.status().endpoints) >= set(ADDRESSES)

@@ -9,16 +9,16 @@ import ipaddress
 import os
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import tenacity
 
 from pytest_cirque.core import identity
-from pytest_cirque.core.docker_backend import BackgroundExec
+from pytest_cirque.core.docker_backend import Backend, BackgroundExec
 from pytest_cirque.core.errors import CirqueError
 from pytest_cirque.homes import networks
 from pytest_cirque.homes.home import Home
-from pytest_cirque.homes.netns import NamespaceHelper
 from pytest_cirque.homes.node import Node
 from pytest_cirque.homes.session import Cirque
 
@@ -211,20 +211,36 @@ def test_node_from_an_image_without_ip_gets_its_guard(
     assert str(networks.subnet_pool()) in prohibited(bare)
 
 
-def test_guard_without_the_namespace_helper(
+def test_guards_come_from_helpers_without_host_powers(
     service: Cirque, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where the engine refuses the home's namespace helper, each node gets its guard
-    from a helper container of its own."""
+    """Each node's guard comes from a helper in that node's own network namespace holding
+    NET_ADMIN alone: no helper shares the host's pid namespace or holds SYS_ADMIN or
+    SYS_PTRACE, and none outlives its work."""
+    created: list[dict[str, Any]] = []
+    original = Backend.create_container
 
-    def refuse(helper: NamespaceHelper) -> None:
-        helper.refused = "refused for this test"
+    def record(self: Backend, name: str, image: str, **options: Any) -> str:
+        created.append({"name": name, **options})
+        return original(self, name, image, **options)
 
-    monkeypatch.setattr(NamespaceHelper, "start", refuse)
+    monkeypatch.setattr(Backend, "create_container", record)
     home = service.create_home({"a": {}, "b": {"docker_network": "ipv6"}})
-    assert not home.namespaces.container_id
+    helpers = [c for c in created if c["labels"][identity.ROLE] == identity.ROLE_NETADMIN]
+    assert {c["network_mode"] for c in helpers} == {
+        f"container:{home['a'].container_id}",
+        f"container:{home['b'].container_id}",
+    }
+    for options in created:
+        assert options.get("pid_mode") != "host", options["name"]
+        assert not {"SYS_ADMIN", "SYS_PTRACE"} & set(options.get("cap_add") or ()), options["name"]
+    for helper in helpers:
+        assert helper["cap_drop"] == ["ALL"] and helper["cap_add"] == ["NET_ADMIN"]
+        assert helper["read_only"] and helper["security_opt"] == ["no-new-privileges"]
     assert str(networks.subnet_pool()) in prohibited(home["a"])
     assert "prohibit" in home["b"].exec("ip -6 route show type prohibit").stdout
+    left = service.backend.find([f"{identity.HOME}={home.name}", f"{identity.ROLE}=netadmin"])
+    assert left == []
 
 
 def hybrid_home(service: Cirque) -> Home:

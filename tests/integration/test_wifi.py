@@ -118,8 +118,8 @@ def test_a_wrong_psk_fails_the_handshake_as_on_real_hardware(make_home):
                      r"duration=\d+ reason=WRONG_KEY", events)
     assert "CTRL-EVENT-CONNECTED" not in events
     assert not carrier(sta)
-    state = home.media["wifi"].request("wifi_status")
-    assert state["aps"]["ap"]["mic_failures"] >= 1
+    state = home.media["wifi"].as_wifi().status()
+    assert state.aps["ap"].mic_failures >= 1
     assert "TEMP-DISABLED" in wpa_cli(sta, "list_networks")
 
 

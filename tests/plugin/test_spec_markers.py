@@ -181,7 +181,8 @@ def test_a_spec_error_in_the_test_body_shows_the_test_line_and_the_error(
     result.stdout.fnmatch_lines(
         [
             '>       home_factory({"hub": {"capabilities": *',
-            "E       pytest_cirque.core.errors.SpecError: *::test_body: home_factory node hub*loss*",
+            "E       pytest_cirque.core.errors.SpecError: *::test_body: home_factory node hub*"
+            "loss*",
         ]
     )
     result.stdout.no_fnmatch_line("*spec.py*")

@@ -1,6 +1,7 @@
 """Capability parameters are validated when the spec is parsed: one line, nothing created.
 
-Pure tests: no Docker. A recording stand-in for the node checks what ``start`` asks of it.
+Pure tests: no Docker. A recording stand-in for the node checks what a capability's
+runtime driver asks of it.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from typing import Any
 
 import pytest
 
-from pytest_cirque.capabilities import xvnc as xvnc_module
-from pytest_cirque.capabilities.base import REGISTRY, ContainerConfig, Mount, lookup
-from pytest_cirque.capabilities.interactive import Interactive, shell_command
-from pytest_cirque.capabilities.lan_access import LanAccess
-from pytest_cirque.capabilities.mount import MountCapability
-from pytest_cirque.capabilities.thread import Thread
-from pytest_cirque.capabilities.traffic_control import TrafficControl, drop_probability
-from pytest_cirque.capabilities.weave import DEFAULT_DAEMON, DEFAULT_TARGET, Weave
-from pytest_cirque.capabilities.wifi import WiFi
-from pytest_cirque.capabilities.xvnc import XVNC
+from pytest_cirque.capabilities.model.base import REGISTRY, ContainerConfig, Mount, lookup
+from pytest_cirque.capabilities.model.interactive import Interactive, shell_command
+from pytest_cirque.capabilities.model.lan_access import LanAccess
+from pytest_cirque.capabilities.model.mount import MountCapability
+from pytest_cirque.capabilities.model.thread import Thread
+from pytest_cirque.capabilities.model.traffic_control import TrafficControl, drop_probability
+from pytest_cirque.capabilities.model.weave import DEFAULT_DAEMON, DEFAULT_TARGET, Weave
+from pytest_cirque.capabilities.model.wifi import WiFi
+from pytest_cirque.capabilities.model.xvnc import XVNC
+from pytest_cirque.capabilities.runtime import xvnc as xvnc_module
+from pytest_cirque.capabilities.runtime.base import Driver, driver_for
 from pytest_cirque.core.errors import CapabilityUnavailable, NodeError, SpecError, WaitTimeout
 
 WHERE = "home.yaml:3 node 'sensor'"
@@ -29,6 +31,11 @@ WHERE = "home.yaml:3 node 'sensor'"
 
 def build(name: str, params: Any = None):
     return lookup(name, WHERE).from_params(params, WHERE)
+
+
+def driven(name: str, params: Any = None) -> Driver[Any]:
+    """The runtime driver of a capability built from these parameters."""
+    return driver_for(build(name, params))
 
 
 def configured(capability) -> ContainerConfig:
@@ -327,13 +334,13 @@ class RecordingMedium:
 
 def test_traffic_control_wires_the_node_through_the_lan_medium_only_when_it_has_work():
     node = RecordingNode()
-    build("TrafficControl", {"loss": 0, "latencyMs": 0}).start(node)
+    driven("TrafficControl", {"loss": 0, "latencyMs": 0}).start(node)
     assert node.lan is None and node.scripts == []
-    tc = build("TrafficControl", {"latencyMs": 50})
+    tc = driven("TrafficControl", {"latencyMs": 50})
     tc.start(node)
     assert node.lan.calls == [
         ("attach", "c0ffee", "sensor", {"ifname": "eth0", "wired": True}),
-        ("set_node", "sensor", tc.impairments("sensor")["sensor"]),
+        ("set_node", "sensor", tc.capability.impairments("sensor")["sensor"]),
         ("set_node", "sensor.lan", {"loss": 0.0}),
     ]
     assert node.scripts == []  # no qdisc, no iptables: the medium does it all
@@ -341,7 +348,7 @@ def test_traffic_control_wires_the_node_through_the_lan_medium_only_when_it_has_
 
 def test_traffic_control_wires_the_new_namespace_after_a_restart():
     node = RecordingNode()
-    tc = build("TrafficControl", {"loss": 3, "interface": "eth1"})
+    tc = driven("TrafficControl", {"loss": 3, "interface": "eth1"})
     tc.start(node)
     node.lan.attached.clear()  # the relay dropped the old pair when its namespace went
     tc.restarted(node)
@@ -353,12 +360,12 @@ def test_traffic_control_wires_the_new_namespace_after_a_restart():
 
 def test_traffic_control_stop_detaches_and_never_raises_for_a_gone_pair():
     node = RecordingNode()
-    tc = build("TrafficControl", {"rateKbit": 64})
+    tc = driven("TrafficControl", {"rateKbit": 64})
     tc.start(node)
     tc.stop(node)
     assert node.lan.calls[-1] == ("detach", "sensor") and not node.lan.attached
     tc.stop(node)  # gone already: nothing to undo, nothing raised
-    build("TrafficControl", {}).stop(RecordingNode())  # never started: no medium asked for
+    driven("TrafficControl", {}).stop(RecordingNode())  # never started: no medium asked for
 
 
 # --- Weave -------------------------------------------------------------------------------
@@ -420,7 +427,13 @@ def test_weave_file_with_home_directory(monkeypatch, tmp_path):
 def test_xvnc_gives_the_node_its_display():
     xvnc = build("XVNC", XVNC.params_from_cirque({"display_id": 3, "xvnc_localhost": True}))
     assert configured(xvnc).environment["DISPLAY"] == ":3"
-    assert xvnc.describe() == {"name": "XVNC", "display": 3, "geometry": "1280x800", "depth": 24}
+    assert xvnc.describe() == {
+        "name": "XVNC",
+        "display": 3,
+        "geometry": "1280x800",
+        "depth": 24,
+        "password": True,
+    }
 
 
 @pytest.mark.parametrize(
@@ -432,6 +445,9 @@ def test_xvnc_gives_the_node_its_display():
         ({"geometry": "10x10"}, "WIDTHxHEIGHT"),
         ({"depth": 32}, "8, 16 or 24"),
         ({"localhost": "yes"}, "true or false"),
+        ({"password": "hunter2"}, "must be true (a random password per node"),
+        ({"password": 0}, "or false (no password"),
+        ({"pasword": False}, "unknown field(s) pasword"),
     ],
 )
 def test_xvnc_bad_values(params, problem):
@@ -465,7 +481,7 @@ def test_the_thread_slot_is_declared_but_unavailable():
 
 def test_xvnc_sidecars_share_the_node_namespace_and_publish_on_loopback():
     node = RecordingNode()
-    xvnc = build("XVNC", {"display": 2})
+    xvnc = driven("XVNC", {"display": 2})
     xvnc.start(node)
     display, forward = node.sidecars["xvnc"], node.sidecars["vnc-forward"]
     assert display["image"] == forward["image"] == "xvnc"
@@ -479,7 +495,7 @@ def test_xvnc_sidecars_share_the_node_namespace_and_publish_on_loopback():
 
 def test_xvnc_starts_its_sidecars_afresh_after_a_restart():
     node = RecordingNode()
-    xvnc = build("XVNC")
+    xvnc = driven("XVNC")
     xvnc.start(node)
     node.ip = "10.1.2.9"
     xvnc.restarted(node)
@@ -494,6 +510,49 @@ def test_xvnc_starts_its_sidecars_afresh_after_a_restart():
     assert node.sidecars["vnc-forward"]["command"][2] == "10.1.2.9"
 
 
+def test_xvnc_password_reaches_the_display_sidecar_off_its_command_line():
+    node = RecordingNode()
+    xvnc = driven("XVNC")
+    xvnc.start(node)
+    display = node.sidecars["xvnc"]
+    password = xvnc.password
+    assert password and len(password) == 8 and password.isalnum()
+    assert display["environment"] == {"CIRQUE_VNC_PASSWORD": password}
+    assert display["command"][3] == "password"
+    for role, sidecar in node.sidecars.items():
+        assert not any(password in arg for arg in sidecar["command"]), role
+    assert "CIRQUE_VNC_PASSWORD" not in node.sidecars["vnc-forward"].get("environment", {})
+
+
+def test_xvnc_describe_gives_the_password_and_each_node_has_its_own():
+    first, second = driven("XVNC"), driven("XVNC")
+    first.start(RecordingNode())
+    assert first.describe()["vnc_password"] == first.password
+    assert first.describe()["vnc"] == "127.0.0.1:41234"
+    assert first.password != second.password
+
+
+def test_xvnc_keeps_the_password_across_a_restart():
+    node = RecordingNode()
+    xvnc = driven("XVNC")
+    xvnc.start(node)
+    password = xvnc.password
+    xvnc.restarted(node)
+    assert xvnc.password == password
+    assert node.sidecars["xvnc"]["environment"] == {"CIRQUE_VNC_PASSWORD": password}
+
+
+def test_xvnc_password_false_asks_for_none():
+    node = RecordingNode()
+    xvnc = driven("XVNC", {"password": False})
+    xvnc.start(node)
+    assert xvnc.password is None
+    assert not node.sidecars["xvnc"].get("environment")
+    assert node.sidecars["xvnc"]["command"][3] == "none"
+    assert "vnc_password" not in xvnc.describe()
+    assert xvnc.describe()["password"] is False
+
+
 class DisplayThatNeverComesUp(RecordingNode):
     def sidecar_exec(self, role: str, cmd: Any, timeout: float = 30) -> Any:
         if "cat /tmp/cirque-display.log" in cmd[-1]:
@@ -504,13 +563,87 @@ class DisplayThatNeverComesUp(RecordingNode):
 def test_xvnc_display_that_never_comes_up_is_a_wait_timeout_with_its_log(monkeypatch):
     monkeypatch.setattr(xvnc_module, "READY_TIMEOUT", 0.2)
     with pytest.raises(WaitTimeout) as error:
-        build("XVNC").start(DisplayThatNeverComesUp())
+        driven("XVNC").start(DisplayThatNeverComesUp())
     first_line, *_ = str(error.value).splitlines()
-    assert first_line.startswith("node sensor: XVNC X display not ready within 0.2s")
+    assert first_line.startswith("waited 0.2 s for node sensor: XVNC X display")
     assert "unable to open display :0" in first_line
     assert "no screens found" in error.value.log
 
 
 def test_xvnc_needs_the_node_lan_address():
     with pytest.raises(NodeError, match="needs the node's LAN address"):
-        build("XVNC").start(RecordingNode(ip=None))
+        driven("XVNC").start(RecordingNode(ip=None))
+
+
+# --- bad input that used to pass or fail late ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "expected"),
+    [
+        ("TrafficControl", {"latencyMs": 1e12}, "field 'latencyMs': must be <= 60000"),
+        ("TrafficControl", {"jitterMs": 1e9, "latencyMs": 5}, "field 'jitterMs': must be <= 60000"),
+        ("TrafficControl", {"rateKbit": 1e15}, "field 'rateKbit': must be <= 1e+07"),
+        (
+            "WiFiAP",
+            {"ssid": "home", "channel": 15},
+            "field 'channel': channel 15 is not a WiFi channel: use 1..14 (2.4 GHz)",
+        ),
+        (
+            "WiFiAP",
+            {"ssid": "home", "subnet": "127.0.0.0/24"},
+            "field 'subnet': 127.0.0.0/24 is not a private network for a home's WiFi; give one "
+            "in 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+        ),
+        ("WiFiAP", {"ssid": "home", "subnet": "169.254.3.0/24"}, "is not a private network"),
+        (
+            "WiFiAP",
+            {"ssid": "home", "chanel": 6},
+            "unknown field(s) chanel (did you mean channel?)",
+        ),
+        (
+            "Mount",
+            {"source": "/", "target": "/host"},
+            "field 'source': mounting the host's root / gives the node the whole host",
+        ),
+        (
+            "Mount",
+            {"source": "/tmp", "target": "/"},
+            "field 'target': '/' would replace the node's own root; mount under another path",
+        ),
+        ("Mount", {"source": "/tmp", "target": "/proc"}, "field 'target': '/proc' would replace"),
+    ],
+)
+def test_values_out_of_any_sense_are_refused_in_one_line(name, params, expected):
+    with pytest.raises(SpecError) as error:
+        build(name, params)
+    assert expected in one_line(error)
+
+
+def test_a_wifi_channel_of_5ghz_is_accepted():
+    assert build("WiFiAP", {"ssid": "home", "channel": 149}).channel == 149
+
+
+@pytest.fixture
+def docker_socket(tmp_path):
+    """A Unix socket named like the engine's, standing in for it."""
+    import socket
+
+    path = tmp_path / "docker.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    yield str(path)
+    server.close()
+
+
+def test_the_docker_socket_is_mounted_only_when_asked_for_by_name(docker_socket):
+    with pytest.raises(SpecError) as error:
+        build("Mount", {"source": docker_socket, "target": "/var/run/docker.sock"})
+    message = one_line(error)
+    assert "is a Docker socket, which lets the node run anything as root on the host" in message
+    assert "set allow_host_socket: true" in message
+    allowed = build(
+        "Mount",
+        {"source": docker_socket, "target": "/var/run/docker.sock", "allow_host_socket": True},
+    )
+    assert [m.source for m in allowed.mounts] == [docker_socket]

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tenacity
 
 from pytest_cirque.core.errors import NodeError, SpecError
+from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.radios.relay.ctrl_iface import (
     EV_PSK_MAY_BE_INCORRECT,
     EV_SCAN_RESULTS,
@@ -866,15 +866,9 @@ class Loop:
 
 
 def wait_for(condition: Callable[[], Any], what: str) -> Any:
-    """``condition()``'s first truthy value within DEADLINE_S, else a failure naming it."""
-    try:
-        return tenacity.Retrying(
-            stop=tenacity.stop_after_delay(DEADLINE_S),
-            wait=tenacity.wait_fixed(0.02),
-            retry=tenacity.retry_if_result(lambda value: not value),
-        )(condition)
-    except tenacity.RetryError:
-        raise AssertionError(f"gave up waiting for {what}") from None
+    """``condition()``'s first truthy value, else (after DEADLINE_S, a guard against a
+    hang) a WaitTimeout naming it; an exception of the condition fails at once."""
+    return wait_until(condition, what, DEADLINE_S, ignore=(), max_interval=0.02)
 
 
 @pytest.fixture

@@ -216,3 +216,24 @@ def test_without_docker_the_host_checks_still_run(
     assert by_name["netem"].status == doctor.OK  # loaded, per the host files
     assert {"nofile", "mmdebstrap", "hwsim", "802.15.4", "tun"} <= set(by_name)
     assert not any(name.startswith("image ") for name in by_name)
+
+
+def test_the_medium_check_describes_the_relays_own_options() -> None:
+    from pytest_cirque.radios.client.container import relay_security_options
+
+    wifi = doctor._describe_relay(relay_security_options(True))
+    assert wifi == "pid=host and only SYS_PTRACE"
+    assert doctor._describe_relay(relay_security_options(False)) == "no capabilities"
+    assert doctor._describe_relay({}) == "the default options"
+    assert doctor._describe_relay({"cap_add": ["NET_ADMIN"]}) == "adding NET_ADMIN"
+
+
+def test_an_unreachable_engine_is_said_once() -> None:
+    from pytest_cirque.core.errors import DockerUnavailable
+
+    lost = DockerUnavailable(
+        "Docker engine unreachable at unix:///x.sock (refused); start Docker or set DOCKER_HOST"
+    )
+    check = doctor.docker_unreachable(lost)
+    assert check.detail == "unreachable: at unix:///x.sock (refused)"
+    assert check.meaning == "no homes can be made: start Docker or set DOCKER_HOST"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -12,10 +13,13 @@ import pytest
 
 from pytest_cirque.core.errors import CirqueError, ScriptError
 from pytest_cirque.device_models.engine import (
-    QUICKJS_HAS_OOM_FIX,
+    BINDING,
+    QUICKJS_BINDING,
+    QUICKJS_VERSION,
     ModelEngine,
     ScriptLimits,
     check_scripts,
+    engine_report,
 )
 from pytest_cirque.device_models.model import load_model
 
@@ -141,10 +145,11 @@ def test_an_infinite_loop_fails_that_call_only(engine, model):
     assert call(engine, model, "Updates").updates[0] == ("state", {"a": 1})
 
 
-# Out of memory, quickjs 1.19.4 (QuickJS 2021-03-27) may free the pending error while it
-# writes the error's backtrace and then crash the process (use after free in
-# build_backtrace). Memory bombs run in a child process, so a crash fails one test with
-# its cause instead of ending the whole test session.
+# Out of memory, the quickjs package (QuickJS 2021-03-27) may free the pending error while
+# it writes the error's backtrace and then crash the process (use after free in
+# build_backtrace, bellard/quickjs#533); quickjs-ng, the binding we depend on, does not.
+# Memory bombs run in a child process, so a crash fails one test with its cause instead
+# of ending the whole test session.
 BOMB_CHILD = """
 import json, sys
 from pathlib import Path
@@ -195,7 +200,8 @@ def run_memory_bombs(rounds: int, *, fresh: bool) -> list[dict]:
     assert child.returncode == 0, (
         f"the memory bomb child exited with {child.returncode} after "
         f"{len(child.stdout.splitlines())} of {rounds} bombs (negative: killed by that "
-        f"signal; QuickJS crashes out of memory without the build_backtrace fix):\n"
+        f"signal; QuickJS crashes out of memory without the build_backtrace fix; "
+        f"{engine_report()[1]}):\n"
         f"{child.stderr[-2000:]}"
     )
     return [json.loads(line) for line in child.stdout.splitlines()]
@@ -208,16 +214,82 @@ def test_a_memory_bomb_fails_that_call_only():
     assert reply["after"] == ["state", {"a": 1}]
 
 
-@pytest.mark.xfail(
-    not QUICKJS_HAS_OOM_FIX,
-    reason="released quickjs frees the pending error in build_backtrace when memory runs "
-    "out and crashes; scripts/setup installs a build with that fixed",
-    strict=False,
-)
+def test_the_engine_is_the_released_binding_with_the_out_of_memory_fix():
+    """What pip installs is what runs here: quickjs-ng as released, no local build."""
+    fixed, detail, meaning = engine_report()
+    assert (QUICKJS_BINDING, fixed) == (BINDING, True), f"{detail}; {meaning}"
+    assert "+" not in QUICKJS_VERSION, f"{detail}: a local build, not the released one"
+
+
 def test_many_memory_bombs_never_crash_the_process():
     replies = run_memory_bombs(100, fresh=True)
     assert len(replies) == 100
     assert all("memory limit of 8 MiB exceeded" in reply["bomb"] for reply in replies)
+    assert all(reply["after"] == ["state", {"a": 1}] for reply in replies)
+
+
+HOARDER_JS = """"use strict";
+function main(context, previousState, previousProperties) {
+    var hoard = [];
+    for (;;) {
+        hoard.push(new Array(1024).fill("x".repeat(64)));
+    }
+}
+"""
+
+
+def test_a_fleet_whose_state_script_allocates_without_bound_runs_to_the_end(
+    tmp_path, http_endpoint
+):
+    """`cirque devices run`: every call hits the memory limit; each fails its device's
+    call, reported with file:line and device, and the run ends normally (exit 1 for the
+    script errors), where the quickjs package crashed the process within the first second."""
+    (tmp_path / "hoard.js").write_text(HOARDER_JS)
+    model = {
+        "SchemaVersion": "1.0.0",
+        "Id": "hoarder",
+        "Name": "Hoarder",
+        "Protocol": "HTTP",
+        "Simulation": {
+            "InitialState": {"count": 0},
+            "Interval": "00:00:00.1",
+            "Scripts": [{"Type": "javascript", "Path": "hoard.js"}],
+        },
+        "Telemetry": [
+            {
+                "Interval": "00:00:01",
+                "MessageTemplate": '{"count":${count}}',
+                "MessageSchema": {
+                    "Name": "count;v1",
+                    "Format": "JSON",
+                    "Fields": {"count": "integer"},
+                },
+            }
+        ],
+    }
+    (tmp_path / "hoarder.json").write_text(json.dumps(model))
+    result = subprocess.run(
+        [
+            sys.executable, "-X", "faulthandler", "-m", "pytest_cirque.cli", "devices", "run",
+            "--model", str(tmp_path / "hoarder.json"), "--count", "4",
+            "--broker", http_endpoint.url, "--duration", "2", "--seed", "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr[-2000:]
+    assert result.returncode == 1, output  # negative: killed by that signal
+    lines = result.stdout.splitlines()
+    (summary,) = [line for line in lines if line.startswith("done: ")]
+    assert summary.startswith("done: devices online 4/4 | "), output
+    assert "failures 0" in summary and "script errors 0" not in summary, output
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors, output
+    where = f"error: {tmp_path / 'hoard.js'}:{line_of(tmp_path / 'hoard.js', 'hoard.push')}: "
+    for line in errors:
+        assert line.startswith(where), output
+        assert re.search(r": device hoarder\.[0-3]: memory limit of 8 MiB exceeded", line), output
 
 
 def test_endless_recursion_is_a_stack_overflow(engine, model):

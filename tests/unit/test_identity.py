@@ -108,3 +108,23 @@ def test_ula_subnet_is_unique_local() -> None:
     net = ipaddress.IPv6Network(ula_subnet("home-a"))
     assert net.prefixlen == 64 and net.subnet_of(ipaddress.IPv6Network("fd00::/8"))
     assert ula_subnet("home-a") != ula_subnet("home-b")
+
+
+def test_every_label_key_is_spelled_once_under_the_prefix() -> None:
+    keys = [
+        value
+        for name, value in vars(identity).items()
+        if name.isupper() and isinstance(value, str) and value.startswith(identity.LABEL_PREFIX)
+    ]
+    assert len(keys) == len(set(keys)), "two constants spell the same label key"
+    assert {identity.IMAGE, identity.RECIPE, identity.SIDECAR, identity.MEDIUM} <= set(keys)
+    assert set(identity.OWNERSHIP) <= set(RunIdentity.create().labels("h", "node"))
+
+
+def test_broker_labels_name_an_owner_that_cleanup_can_judge() -> None:
+    """The owner label is "host/pid/start": a process-made label in any other form would
+    never be reaped (from_label rejects it)."""
+    run = RunIdentity.create("brkr")
+    labels = run.labels(run.home_id("device-models"), identity.ROLE_MQTT_BROKER)
+    assert Owner.from_label(labels[identity.OWNER]) == Owner.current()
+    assert Owner.from_label(f"{socket.gethostname()}:{os.getpid()}") is None

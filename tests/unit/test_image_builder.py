@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_cirque.core import images as image_builder
 from pytest_cirque.core.errors import DockerUnavailable, ImageError
-from pytest_cirque.homes import images as image_builder
-from pytest_cirque.homes.images import Parent
+from pytest_cirque.core.images import Parent
 
 
 def make_recipe(root: Path, name: str, dockerfile: str, **files: str) -> Path:
@@ -149,10 +149,8 @@ def test_first_error_is_mmdebstraps_cause_not_its_last_words() -> None:
 
 
 def test_created_at_reads_dockers_nanosecond_timestamps() -> None:
-    class Image:
-        attrs = {"Created": "2026-11-21T16:15:41.409872841Z"}
-
-    assert image_builder._created_at(Image()) == pytest.approx(1795277741.409872, abs=1e-3)
+    created = "2026-11-21T16:15:41.409872841Z"
+    assert image_builder._created_at(created) == pytest.approx(1795277741.409872, abs=1e-3)
 
 
 def test_build_locks_live_in_the_users_home_even_when_home_is_moved(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_cirque.core.errors import SpecError
 from pytest_cirque.radios.relay.endpoint import mac_for
 from pytest_cirque.radios.relay.link_model import LinkModel
 from pytest_cirque.radios.relay.medium import (
@@ -28,6 +29,22 @@ from pytest_cirque.radios.relay.medium import (
     request,
 )
 from pytest_cirque.radios.relay.pcap import read_pcap
+from pytest_cirque.radios.relay.protocol import (
+    Attach,
+    CaptureStart,
+    CaptureStop,
+    CaptureStopped,
+    Done,
+    Endpoints,
+    MediumStatus,
+    Move,
+    Ping,
+    Reset,
+    SetLink,
+    SetNode,
+    Status,
+    Stop,
+)
 
 BROADCAST = b"\xff" * 6
 
@@ -170,23 +187,36 @@ def test_capture_records_each_transmission_once(
     medium: Medium, nodes: dict, tmp_path: Path
 ) -> None:
     path = tmp_path / "air.pcap"
-    assert medium.handle(json.dumps({"op": "capture_start", "path": str(path)}))["ok"]
+    assert medium.handle(CaptureStart(path=str(path)).encode())["ok"]
     hello = frame(BROADCAST, mac(1))
     send(medium, "a", hello)
-    reply = medium.handle('{"op": "capture_stop"}')
+    reply = medium.handle('{"op": "capture_stop"}')  # the wire form, as a client sends it
     assert reply == {"ok": True, "frames": 1, "path": str(path)}
+    assert CaptureStop().decode_reply(reply) == CaptureStopped(frames=1, path=str(path))
     assert [data for _, data in read_pcap(path)] == [hello]
 
 
 def test_control_changes_the_model(medium: Medium, nodes: dict) -> None:
     assert medium.handle('{"op": "move", "name": "b", "position": [3, 4]}')["ok"]
-    assert medium.handle('{"op": "link", "a": "a", "b": "c", "cut": true}')["ok"]
-    assert medium.handle('{"op": "node", "name": "a", "latency_ms": 5}')["ok"]
-    status = medium.handle('{"op": "status"}')
-    assert status["model"]["nodes"]["b"]["position"] == [3.0, 4.0, 0.0]
-    assert status["model"]["links"]["a->c"]["cut"] is True
-    assert status["model"]["nodes"]["a"]["egress"]["latency_ms"] == 5.0
-    assert set(status["endpoints"]) == {"a", "b", "c"}
+    assert medium.handle(SetLink(a="a", b="c", cut=True).encode())["ok"]
+    assert medium.handle(SetNode(name="a", latency_ms=5).encode())["ok"]
+    status = Status().decode_reply(medium.handle(Status().encode()))
+    assert isinstance(status, MediumStatus)
+    assert status.model["nodes"]["b"]["position"] == [3.0, 4.0, 0.0]
+    assert status.model["links"]["a->c"]["cut"] is True
+    assert status.model["nodes"]["a"]["egress"]["latency_ms"] == 5.0
+    assert set(status.endpoints) == {"a", "b", "c"}
+    assert status.endpoints["a"].carrier is True and status.endpoints["a"].peer is None
+
+
+def test_a_node_change_touches_only_the_fields_it_names(medium: Medium, nodes: dict) -> None:
+    medium.handle(SetNode(name="a", latency_ms=5, rate_kbit=800).encode())
+    medium.handle(SetNode(name="a", loss=0.5).encode())
+    egress = medium.model.snapshot()["nodes"]["a"]["egress"]  # type: ignore[index]
+    assert egress == {"loss": 0.5, "latency_ms": 5.0, "jitter_ms": 0.0, "rate_kbit": 800.0}
+    medium.handle(SetNode(name="a", rate_kbit=None).encode())  # None: unlimited again
+    egress = medium.model.snapshot()["nodes"]["a"]["egress"]  # type: ignore[index]
+    assert egress["rate_kbit"] is None and egress["latency_ms"] == 5.0
 
 
 @pytest.mark.parametrize(
@@ -197,7 +227,14 @@ def test_control_changes_the_model(medium: Medium, nodes: dict) -> None:
         ('{"op": "move", "name": "zz", "position": [1, 2]}', "no endpoint 'zz'"),
         ('{"op": "node", "name": "a", "loss": 2}', "node 'a': loss must be between 0 and 1"),
         ('{"op": "attach", "name": "d"}', "attach 'd' needs exactly one TAP descriptor"),
-        ('{"op": "move", "name": "a"}', "op 'move': "),
+        ('{"op": "move", "name": "a"}', "medium: op 'move': missing field 'position'"),
+        (
+            '{"op": "move", "name": "a", "position": "far"}',
+            "medium: op 'move': field 'position' must be a list",
+        ),
+        ('{"op": "carrier", "name": "a", "on": 1}', "op 'carrier': field 'on' must be true/false"),
+        ('{"op": "detach", "name": "a", "now": true}', "op 'detach': unknown field 'now'"),
+        ('{"op": "wifi_status"}', "op 'wifi_status' is not served by a Medium"),
     ],
 )
 def test_bad_requests_are_refused_in_one_line(
@@ -217,8 +254,8 @@ def test_reset_restores_the_medium_as_attached(
     medium.model.set_link("a", "c", cut=True)
     medium.model.set_medium(data_rate_mbps=11)
     medium.set_endpoint_carrier("c", False)
-    medium.handle(json.dumps({"op": "capture_start", "path": str(tmp_path / "x.pcap")}))
-    assert medium.handle('{"op": "reset"}') == {"ok": True}
+    medium.handle(CaptureStart(path=str(tmp_path / "x.pcap")).encode())
+    assert medium.handle(Reset().encode()) == {"ok": True}
     assert medium.capture is None
     assert medium.model.position("b") == (0.0, 0.0, 0.0)
     assert medium.model.phy.data_rate_mbps == 54
@@ -247,20 +284,18 @@ def test_requests_over_the_socket(medium: Medium, tmp_path: Path) -> None:
 
     serving = threading.Thread(target=medium.serve_forever, daemon=True)
     serving.start()
+    path = str(tmp_path / "control.sock")
     try:
-        assert request(str(tmp_path / "control.sock"), {"op": "ping"}) == {
-            "ok": True,
-            "endpoints": [],
-        }
+        assert request(path, Ping()) == Endpoints(endpoints=[])
         node_side, medium_side = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        reply = request(
-            str(tmp_path / "control.sock"), {"op": "attach", "name": "z"}, [medium_side.fileno()]
-        )
+        reply = request(path, Attach(name="z"), [medium_side.fileno()])
         medium_side.close()
-        assert reply == {"ok": True}
+        assert reply == Done()
         assert "z" in medium.endpoints
+        with pytest.raises(SpecError, match=r"^medium: no endpoint 'nobody' \(attached: z\)$"):
+            request(path, Move(name="nobody", position=[1.0, 2.0]))
     finally:
-        assert request(str(tmp_path / "control.sock"), {"op": "stop"}) == {"ok": True}
+        assert request(path, Stop()) == Done()
         serving.join(5)
         node_side.close()
     assert not serving.is_alive()
@@ -305,7 +340,7 @@ def pair(medium: Medium, nodes: dict, carriers: list) -> Iterator[dict[str, sock
         sides[name] = node_side
         medium_sides.append(medium_side.detach())
     carriers.clear()
-    reply = medium.handle(json.dumps({"op": "attach", "name": "n", "peer": "n.lan"}), medium_sides)
+    reply = medium.handle(Attach(name="n", peer="n.lan").encode(), medium_sides)
     assert reply == {"ok": True}
     yield sides
     for side in sides.values():
@@ -360,7 +395,7 @@ def test_two_pairs_keep_their_frames_apart(medium: Medium, nodes: dict, pair: di
 def test_the_impairments_of_each_end_apply_to_what_it_sends(
     medium: Medium, pair: dict, clock: Clock
 ) -> None:
-    medium.handle(json.dumps({"op": "node", "name": "n", "latency_ms": 50}))
+    medium.handle(SetNode(name="n", latency_ms=50).encode())
     send(medium, "n.lan", frame(BROADCAST, mac(6)))
     assert len(received(pair["n"])) == 1  # what the node receives is not delayed
     send(medium, "n", frame(BROADCAST, mac(5)))
@@ -375,7 +410,7 @@ def test_only_the_tap_of_a_pair_has_a_carrier_to_switch(
 ) -> None:
     tap = medium.endpoints["n"].fd
     assert carriers == [(tap, True)]
-    medium.handle('{"op": "reset"}')
+    medium.handle(Reset().encode())
     medium.set_endpoint_carrier("n.lan", False)  # no ioctl on a socket
     assert [fd for fd, _ in carriers] == [tap]
     assert medium.endpoints["n.lan"].carrier is False

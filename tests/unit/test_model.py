@@ -205,3 +205,48 @@ def test_internal_scripts_and_their_params_are_checked(tmp_path):
     assert "Scripts[1].Params.count.Step: Step must be a number" in messages
     assert "unknown internal script 'Math.Sine'" in messages
     assert len(errors) == 3
+
+
+# --- where scripts may come from -------------------------------------------------------
+
+
+def model_with_script(folder: Path, script_path: str) -> Path:
+    """A minimal model in ``folder`` whose state script's Path is ``script_path``."""
+    model = json.loads(SEED_ELEVATOR.read_text())
+    model["Simulation"]["Scripts"] = [{"Type": "javascript", "Path": script_path}]
+    model.pop("CloudToDeviceMethods", None)
+    path = folder / "model.json"
+    path.write_text(json.dumps(model, indent=2))
+    return path
+
+
+STATE_SCRIPT = 'function main(context, state, properties) { updateState({floor: 2}); }\n'
+
+
+def test_scripts_are_found_beside_the_model_then_in_its_scripts_folder(tmp_path: Path):
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "state.js").write_text(STATE_SCRIPT)
+    model = load_model(model_with_script(tmp_path, "state.js"))
+    assert model.scripts[0].file == tmp_path / "scripts" / "state.js"
+    (tmp_path / "state.js").write_text(STATE_SCRIPT)
+    model = load_model(model_with_script(tmp_path, "state.js"))
+    assert model.scripts[0].file == tmp_path / "state.js"
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+def test_a_script_outside_the_model_folder_is_refused_unless_allowed(tmp_path: Path, how: str):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    secret = outside / "secret.js"
+    secret.write_text("first line of a file that is not a script\n")
+    folder = tmp_path / "models"
+    folder.mkdir()
+    script_path = {"dotdot": "../elsewhere/secret.js", "absolute": str(secret)}.get(how, "link.js")
+    if how == "symlink":
+        (folder / "link.js").symlink_to(secret)
+    path = model_with_script(folder, script_path)
+    message = only_error(path)
+    assert f"script file {script_path!r} is outside the model's folder" in message
+    assert "pass --allow-outside" in message and "not a script" not in message
+    model, errors = validate_model_file(path, allow_outside=True)
+    assert errors == [] and model is not None

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from pytest_cirque.capabilities import base
-from pytest_cirque.capabilities.base import Capability, ContainerConfig
+from pytest_cirque.capabilities.model import base
+from pytest_cirque.capabilities.model.base import Capability, ContainerConfig
 from pytest_cirque.core.errors import SpecError
-from pytest_cirque.spec import DEFAULT_IMAGE, HomeSpec, NodeSpec
+from pytest_cirque.spec import DEFAULT_IMAGE, HomeSpec, NodeSpec, check_home_name
 
 
 class Beacon(Capability):
@@ -76,10 +76,63 @@ def test_full_node_spec() -> None:
     assert hub.docker_network == "ipv6"
 
 
-def test_capabilities_as_a_mapping_and_env_as_a_list() -> None:
-    node = NodeSpec.parse("n", {"capabilities": {"Beacon": {"period": 2}}, "env": ["X=1=2"]})
+def test_capabilities_as_a_mapping() -> None:
+    node = NodeSpec.parse("n", {"capabilities": {"Beacon": {"period": 2}}, "env": {"X": "1=2"}})
     assert node.capabilities[0].params == {"period": 2}
     assert node.env == {"X": "1=2"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            {"capabilities": "LanAccess"},
+            "node n: field 'capabilities' must be a list of capabilities, got the string "
+            "'LanAccess'; write [LanAccess]",
+        ),
+        (
+            {"capability": "LanAccess"},
+            "node n: field 'capability' must be a list of capabilities, got the string "
+            "'LanAccess'; write [LanAccess]",
+        ),
+        (
+            {"env": ["MODE=eco"]},
+            "node n: field 'env' must be a mapping of NAME: value, got list ['MODE=eco']; "
+            "write it as {MODE: 'eco'}",
+        ),
+        ({"imgae": "base"}, "node n: unknown field 'imgae' (did you mean image?)"),
+        ({"capabilities": ["LanAcces"]}, "unknown capability 'LanAcces' (did you mean LanAccess?)"),
+    ],
+)
+def test_misshapen_node_fields_are_refused_in_one_line(raw: dict[str, Any], expected: str) -> None:
+    with pytest.raises(SpecError) as error:
+        NodeSpec.parse("n", raw)
+    message = str(error.value)
+    assert "\n" not in message
+    assert expected in message
+
+
+@pytest.mark.parametrize("source", [{}, None])
+def test_an_empty_home_is_refused_in_one_line(source: Any) -> None:
+    with pytest.raises(SpecError, match=r"^home spec: the home spec has no nodes; list at least"):
+        HomeSpec.parse(source)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["x" * 400, "a/b", "../up", "-leading", "with space", "", "dots.in.name", 7],
+)
+def test_a_bad_home_name_is_refused_in_one_line(name: Any) -> None:
+    with pytest.raises(SpecError) as error:
+        check_home_name(name, "home_factory")
+    message = str(error.value)
+    assert message.startswith("home_factory: invalid home name ")
+    assert "at most 40 letters, digits, '_' and '-'" in message and "\n" not in message
+    assert len(message) < 200
+
+
+def test_a_good_home_name_passes() -> None:
+    assert check_home_name("kitchen_2-b") == "kitchen_2-b"
 
 
 def test_cirque_keys() -> None:

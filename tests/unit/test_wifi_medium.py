@@ -1,14 +1,14 @@
 """The medium's WiFi layer on a fake clock, with socket pairs standing in for TAPs.
 
 The relay loop is driven by hand (advance the clock, deliver due frames, run timers), so
-every scenario is deterministic and takes milliseconds. Control-interface commands go
-through the medium's own ``wifi_ctrl`` op; the real sockets and wpa_cli are exercised by
+every scenario is deterministic and takes milliseconds. Control requests are the typed
+requests of the medium's protocol, sent in their wire form; control-interface commands
+go through the ``wifi_ctrl`` op (StationCtrl); the real sockets and wpa_cli are exercised by
 tests/unit/test_ctrl_iface.py and tests/integration/test_wifi.py.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import socket
 import tempfile
@@ -18,6 +18,20 @@ from pathlib import Path
 import pytest
 
 from pytest_cirque.radios.relay.link_model import LinkModel
+from pytest_cirque.radios.relay.protocol import (
+    ApStatus,
+    Attach,
+    Detach,
+    GetWifiStatus,
+    Move,
+    R,
+    Request,
+    StartAccessPoint,
+    StartStation,
+    StationCtrl,
+    StationLog,
+    StationStatus,
+)
 from pytest_cirque.radios.relay.wifi import (
     MGMT_ETHERTYPE,
     Mgmt,
@@ -64,22 +78,23 @@ class Air:
         node_side.setblocking(False)
         fd = medium_side.detach()
         self.nodes[name], self.fds[name] = node_side, fd
-        self.op("attach", name=name, position=list(position), carrier=carrier, fds=[fd])
+        self.call(Attach(name=name, position=list(position), carrier=carrier), fds=[fd])
 
-    def op(self, op: str, fds: list[int] | None = None, **arguments) -> dict:
-        reply = self.medium.handle(json.dumps({"op": op, **arguments}), fds)
-        assert reply.pop("ok"), reply
-        return reply
+    def call(self, request: Request[R], fds: list[int] | None = None) -> R:
+        """One request through the relay's wire form, as a client sends it."""
+        reply = self.medium.handle(request.encode(), fds)
+        assert reply["ok"], reply
+        return request.decode_reply(reply)
 
     def ctrl(self, station: str, command: str) -> str:
-        return self.op("wifi_ctrl", name=station, command=command)["reply"]
+        return self.call(StationCtrl(name=station, command=command)).reply
 
     def status(self, station: str) -> dict[str, str]:
         lines = self.ctrl(station, "STATUS").splitlines()
         return dict(line.split("=", 1) for line in lines if "=" in line)
 
     def log(self, station: str) -> str:
-        return "\n".join(self.op("wifi_log", name=station)["lines"])
+        return "\n".join(self.call(StationLog(name=station)).lines)
 
     def run(self, seconds: float, step: float = 0.005) -> None:
         """Let ``seconds`` pass on the air: frames arrive, timers fire."""
@@ -114,8 +129,8 @@ def air() -> Iterator[Air]:
 def _setup(air: Air) -> Iterator[Air]:
     air.attach("ap")
     air.attach("sta", position=(10, 0, 0), carrier=False)
-    air.op("wifi_ap", name="ap", mac=AP_MAC, ssid="home", psk=PSK)
-    air.op("wifi_station", name="sta", mac=STA_MAC, pid=0, root=str(air.root))
+    assert air.call(StartAccessPoint(name="ap", mac=AP_MAC, ssid="home", psk=PSK)).bssid == AP_MAC
+    air.call(StartStation(name="sta", mac=STA_MAC, pid=0, root=str(air.root)))
     yield air
     air.close()
 
@@ -190,7 +205,7 @@ def test_a_wrong_key_is_refused_by_the_aps_mic_check(air: Air):
     assert "CTRL-EVENT-DISCONNECTED bssid=02:00:00:00:00:01 reason=15" in log
     assert 'CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="home" auth_failures=1' in log
     assert "reason=WRONG_KEY" in log and "CTRL-EVENT-CONNECTED" not in log
-    assert air.op("wifi_status")["aps"]["ap"]["mic_failures"] >= 1
+    assert air.call(GetWifiStatus()).aps["ap"].mic_failures >= 1
     assert air.carriers[air.fds["sta"]] is False
     # After the temporary disabling it tries again (and fails again: the key is wrong).
     air.run(11.0)
@@ -201,12 +216,12 @@ def test_out_of_range_drops_the_association_and_back_in_range_restores_it(air: A
     join(air)
     air.run(1.0)
     assert air.status("sta")["wpa_state"] == "COMPLETED"
-    air.op("move", name="sta", position=[5000, 0])
+    air.call(Move(name="sta", position=[5000, 0]))
     air.run(2.0)
     assert air.status("sta")["wpa_state"] != "COMPLETED"
     assert "CTRL-EVENT-BEACON-LOSS" in air.log("sta")
     assert air.carriers[air.fds["sta"]] is False
-    air.op("move", name="sta", position=[3, 0])
+    air.call(Move(name="sta", position=[3, 0]))
     air.run(4.0)
     assert air.status("sta")["wpa_state"] == "COMPLETED"
 
@@ -238,5 +253,48 @@ def test_radio_frames_from_a_node_are_refused(air: Air):
 def test_the_control_socket_lives_in_the_nodes_filesystem(air: Air):
     path = air.root / "var" / "run" / "wpa_supplicant" / "wlan0"
     assert path.is_socket()
-    air.op("detach", name="sta")
+    air.call(Detach(name="sta"))
     assert not path.exists()
+
+
+def test_the_status_is_typed_and_follows_the_association(air: Air):
+    before = air.call(GetWifiStatus())
+    assert before.aps == {
+        "ap": ApStatus(
+            bssid=AP_MAC,
+            ssid="home",
+            security="WPA2-PSK",
+            channel=6,
+            hidden=False,
+            clients={},
+            mic_failures=0,
+        )
+    }
+    assert before.stations["sta"].wpa_state != "COMPLETED"
+    assert before.stations["sta"].bssid is None and before.stations["sta"].control_socket
+    join(air)
+    air.run(1.0)
+    after = air.call(GetWifiStatus())
+    assert after.aps["ap"].clients == {STA_MAC: "authorized"}
+    station = after.stations["sta"]
+    assert isinstance(station, StationStatus)
+    assert (station.wpa_state, station.bssid, station.ssid) == ("COMPLETED", AP_MAC, "home")
+    assert station.summary() == f"COMPLETED to 'home' ({AP_MAC})"
+
+
+@pytest.mark.parametrize(
+    ("request_line", "message"),
+    [
+        (
+            '{"op": "wifi_ap", "name": "ap2", "mac": "02:00:00:00:00:09", "ssid": "x", '
+            '"channel": "six"}',
+            "medium: op 'wifi_ap': field 'channel' must be an integer, not 'six'",
+        ),
+        ('{"op": "wifi_ctrl", "name": "sta"}', "medium: op 'wifi_ctrl': missing field 'command'"),
+        ('{"op": "wifi_log", "name": "ap"}', "medium: 'ap' is not a WiFi station (stations: sta)"),
+    ],
+)
+def test_bad_wifi_requests_are_refused_in_one_line(air: Air, request_line: str, message: str):
+    reply = air.medium.handle(request_line)
+    assert reply["ok"] is False and reply["kind"] == "SpecError"
+    assert reply["error"].startswith(message) and "\n" not in reply["error"]

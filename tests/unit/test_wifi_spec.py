@@ -81,7 +81,7 @@ def test_two_access_points_may_share_an_ssid_with_different_keys():
 
 
 def test_a_station_leaves_the_wired_lan_unless_asked():
-    from pytest_cirque.capabilities.base import ContainerConfig
+    from pytest_cirque.capabilities.model.base import ContainerConfig
 
     for params, segment in (({}, None), ({"lan": True}, "lan")):
         spec = HomeSpec.parse({"ap": ap(), "sta": {"capabilities": [{"WiFi": params}]}})

@@ -10,10 +10,12 @@ Host paths must be absolute and exist, targets absolute: checked when the spec i
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_cirque.capabilities.base import (
+from pytest_cirque.capabilities.model.base import (
     Capability,
     ContainerConfig,
     Mount,
@@ -46,6 +48,7 @@ class MountCapability(Capability):
     def from_params(cls, params: Mapping[str, Any] | None, where: str) -> MountCapability:
         reader = Params(params, where, cls.name)
         read_only = reader.boolean("read_only", default=False, aliases=("readOnly",))
+        allow_socket = reader.boolean("allow_host_socket", default=False)
         mounts: list[Mount] = []
         _, source = reader.raw("source", aliases=("host_path",))
         _, target = reader.raw("target", aliases=("target_path",))
@@ -60,6 +63,8 @@ class MountCapability(Capability):
             for index, entry in enumerate(entries):
                 mounts.append(_one_mount(entry, f"{field_name}[{index}]", read_only, reader))
         reader.done()
+        for mount in mounts:
+            _refuse_host_takeover(mount, allow_socket, where)
         if not mounts:
             raise SpecError(
                 f"{subject(where, cls.name)} needs at least one mount; give source and target, "
@@ -119,3 +124,41 @@ def _one_mount(entry: Any, label: str, read_only: bool, reader: Params) -> Mount
         target=check_node_path(target, f"{prefix}target", reader.where, reader.capability),
         read_only=entry_read_only,
     )
+
+
+#: Node paths a bind mount must not replace: the node's root, and what the runtime
+#: provides there (the engine fails late, after other objects exist, on these).
+RESERVED_TARGETS = ("/", "/proc", "/sys", "/dev")
+
+
+def _refuse_host_takeover(mount: Mount, allow_socket: bool, where: str) -> None:
+    """Refuse a mount that hands a node the host: its whole filesystem, or a Docker
+    socket (which runs anything as root on the host) unless ``allow_host_socket``; and a
+    target that would replace the node's own root or runtime filesystems."""
+    label = subject(where, MountCapability.name)
+    if mount.target in RESERVED_TARGETS:
+        raise SpecError(
+            f"{label} field 'target': {mount.target!r} would replace the node's own "
+            f"{'root' if mount.target == '/' else mount.target}; mount under another path "
+            "such as /mnt/host"
+        )
+    real = os.path.realpath(mount.source)
+    if real == "/":
+        raise SpecError(
+            f"{label} field 'source': mounting the host's root / gives the node the whole "
+            "host; mount the folder it needs"
+        )
+    if _is_docker_socket(real) and not allow_socket:
+        raise SpecError(
+            f"{label} field 'source': {mount.source} is a Docker socket, which lets the "
+            "node run anything as root on the host; set allow_host_socket: true if the "
+            "node really must drive the engine"
+        )
+
+
+def _is_docker_socket(path: str) -> bool:
+    try:
+        is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+    return is_socket and os.path.basename(path) in ("docker.sock", "containerd.sock")

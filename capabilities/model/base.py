@@ -1,19 +1,14 @@
-"""The capability contract.
+"""What a node can ask for: the pure half of the capability contract.
 
-A capability is a function a node asks for. It has three moments, mirrored by the
-home's node lifecycle:
+A capability is a function a node asks for. This half is the request: its name, its
+parameters, validated by ``from_params`` when the spec is parsed (so a bad one fails before
+anything is created), and ``configure``, which adds to the container's creation options
+(cap_add, devices, sysctls, mounts, environment, LAN segment). It also answers what the
+core asks of it: which medium it needs (``medium``) and whether it brings that medium to
+its home (``provides_medium``).
 
-1. ``configure``: before the container exists, add to its creation options
-   (cap_add, devices, sysctls, mounts, environment, ...). Parameters were already
-   validated by ``from_params`` when the spec was parsed, so nothing fails here.
-2. ``start``: once the container runs, act on it (rules in its network namespace,
-   sidecars, files).
-3. ``stop``: undo what ``start`` did that would outlive the container. Runs in
-   reverse order and must not raise for a node that is already gone.
-
-``restarted`` runs after the container starts again: its network namespace is new.
-
-Capabilities never import docker: they reach the node through ``NodeRuntime``.
+What a capability does to the running container lives in capabilities/runtime/. This
+module and its siblings import nothing from Docker.
 """
 
 from __future__ import annotations
@@ -21,9 +16,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, overload
 
-from pytest_cirque.core.errors import SpecError
+from pytest_cirque.core.errors import SpecError, did_you_mean
 
 
 @dataclass
@@ -53,56 +48,6 @@ class ContainerConfig:
     lan_segment: str | None = "lan"
     #: Extra labels (keys under ``io.cirque.``) describing what the capability set up.
     labels: dict[str, str] = field(default_factory=dict)
-
-
-class ExecResult(Protocol):
-    exit_code: int
-    stdout: str
-    stderr: str
-
-
-class NodeRuntime(Protocol):
-    """What a capability may do to a running node (implemented by the home's Node)."""
-
-    name: str
-    #: The node's container id (sidecars join its namespaces with ``container:<id>``).
-    container_id: str
-
-    @property
-    def ip(self) -> str | None:
-        """The node's IPv4 address on the home LAN."""
-        ...
-
-    def exec(self, cmd: str | list[str], timeout: float = 30, check: bool = False) -> ExecResult:
-        """Run a command inside the node."""
-        ...
-
-    def run_netadmin(self, script: str, timeout: float = 30) -> ExecResult:
-        """Run a shell script as root with NET_ADMIN in a short-lived helper container that
-        shares the node's network namespace (iptables, tc, ip), so any node image works and
-        the pytest process needs no privilege. Raises NodeError when the script fails."""
-        ...
-
-    def start_sidecar(self, role: str, image: str, **options: Any) -> str:
-        """Start a labelled helper container owned by this node (removed with it); its id."""
-        ...
-
-    def sidecar_exec(self, role: str, cmd: str | list[str], timeout: float = 30) -> ExecResult:
-        """Run a command in this node's sidecar of that role."""
-        ...
-
-    def remove_sidecar(self, role: str) -> None:
-        """Remove this node's sidecar of that role (nothing when there is none)."""
-        ...
-
-    def host_pid(self) -> int:
-        """The host pid of the node's main process (0 when it is not running)."""
-        ...
-
-    def medium(self, kind: str) -> Any:
-        """The home's medium of ``kind`` ("wifi", "lan"), started on first use: a
-        ``radios.medium_container.MediumContainer`` (attach, move, cut, carrier, capture)."""
-        ...
 
 
 class Capability:
@@ -136,16 +81,6 @@ class Capability:
 
     def configure(self, config: ContainerConfig, node_name: str) -> None:
         """Add to the container's creation options."""
-
-    def start(self, node: NodeRuntime) -> None:
-        """Act on the running container."""
-
-    def stop(self, node: NodeRuntime) -> None:
-        """Undo what start did that would outlive the container."""
-
-    def restarted(self, node: NodeRuntime) -> None:
-        """The node's container started again (stop/start, restart). Docker gives it a new
-        network namespace then, so what ``start`` set up there must be set up again."""
 
     def describe(self) -> dict[str, Any]:
         """Name and parameters, for `cirque ls` and home queries."""
@@ -197,6 +132,26 @@ class Params:
             return key, None
         return present[0], self.values[present[0]]
 
+    @overload
+    def number(
+        self,
+        key: str,
+        *,
+        default: float,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        aliases: Iterable[str] = (),
+    ) -> float: ...
+    @overload
+    def number(
+        self,
+        key: str,
+        *,
+        default: None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        aliases: Iterable[str] = (),
+    ) -> float | None: ...
     def number(
         self,
         key: str,
@@ -220,6 +175,26 @@ class Params:
             raise self.error(name, f"must be <= {maximum:g} (got {value!r})")
         return float(value)
 
+    @overload
+    def integer(
+        self,
+        key: str,
+        *,
+        default: int,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        aliases: Iterable[str] = (),
+    ) -> int: ...
+    @overload
+    def integer(
+        self,
+        key: str,
+        *,
+        default: None = None,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        aliases: Iterable[str] = (),
+    ) -> int | None: ...
     def integer(
         self,
         key: str,
@@ -249,6 +224,12 @@ class Params:
             raise self.error(name, f"must be true or false (got {value!r})")
         return value
 
+    @overload
+    def text(self, key: str, *, default: str, aliases: Iterable[str] = ()) -> str: ...
+    @overload
+    def text(
+        self, key: str, *, default: None = None, aliases: Iterable[str] = ()
+    ) -> str | None: ...
     def text(
         self, key: str, *, default: str | None = None, aliases: Iterable[str] = ()
     ) -> str | None:
@@ -271,9 +252,10 @@ class Params:
         unknown = sorted(set(self.values) - self._read)
         if unknown:
             known = ", ".join(sorted(self._read)) or "none"
+            hint = did_you_mean(unknown[0], self._read)
             raise SpecError(
                 f"{subject(self.where, self.capability)} has unknown field(s) "
-                f"{', '.join(unknown)}; known fields: {known}"
+                f"{', '.join(unknown)}{hint}; known fields: {known}"
             )
 
 
@@ -318,10 +300,13 @@ def register(cls: type[Capability]) -> type[Capability]:
 
 def lookup(name: str, where: str) -> type[Capability]:
     """The capability class for a name, or a SpecError listing the known ones."""
-    from pytest_cirque import capabilities as _package  # noqa: F401  (imports every module)
+    from pytest_cirque.capabilities import model as _package  # noqa: F401  (imports every module)
 
     cls = REGISTRY.get(str(name).lower())
     if cls is None:
         known = ", ".join(sorted(c.name for c in REGISTRY.values()))
-        raise SpecError(f"{where}: unknown capability {name!r}; known capabilities: {known}")
+        hint = did_you_mean(name, [c.name for c in REGISTRY.values()])
+        raise SpecError(
+            f"{where}: unknown capability {name!r}{hint}; known capabilities: {known}"
+        )
     return cls

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_cirque.capabilities.base import Capability, ContainerConfig, Params, register
+from pytest_cirque.capabilities.model.base import Capability, ContainerConfig, Params, register
 
 #: Shell started when none is asked for: every image we build, and most others, have it.
 DEFAULT_SHELL = "/bin/sh"

@@ -38,19 +38,21 @@ Docker gives a restarted node a new network namespace: ``restarted`` wires the n
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_cirque.capabilities.base import Capability, NodeRuntime, Params, register
-from pytest_cirque.core.errors import CirqueError
+from pytest_cirque.capabilities.model.base import Capability, Params, register
 from pytest_cirque.radios.relay.endpoint import PEER_SUFFIX
 
 #: Interface the home's LAN appears as in every node.
 DEFAULT_INTERFACE = "eth0"
 #: The home's medium every TrafficControl node is wired through.
 LAN_MEDIUM = "lan"
+#: Beyond these a link is no longer a slow network but a broken one (a frame held for
+#: over a minute; a rate no relay reaches): refused when the spec is parsed.
+MAX_LATENCY_MS = 60_000.0
+MAX_RATE_KBIT = 10_000_000.0
 
 
 def drop_probability(loss_percent: float) -> float:
@@ -91,10 +93,14 @@ class TrafficControl(Capability):
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None, where: str) -> TrafficControl:
         reader = Params(params, where, cls.name)
-        latency = reader.number("latencyMs", default=0.0, minimum=0, aliases=("latency_ms",))
-        jitter = reader.number("jitterMs", default=0.0, minimum=0, aliases=("jitter_ms",))
+        latency = reader.number(
+            "latencyMs", default=0.0, minimum=0, maximum=MAX_LATENCY_MS, aliases=("latency_ms",)
+        )
+        jitter = reader.number(
+            "jitterMs", default=0.0, minimum=0, maximum=MAX_LATENCY_MS, aliases=("jitter_ms",)
+        )
         loss = reader.number("loss", default=0.0, minimum=0, maximum=100)
-        rate = reader.number("rateKbit", minimum=0, aliases=("rate_kbit",))
+        rate = reader.number("rateKbit", minimum=0, maximum=MAX_RATE_KBIT, aliases=("rate_kbit",))
         interface = reader.text("interface", default=DEFAULT_INTERFACE)
         reader.done()
         if rate is not None and rate < 8:
@@ -123,28 +129,3 @@ class TrafficControl(Capability):
             },
             endpoint + PEER_SUFFIX: {"loss": drop},
         }
-
-    def start(self, node: NodeRuntime) -> None:
-        if not self.has_work:
-            return
-        medium = node.medium(LAN_MEDIUM)
-        medium.attach(node.container_id, node.name, ifname=self.interface, wired=True)
-        for endpoint, impairment in self.impairments(node.name).items():
-            medium.set_node(endpoint, **impairment)
-
-    def restarted(self, node: NodeRuntime) -> None:
-        if not self.has_work:
-            return
-        # The old pair lived in the old namespace; the relay may not have noticed yet.
-        self._detach(node)
-        self.start(node)
-
-    def stop(self, node: NodeRuntime) -> None:
-        if self.has_work:
-            self._detach(node)
-
-    @staticmethod
-    def _detach(node: NodeRuntime) -> None:
-        """Detach the node's pair; nothing when it is gone already (or the medium is)."""
-        with contextlib.suppress(CirqueError):
-            node.medium(LAN_MEDIUM).detach(node.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pytest_cirque.capabilities.base import Capability, register, subject
+from pytest_cirque.capabilities.model.base import Capability, register, subject
 from pytest_cirque.core.errors import CapabilityUnavailable
 
 RADIO_UNAVAILABLE = (

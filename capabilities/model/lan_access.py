@@ -10,7 +10,7 @@ that makes the other segments unreachable (networks.segment_guard).
 
 from __future__ import annotations
 
-from pytest_cirque.capabilities.base import Capability, ContainerConfig, register
+from pytest_cirque.capabilities.model.base import Capability, ContainerConfig, register
 
 #: The home's segment for LanAccess nodes (see ContainerConfig.lan_segment).
 LAN_ACCESS_SEGMENT = "lan-access"

@@ -40,13 +40,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-import docker
-import docker.errors
 import filelock
-import requests.exceptions
 
-from pytest_cirque.core.errors import DockerUnavailable, ImageError
+from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import Backend, as_backend
+from pytest_cirque.core.errors import ImageError
 
 Progress = Callable[[str], None]
 
@@ -84,9 +84,6 @@ HASH_VERSION = "cirque-recipe-1"
 LOCK_TIMEOUT_S = 1800
 #: Lines of build output kept for the error message of a failed build.
 ERROR_TAIL_LINES = 15
-
-LABEL_IMAGE = "io.cirque.image"
-LABEL_RECIPE = "io.cirque.recipe"
 
 _FROM_LINE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(?P<ref>\S+)(?P<rest>.*)$", re.IGNORECASE)
 _PROJECT_REF = re.compile(rf"^{REPOSITORY}/(?P<name>[a-z0-9][a-z0-9._-]*)(?::latest)?$")
@@ -169,8 +166,8 @@ def recipe_hash(folder: Path, parent_identities: Iterable[str]) -> str:
         executable = "x" if os.access(path, os.X_OK) else "-"
         file_digest = hashlib.sha256(path.read_bytes()).hexdigest()
         digest.update(f"file {relative} {executable} {file_digest}\n".encode())
-    for identity in parent_identities:
-        digest.update(f"parent {identity}\n".encode())
+    for parent_identity in parent_identities:
+        digest.update(f"parent {parent_identity}\n".encode())
     return digest.hexdigest()
 
 
@@ -208,42 +205,14 @@ def pin_parents(dockerfile_text: str, pinned: dict[str, str]) -> str:
 # --- Docker side -------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _docker_errors(what: str) -> Iterator[None]:
-    """Docker's failures as one-line project errors: a lost engine is DockerUnavailable, a
-    refused request (a bad reference, a daemon error) is ImageError."""
-    try:
-        yield
-    except docker.errors.APIError as exc:
-        explanation = str(exc.explanation or exc).strip().splitlines()[0]
-        raise ImageError(f"Docker refused the request while {what}: {explanation}") from exc
-    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-        raise DockerUnavailable(
-            f"Docker engine unreachable while {what} ({exc}); start Docker or set DOCKER_HOST"
-        ) from exc
+# The engine's failures arrive as one-line project errors from the backend: a lost engine
+# is DockerUnavailable, a refused request (a bad reference, a daemon error) ImageError.
 
 
-def _local_image(client: docker.DockerClient, ref: str):
-    """The local image for a reference, or None."""
-    try:
-        return client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        return None
-
-
-def _pull(client: docker.DockerClient, ref: str, progress: Progress) -> str | None:
+def _pull(backend: Backend, ref: str, progress: Progress) -> str | None:
     """Pull an image; returns None on success, else why it failed (fast when offline)."""
-    repository, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "")
     progress(f"pulling {ref}")
-    try:
-        for event in client.api.pull(repository, tag or "latest", stream=True, decode=True):
-            if "error" in event:
-                return str(event["error"]).strip()
-    except docker.errors.APIError as exc:
-        return str(exc.explanation or exc).strip()
-    except requests.exceptions.RequestException as exc:
-        return str(exc)
-    return None
+    return backend.pull_image(ref)
 
 
 def _lock_dir() -> Path:
@@ -294,9 +263,8 @@ def _build_lock(tag: str, progress: Progress) -> Iterator[None]:
         lock.release()
 
 
-def _created_at(image) -> float:
-    """When an image was created, as a Unix time."""
-    text = image.attrs.get("Created", "")
+def _created_at(text: str) -> float:
+    """When an image was created, as a Unix time, from Docker's RFC 3339 text."""
     match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", text)
     if not match:
         return 0.0
@@ -304,19 +272,19 @@ def _created_at(image) -> float:
     return seconds + float(match.group(2) or 0)
 
 
-def debian_base(client: docker.DockerClient, *, progress: Progress | None = None) -> str:
+def debian_base(backend: Backend | Any, *, progress: Progress | None = None) -> str:
     """The Debian image behind ``FROM ${BASE}``: existing, pulled, or bootstrapped."""
+    backend = as_backend(backend)
     progress = progress or print_progress
     bootstrap_tag = debian_bootstrap_tag()
-    with _docker_errors("looking for the Debian base image"):
-        for ref in (DEBIAN_IMAGE, bootstrap_tag):
-            if _local_image(client, ref) is not None:
-                return ref
-        if _pull(client, DEBIAN_IMAGE, progress) is None:
-            return DEBIAN_IMAGE
-        with _build_lock(bootstrap_tag, progress):
-            if _local_image(client, bootstrap_tag) is None:
-                _bootstrap_debian(client, bootstrap_tag, progress)
+    for ref in (DEBIAN_IMAGE, bootstrap_tag):
+        if backend.image(ref) is not None:
+            return ref
+    if _pull(backend, DEBIAN_IMAGE, progress) is None:
+        return DEBIAN_IMAGE
+    with _build_lock(bootstrap_tag, progress):
+        if backend.image(bootstrap_tag) is None:
+            _bootstrap_debian(backend, bootstrap_tag, progress)
     return bootstrap_tag
 
 
@@ -345,8 +313,9 @@ def _first_error(lines: Iterable[str]) -> str:
     return next((line for line in lines if line.startswith("E:")), lines[-1] if lines else "")
 
 
-def _bootstrap_debian(client: docker.DockerClient, tag: str, progress: Progress) -> None:
+def _bootstrap_debian(backend: Backend | Any, tag: str, progress: Progress) -> None:
     """Bootstrap a minimal Debian rootfs with mmdebstrap and import it as ``tag``."""
+    backend = as_backend(backend)
     mmdebstrap = shutil.which("mmdebstrap")
     if mmdebstrap is None:
         raise ImageError(
@@ -386,26 +355,26 @@ def _bootstrap_debian(client: docker.DockerClient, tag: str, progress: Progress)
                 f"{_first_error(tail)}; if it cannot create user namespaces, install uidmap "
                 "or run as root\n" + "\n".join(tail)
             )
-        if _local_image(client, tag) is not None:
+        if backend.image(tag) is not None:
             progress(f"{tag} appeared meanwhile (another user's build); not importing")
             return
         progress(f"importing {rootfs.stat().st_size // 2**20} MiB rootfs as {tag}")
-        repository, _, version = tag.rpartition(":")
-        changes = [*IMPORT_CHANGES, f"LABEL {LABEL_IMAGE}=debian {LABEL_RECIPE}={version}"]
-        with _docker_errors(f"importing {tag}"):
-            client.api.import_image_from_file(
-                str(rootfs), repository=repository, tag=version, changes=changes
-            )
+        version = tag.rpartition(":")[2]
+        changes = [*IMPORT_CHANGES, f"LABEL {identity.IMAGE}=debian {identity.RECIPE}={version}"]
+        backend.import_image(str(rootfs), ref=tag, changes=changes)
     progress(f"built {tag} in {time.monotonic() - started:.0f} s")
 
 
-def _debian_identity(client: docker.DockerClient, base: str) -> str:
+def _debian_identity(backend: Backend, base: str) -> str:
     """What a recipe hash records of its Debian base: our bootstrap's tag (itself a recipe
     hash, stable even if another user re-imports it), else the image id (a pulled
     debian:bookworm-slim changes with each Debian point release)."""
     if base.startswith(f"{REPOSITORY}/"):
         return base
-    return client.images.get(base).id
+    image = backend.image(base)
+    if image is None:
+        raise ImageError(f"the Debian base {base} vanished while in use; run the build again")
+    return image.id
 
 
 @dataclass(frozen=True)
@@ -423,7 +392,7 @@ class Recipe:
 
 
 def resolve(
-    client: docker.DockerClient,
+    backend: Backend | Any,
     name: str,
     *,
     images_root: Path | None = None,
@@ -433,6 +402,7 @@ def resolve(
 ) -> Recipe | None:
     """Work out a project image's tag; parents are built first unless build_parents is False,
     in which case a missing parent makes the answer None (used by doctor)."""
+    backend = as_backend(backend)
     root = images_root or default_images_root()
     folder = root / name
     dockerfile = folder / "Dockerfile"
@@ -447,19 +417,19 @@ def resolve(
     for parent in parents(text, project_images(root)):
         if parent.kind == "debian":
             if build_parents:
-                base = debian_base(client, progress=progress)
+                base = debian_base(backend, progress=progress)
             else:
                 base = next(
-                    (r for r in (DEBIAN_IMAGE, debian_bootstrap_tag()) if _local_image(client, r)),
+                    (r for r in (DEBIAN_IMAGE, debian_bootstrap_tag()) if backend.image(r)),
                     None,
                 )
                 if base is None:
                     return None
-            identities.append(f"debian {_debian_identity(client, base)}")
+            identities.append(f"debian {_debian_identity(backend, base)}")
         elif parent.kind == "project":
             if build_parents:
                 parent_tag = _ensure_project(
-                    client,
+                    backend,
                     parent.project,
                     root,
                     rebuild=False,
@@ -468,7 +438,7 @@ def resolve(
                 )
             else:
                 recipe = resolve(
-                    client,
+                    backend,
                     parent.project,
                     images_root=root,
                     build_parents=False,
@@ -480,7 +450,7 @@ def resolve(
             pinned[parent.ref] = parent_tag
             identities.append(f"project {parent_tag}")
         else:
-            local = _local_image(client, parent.ref)
+            local = backend.image(parent.ref)
             identities.append(f"external {parent.ref} {local.id if local else ''}")
     full_hash = recipe_hash(folder, identities)
     return Recipe(name, folder, image_tag(name, full_hash), full_hash, pinned, base)
@@ -503,44 +473,38 @@ def _context(recipe: Recipe) -> io.BytesIO:
     return buffer
 
 
-def _build(client: docker.DockerClient, recipe: Recipe, *, nocache: bool, progress: Progress):
+def _build(backend: Backend, recipe: Recipe, *, nocache: bool, progress: Progress) -> None:
     """Run the docker build of a recipe, streaming its steps to progress."""
     progress(f"building {recipe.tag} from images/{recipe.name}")
     started = time.monotonic()
     tail: deque[str] = deque(maxlen=ERROR_TAIL_LINES)
     step = "before the first step"
     buildargs = {"BASE": recipe.base} if recipe.base else None
-    previous = _local_image(client, recipe.tag)
-    with _docker_errors(f"building {recipe.tag}"):
-        stream = client.api.build(
-            fileobj=_context(recipe),
-            custom_context=True,
-            tag=recipe.tag,
-            buildargs=buildargs,
-            labels={LABEL_IMAGE: recipe.name, LABEL_RECIPE: recipe.full_hash[:12]},
-            nocache=nocache,
-            pull=False,
-            rm=True,
-            forcerm=True,
-            decode=True,
-            timeout=LOCK_TIMEOUT_S,
-        )
-        for event in stream:
-            if "error" in event:
-                detail = str(event.get("error", "")).strip()
-                raise ImageError(
-                    f"building {recipe.tag} (images/{recipe.name}) failed at {step!r}: "
-                    f"{detail.splitlines()[-1] if detail else 'unknown error'}\n" + "\n".join(tail)
-                )
-            for raw in str(event.get("stream", "")).splitlines():
-                line = raw.rstrip()
-                if not line:
-                    continue
-                tail.append(line)
-                if line.startswith("Step "):
-                    step = line
-                    progress(f"[{recipe.name}] {line}")
-    built = _local_image(client, recipe.tag)
+    previous = backend.image(recipe.tag)
+    stream = backend.build_image(
+        _context(recipe),
+        tag=recipe.tag,
+        buildargs=buildargs,
+        labels={identity.IMAGE: recipe.name, identity.RECIPE: recipe.full_hash[:12]},
+        nocache=nocache,
+        timeout=LOCK_TIMEOUT_S,
+    )
+    for event in stream:
+        if "error" in event:
+            detail = str(event.get("error", "")).strip()
+            raise ImageError(
+                f"building {recipe.tag} (images/{recipe.name}) failed at {step!r}: "
+                f"{detail.splitlines()[-1] if detail else 'unknown error'}\n" + "\n".join(tail)
+            )
+        for raw in str(event.get("stream", "")).splitlines():
+            line = raw.rstrip()
+            if not line:
+                continue
+            tail.append(line)
+            if line.startswith("Step "):
+                step = line
+                progress(f"[{recipe.name}] {line}")
+    built = backend.image(recipe.tag)
     if built is None:
         raise ImageError(
             f"building {recipe.tag} (images/{recipe.name}) ended without the image\n"
@@ -549,13 +513,13 @@ def _build(client: docker.DockerClient, recipe: Recipe, *, nocache: bool, progre
     if previous is not None and previous.id != built.id:
         # A rebuild leaves the image it replaced untagged: remove it unless a container
         # still uses it (then Docker refuses, and it goes with that container's image).
-        with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(previous.id)
+        with contextlib.suppress(ImageError):
+            backend.remove_image(previous.id)
     progress(f"built {recipe.tag} in {time.monotonic() - started:.0f} s")
 
 
 def _ensure_project(
-    client: docker.DockerClient,
+    backend: Backend,
     name: str,
     root: Path,
     *,
@@ -565,23 +529,22 @@ def _ensure_project(
 ) -> str:
     progress = progress or print_progress
     asked_at = time.time()
-    recipe = resolve(client, name, images_root=root, progress=progress, _chain=chain)
+    recipe = resolve(backend, name, images_root=root, progress=progress, _chain=chain)
     assert recipe is not None
-    with _docker_errors(f"looking for {recipe.tag}"):
-        if not rebuild and _local_image(client, recipe.tag) is not None:
+    if not rebuild and backend.image(recipe.tag) is not None:
+        return recipe.tag
+    with _build_lock(recipe.tag, progress):
+        existing = backend.image(recipe.tag)
+        # Double check under the lock: another process may have built it meanwhile (or,
+        # for a rebuild, rebuilt it after we asked: one rebuild serves every waiter).
+        if existing is not None and (not rebuild or _created_at(existing.created) > asked_at):
             return recipe.tag
-        with _build_lock(recipe.tag, progress):
-            existing = _local_image(client, recipe.tag)
-            # Double check under the lock: another process may have built it meanwhile (or,
-            # for a rebuild, rebuilt it after we asked: one rebuild serves every waiter).
-            if existing is not None and (not rebuild or _created_at(existing) > asked_at):
-                return recipe.tag
-            _build(client, recipe, nocache=rebuild, progress=progress)
+        _build(backend, recipe, nocache=rebuild, progress=progress)
     return recipe.tag
 
 
 def ensure_image(
-    client: docker.DockerClient,
+    backend: Backend | Any,
     name: str,
     *,
     rebuild: bool = False,
@@ -593,17 +556,18 @@ def ensure_image(
     A project image name (a folder under images/) gives the tag of an up-to-date build,
     built now (once per machine) when missing, or rebuilt without cache when ``rebuild``.
     Any other name is a user's image: returned when present locally or pullable.
+    ``backend`` is the engine's Backend (a docker client is still accepted).
     """
     root = images_root or default_images_root()
     if not name or not name.strip() or name != name.strip():
         raise ImageError(f"image name {name!r} is empty or has spaces; name an image")
+    backend = as_backend(backend)
     if name in project_images(root):
-        return _ensure_project(client, name, root, rebuild=rebuild, progress=progress)
+        return _ensure_project(backend, name, root, rebuild=rebuild, progress=progress)
     progress = progress or print_progress
-    with _docker_errors(f"looking for image {name!r}"):
-        if _local_image(client, name) is not None:
-            return name
-        why = _pull(client, name, progress)
+    if backend.image(name) is not None:
+        return name
+    why = _pull(backend, name, progress)
     if why is None:
         return name
     raise ImageError(
@@ -614,7 +578,7 @@ def ensure_image(
 
 
 def build_images(
-    client: docker.DockerClient,
+    backend: Backend | Any,
     names: Iterable[str] | None = None,
     *,
     rebuild: bool = False,
@@ -628,8 +592,9 @@ def build_images(
     for name in wanted:
         if name not in known:
             raise ImageError(f"{name!r} is not a project image; choose among: {', '.join(known)}")
+    backend = as_backend(backend)
     return {
-        name: _ensure_project(client, name, root, rebuild=rebuild, progress=progress)
+        name: _ensure_project(backend, name, root, rebuild=rebuild, progress=progress)
         for name in wanted
     }
 
@@ -647,14 +612,12 @@ class ImageStatus:
 
 
 def image_status(
-    client: docker.DockerClient, name: str, *, images_root: Path | None = None
+    backend: Backend | Any, name: str, *, images_root: Path | None = None
 ) -> ImageStatus:
     """Whether the project image ``name`` is built for its current recipe; never builds."""
-    with _docker_errors(f"checking image {name!r}"):
-        recipe = resolve(client, name, images_root=images_root, build_parents=False)
-        tags = {
-            tag for image in client.images.list(name=f"{REPOSITORY}/{name}") for tag in image.tags
-        }
+    backend = as_backend(backend)
+    recipe = resolve(backend, name, images_root=images_root, build_parents=False)
+    tags = set(backend.image_tags(f"{REPOSITORY}/{name}"))
     current = recipe.tag if recipe else None
     return ImageStatus(
         name,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_cirque.capabilities.base import (
+from pytest_cirque.capabilities.model.base import (
     Capability,
     ContainerConfig,
     Mount,
