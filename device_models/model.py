@@ -173,8 +173,8 @@ def validate_model_file(
     checker = _Checker(path, text, document, allow_outside=allow_outside)
     model = checker.build()
     if checker.errors:
-        by_line = sorted(zip(checker.error_lines, checker.errors), key=lambda pair: pair[0])
-        return None, [error for _, error in by_line]
+        lines_and_errors = zip(checker.error_lines, checker.errors, strict=True)
+        return None, [error for _, error in sorted(lines_and_errors, key=lambda pair: pair[0])]
     return model, []
 
 
@@ -231,8 +231,9 @@ def _line_index(text: str) -> dict[tuple, int]:
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 key = key_node.value
-                walk(value_node, (*path, key))
-                index[path + (key,)] = key_node.start_mark.line + 1
+                key_path = (*path, key)
+                walk(value_node, key_path)
+                index[key_path] = key_node.start_mark.line + 1
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 walk(item, (*path, i))

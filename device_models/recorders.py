@@ -18,12 +18,15 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_cirque.core.errors import TransportError, WaitTimeout
 from pytest_cirque.core.waiting import wait_until
 
 from .transports.mqtt import METHOD_RESPONSE_TOPIC, METHOD_TOPIC, parse_mqtt_url
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractConnection
 
 #: A value predicate: a plain value (must be equal) or a callable returning truth.
 Expectation = Any
@@ -249,7 +252,8 @@ class MqttRecorder(TelemetryRecorder):
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         self._client.max_inflight_messages_set(0)
-        self._client.reconnect_delay_set(0.05, 1)
+        # paho annotates the delays as int but sleeps floats: 50 ms keeps reconnects quick.
+        self._client.reconnect_delay_set(0.05, 1)  # type: ignore[arg-type]
         self._client.on_message = self._on_message
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
@@ -387,6 +391,7 @@ class HttpEndpoint(TelemetryRecorder):
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's bound address
         return f"http://{host}:{port}"
 
     def fail_next(self, count: int, status: int = 503) -> None:
@@ -437,7 +442,7 @@ class AmqpRecorder(TelemetryRecorder):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._connection = None
+        self._connection: AbstractConnection | None = None
         future = asyncio.run_coroutine_threadsafe(self._open(exchange, binding), self._loop)
         try:
             future.result(connect_timeout)

@@ -400,7 +400,7 @@ def run_probes(backend: Backend, image: str) -> dict[str, tuple[bool, str]]:
 
 def _describe_relay(options: dict[str, Any]) -> str:
     """The relay's create options that matter to the check, as the report's method says
-    them ("pid=host, only SYS_PTRACE")."""
+    them ("no capabilities")."""
     parts = []
     if options.get("pid_mode"):
         parts.append(f"pid={options['pid_mode']}")
@@ -414,19 +414,38 @@ def _describe_relay(options: dict[str, Any]) -> str:
 
 def wifi_medium_check(backend: Backend, image: str) -> Check:
     """Whether the engine runs a WiFi medium as the home does: the relay's own create
-    options (no network, every capability dropped but what it needs, the host's pid
-    namespace), from where it serves a station's control socket inside the node
-    (/proc/<pid>/root). Tried against a sleeping stand-in node; both containers are
-    removed after. The options come from the medium's code, so the check cannot drift."""
+    options (no network, no capability), with the home's radio volume read-write, from
+    where a station node (the volume read-only) runs the program the medium put there
+    (the relay that serves its control socket) and cannot write. Tried against a sleeping
+    stand-in node; containers and volume are removed after. The options come from the
+    medium's code, so the check cannot drift."""
     from pytest_cirque.radios.client.container import relay_security_options
 
     relay_options = dict(relay_security_options(True))
     run = identity.RunIdentity.create(worker="doctor")
     home_id = run.home_id("doctor")
-    method = f"helper containers (a node, and a medium with {_describe_relay(relay_options)})"
+    method = (
+        f"helper containers (a node, and a medium with {_describe_relay(relay_options)}) "
+        "sharing a volume"
+    )
     meaning = "WiFi stations get the wpa_supplicant control socket inside their nodes"
+    volume = identity.object_name(home_id, "_radio")
+    radio = "/run/cirque-radio"
     node = ""
+    output = ""
     try:
+        backend.create_volume(volume, run.labels(home_id, identity.ROLE_MEDIUM))
+        _run_helper(
+            backend,
+            image,
+            "wifi-medium",
+            f"mkdir -p {radio}/bin && printf '#!/bin/sh\\necho reachable\\n' > {radio}/bin/probe"
+            f" && chmod 0555 {radio}/bin/probe",
+            run,
+            role=identity.ROLE_MEDIUM,
+            binds={volume: {"bind": radio, "mode": "rw"}},
+            **relay_options,
+        )
         node = backend.create_container(
             identity.object_name(home_id, "wifi-node"),
             image,
@@ -434,42 +453,34 @@ def wifi_medium_check(backend: Backend, image: str) -> Check:
             entrypoint=["sleep", str(PROBE_TIMEOUT_S)],
             command=[],
             network_mode="none",
+            binds={volume: {"bind": radio, "mode": "ro"}},
         )
         backend.start(node)
-        pid = ((backend.inspect(node) or {}).get("State") or {}).get("Pid")
-        if not pid:
-            raise CirqueError("the stand-in node stopped at once")
-        output = _run_helper(
-            backend,
-            image,
-            "wifi-medium",
-            f"test -d /proc/{pid}/root/proc && echo reachable",
-            run,
-            role=identity.ROLE_MEDIUM,
-            **relay_options,
-        ).strip()
+        script = f"{radio}/bin/probe; touch {radio}/x 2>/dev/null || echo read-only"
+        output = backend.exec(node, ["sh", "-c", script], node="doctor").output.strip()
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Check(
             "wifi-medium",
             ERROR,
             f"the engine refused the helpers: {first}",
-            "no WiFi homes: the engine forbids the host's pid namespace (user-namespace "
-            "remapping or a policy); homes without WiFi are unaffected",
+            "no WiFi homes: the engine refused the medium's options or a shared volume "
+            "(a policy); homes without WiFi are unaffected",
             method,
         )
     finally:
         if node:
             backend.remove_container(node)
-    if "reachable" in output:
-        detail = "nodes' filesystems reachable from a medium"
+        backend.remove_volume(volume)
+    if output.split() == ["reachable", "read-only"]:
+        detail = "a medium hands nodes its relay on a read-only volume"
         return Check("wifi-medium", OK, detail, meaning, method)
     return Check(
         "wifi-medium",
         ERROR,
-        f"a medium cannot reach a node's files: {output or 'no output'}",
-        "no WiFi control sockets in nodes: a security module (AppArmor, SELinux, Yama "
-        "ptrace_scope 3) forbids it",
+        f"a node cannot run the medium's relay from the radio volume: {output or 'no output'}",
+        "no WiFi control sockets in nodes: the volume is not shared, is writable or noexec "
+        "in nodes (a policy or a volume driver)",
         method,
     )
 

@@ -48,6 +48,10 @@ class ContainerConfig:
     lan_segment: str | None = "lan"
     #: Extra labels (keys under ``io.cirque.``) describing what the capability set up.
     labels: dict[str, str] = field(default_factory=dict)
+    #: Volumes of the node's home it mounts, by logical name -> (target, read_only). The
+    #: home creates each (labelled as its own) before any node, and removes it with itself;
+    #: nodes asking for the same name share one volume (a WiFi medium's stations socket).
+    home_volumes: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
 
 class Capability:

@@ -1,11 +1,12 @@
 """WiFi: a node's radio on the home's simulated WiFi medium, as a station or an AP.
 
 ``WiFi`` makes the node a station: it gets a ``wlan0`` with no carrier and the
-wpa_supplicant control interface at /var/run/wpa_supplicant/wlan0, so the node's own
-software (wpa_cli, wpa_ctrl) scans, associates and reconnects as on real hardware; the
-carrier comes up once associated, and the node's own DHCP client takes a lease from the
-AP. A WiFi device has no Ethernet: the node leaves the home's wired LAN unless
-``lan: true``. Parameters: ``position`` (metres, [x, y] or [x, y, z]), ``mac``, ``lan``.
+wpa_supplicant control interface at /var/run/wpa_supplicant/wlan0 (served by a small relay
+the node runs, from the home's radio volume mounted read-only at /run/cirque-radio), so
+the node's own software (wpa_cli, wpa_ctrl) scans, associates and reconnects as on real
+hardware; the carrier comes up once associated, and the node's own DHCP client takes a
+lease from the AP. A WiFi device has no Ethernet: the node leaves the home's wired LAN
+unless ``lan: true``. Parameters: ``position`` (metres, [x, y] or [x, y, z]), ``mac``, ``lan``.
 
 ``WiFiAP`` makes the node an access point: ``ssid``, ``psk`` (WPA2-PSK, 8..63
 characters; none for an open network), ``channel``, ``hidden``, ``subnet`` (its wlan0
@@ -34,6 +35,8 @@ from pytest_cirque.capabilities.model.base import (
 )
 from pytest_cirque.core.errors import SpecError
 from pytest_cirque.radios.relay.protocol import (
+    STATIONS_DIR,
+    STATIONS_VOLUME,
     WIFI_CONTROL_SOCKET,
     WIFI_INTERFACE,
     WIFI_MEDIUM,
@@ -113,6 +116,9 @@ class WiFi(Radio):
     def configure(self, config: ContainerConfig, node_name: str) -> None:
         # The node's own DHCP client sets wlan0's address and routes.
         config.cap_add.append("NET_ADMIN")
+        # Read-only: the relay program that serves the node's control socket and the
+        # medium's stations socket it connects to (with the station's own token).
+        config.home_volumes[STATIONS_VOLUME] = (STATIONS_DIR, True)
         if not self.lan:
             config.lan_segment = None
 

@@ -1,23 +1,46 @@
 """WiFi on a running node: its wlan0 on the home's WiFi medium, as a station or an access
 point, and what the node got (an AP's subnet and address). See capabilities/model/wifi.py
-for what can be asked for; the radio itself lives in the medium, outside the nodes."""
+for what can be asked for; the radio itself lives in the medium, outside the nodes.
+
+A station's control socket is served in its node by cirque-wpa-ctrl, run by the node
+itself from the home's read-only radio volume: it binds /var/run/wpa_supplicant/wlan0
+there and relays to the medium's stations socket. It proves which station it serves with
+a token the driver makes and writes into the node, readable by the node's root only.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-from typing import Any
+import secrets
+from typing import Any, Protocol, cast
 
 from pytest_cirque.capabilities.model.wifi import INTERFACE, MEDIUM, Radio, WiFi, WiFiAP
 from pytest_cirque.capabilities.runtime.base import Driver, NodeRuntime, drives
 from pytest_cirque.core.errors import CirqueError, NodeError
+from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.radios.relay.endpoint import mac_for
+from pytest_cirque.radios.relay.protocol import STATIONS_SOCKET, WPA_CTRL_DIR, WPA_CTRL_PROGRAM
 
 #: Where an AP's subnet is taken from when the spec gives none: 192.168.50.0/24, .51, ...
 AUTO_SUBNETS = ipaddress.ip_network("192.168.0.0/16")
 FIRST_AUTO_SUBNET = 50
 DNSMASQ_LOG = "/var/log/cirque-dnsmasq.log"
 BRIDGE = "br-wifi"
+#: Where a station's token lives in its node: a file (not the relay's environment), so the
+#: node's own software can start the relay again after a restart without the test, and no
+#: child process inherits it; mode 0600, so only the node's root reads it.
+TOKEN_DIR = "/var/lib/cirque"
+#: How long the node's relay may take to bind its socket and be accepted by the medium.
+RELAY_START_TIMEOUT_S = 30.0
+
+
+class _StationNode(NodeRuntime, Protocol):
+    """What the station driver uses of a node beyond NodeRuntime (the home's Node has it)."""
+
+    def put_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None: ...
+
+    def exec_background(self, cmd: str | list[str]) -> Any: ...
 
 
 class _RadioDriver(Driver[Any]):
@@ -59,13 +82,63 @@ class _RadioDriver(Driver[Any]):
 
 @drives(WiFi)
 class StationDriver(_RadioDriver):
-    """A WiFi station: wlan0 without carrier, and its control interface in the medium."""
+    """A WiFi station: wlan0 without carrier, the station in the medium, and the relay in
+    the node that serves its control socket."""
 
     capability: WiFi
 
+    def __init__(self, capability: WiFi) -> None:
+        super().__init__(capability)
+        #: The station's secret, kept across restarts (the node keeps its file too).
+        self.token = secrets.token_hex(16)
+        #: The node's relay process (an exec), while it runs.
+        self.relay: Any = None
+
     def start(self, node: NodeRuntime) -> None:
         medium, mac = self.attach(node, carrier=False)
-        medium.as_wifi().add_station(node.name, mac=mac, pid=node.host_pid())
+        station = cast(_StationNode, node)
+        token_file = f"{TOKEN_DIR}/wpa-ctrl-{INTERFACE}.token"
+        station.put_file(token_file, self.token + "\n", mode=0o600)
+        medium.as_wifi().add_station(node.name, mac=mac, token=self.token, ifname=INTERFACE)
+        self.relay = station.exec_background(
+            [
+                WPA_CTRL_PROGRAM,
+                "-i",
+                INTERFACE,
+                "-C",
+                WPA_CTRL_DIR,
+                "--medium",
+                STATIONS_SOCKET,
+                "--token-file",
+                token_file,
+            ]
+        )
+        self._wait_for_relay(node, medium)
+
+    def _wait_for_relay(self, node: NodeRuntime, medium: Any) -> None:
+        """Until the relay serves the socket (the medium accepted its token); a relay that
+        exits first is a NodeError with its own words."""
+        relay = self.relay
+
+        def serving() -> bool:
+            if "serving" in relay.stdout:
+                return True
+            if not relay.running:
+                said = (relay.stderr or relay.stdout).strip().splitlines()
+                raise NodeError(
+                    f"node {node.name}: the WiFi control socket relay ({WPA_CTRL_PROGRAM}) "
+                    f"exited: {said[-1] if said else 'no output'}; check the node's "
+                    f"/var/run/wpa_supplicant and the medium's log"
+                )
+            return False
+
+        wait_until(
+            serving,
+            f"node {node.name}'s WiFi control socket relay to serve {WPA_CTRL_DIR}/{INTERFACE}",
+            RELAY_START_TIMEOUT_S,
+            log=lambda: medium.log(tail=20),
+            ignore=(),
+        )
 
 
 @drives(WiFiAP)

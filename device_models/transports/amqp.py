@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -26,6 +27,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from pytest_cirque.core.errors import TransportError
 
 from .base import DeliveryCounts, DeviceRoster, Message, Transport, metadata, settle
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractConnection, AbstractExchange
 
 EXCHANGE = "cirque.devices"
 TELEMETRY_KEY = "devices.{device_id}.messages.events"
@@ -67,8 +71,8 @@ class AmqpTransport(DeviceRoster, Transport):
         self.property_counts = DeliveryCounts()
         self.last_error = ""
         self._init_roster()
-        self._connection = None
-        self._exchange = None
+        self._connection: AbstractConnection | None = None
+        self._exchange: AbstractExchange | None = None
         self._reconnect_lock = asyncio.Lock()
         self._started = False
 
@@ -188,6 +192,8 @@ class AmqpTransport(DeviceRoster, Transport):
                     if exchange is None:
                         await self._reconnect(None)
                         exchange = self._exchange
+                        if exchange is None:  # stop() ran meanwhile
+                            raise TransportError("transport stopped")
                     try:
                         await exchange.publish(message, routing_key=key)
                     except Exception as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -25,6 +26,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from pytest_cirque.core.errors import TransportError
 
 from .base import DeliveryCounts, DeviceRoster, Message, Transport, metadata, settle
+
+if TYPE_CHECKING:
+    import aiohttp
 
 TELEMETRY_PATH = "/devices/{device_id}/messages/events"
 PROPERTIES_PATH = "/devices/{device_id}/properties/reported"
@@ -67,7 +71,7 @@ class HttpTransport(DeviceRoster, Transport):
         self.property_counts = DeliveryCounts()
         self.last_error = ""
         self._init_roster()
-        self._session = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def start(self, device_ids: Iterable[str]) -> None:
         import aiohttp  # lazily: only HTTP simulations need it

@@ -33,8 +33,9 @@ import struct
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
@@ -153,14 +154,15 @@ class _Client(paho.Client):
             _coalesce(out)
         head = out[0] if out else None
         rc = super()._packet_write()
-        if head is not None and head.get("qos0") and head["to_process"] == 0:
-            for mid, info in head["qos0"]:  # what paho does once a QoS 0 PUBLISH is written
+        if head is not None and head["to_process"] == 0:
+            for mid, info in _joined_qos0(head):  # what paho does once a QoS 0 PUBLISH is written
                 self._qos0_written(mid, info)
         return rc
 
     def _qos0_written(self, mid: int, info: paho.MQTTMessageInfo | None) -> None:
         with self._callback_mutex:
-            on_publish = self.on_publish
+            # This client is made with VERSION2 callbacks (paho casts the same way).
+            on_publish = cast("paho.CallbackOnPublish_v2 | None", self.on_publish)
         if on_publish:
             with self._in_callback_mutex:
                 on_publish(self, self._userdata, mid, _PUBACK_REASONS[0], _NO_PUBACK_PROPERTIES)
@@ -169,9 +171,10 @@ class _Client(paho.Client):
 
     def reconnect(self) -> MQTTErrorCode:
         for packet in self._out_packet:  # paho marks unwritten QoS 0 messages lost, so here
-            for _mid, info in packet.get("qos0", ()):
-                info.rc = MQTTErrorCode.MQTT_ERR_CONN_LOST
-                info._set_as_published()
+            for _mid, info in _joined_qos0(packet):
+                if info is not None:
+                    info.rc = MQTTErrorCode.MQTT_ERR_CONN_LOST
+                    info._set_as_published()
         return super().reconnect()
 
     def _handle_pubackcomp(self, cmd):
@@ -197,6 +200,13 @@ _COALESCE_BYTES = 256 * 1024
 #: Bytes asked of the socket per read (many PUBACKs at once).
 _RECEIVE_BYTES = 64 * 1024
 _PUBLISH, _DISCONNECT = 0x30, 0xE0
+
+
+def _joined_qos0(packet: Mapping[str, object]) -> list[tuple[int, paho.MQTTMessageInfo | None]]:
+    """The (mid, info) of each QoS 0 PUBLISH that ``_coalesce`` joined into ``packet``;
+    empty for paho's own packets, which have no ``qos0`` key."""
+    qos0 = packet.get("qos0")
+    return qos0 if isinstance(qos0, list) else []
 
 
 def _coalesce(out: deque) -> None:
@@ -250,6 +260,7 @@ class PackedProperties(Properties):
 
     packetType = PacketTypes.PUBLISH
     names: dict = {}  # paho reads it; never written here
+    _packed: bytes  # set past Properties.__setattr__, which takes only property names
 
     def __init__(self, content_type: str, user_properties: dict[str, str]) -> None:
         parts = [_content_type_field(content_type)]
@@ -271,11 +282,11 @@ class PackedProperties(Properties):
 
     @property
     def ContentType(self) -> str:
-        return self._decoded().ContentType
+        return self._decoded().ContentType  # type: ignore[attr-defined]  # paho sets it, undeclared
 
     @property
     def UserProperty(self) -> list[tuple[str, str]]:
-        return self._decoded().UserProperty
+        return self._decoded().UserProperty  # type: ignore[attr-defined]  # paho sets it, undeclared
 
     def __str__(self) -> str:
         return f"[ContentType: {self.ContentType}, UserProperty: {self.UserProperty}]"

@@ -22,7 +22,6 @@ from typing import IO, Any
 import docker
 import docker.errors
 import requests.exceptions
-import tenacity
 
 from pytest_cirque.core.errors import (
     CirqueError,
@@ -34,8 +33,8 @@ from pytest_cirque.core.errors import (
     ParentInUse,
     StaleNetwork,
     SubnetTaken,
-    WaitTimeout,
 )
+from pytest_cirque.core.waiting import wait_until
 
 KIND_CONTAINER = "container"
 KIND_NETWORK = "network"
@@ -363,39 +362,34 @@ class Backend:
         first_empty: list[float] = []
         shown_name = [name_or_id]
 
-        def check(exc: BaseException) -> bool:
-            if not (
-                isinstance(exc, docker.errors.APIError) and "active endpoints" in _explanation(exc)
-            ):
-                return False
-            info = self.network_info(name_or_id) or {}
-            shown_name[:] = [info.get("Name") or name_or_id]
-            if info.get("Containers"):
-                first_empty.clear()
+        def removed() -> bool:
+            """Try once; True when gone. An "active endpoints" refusal is "not yet" while
+            a container still leaves it, or for STALE_AFTER_S once none is attached."""
+            try:
+                self.api.remove_network(name_or_id)
+            except docker.errors.NotFound:
                 return True
-            first_empty[:1] = first_empty[:1] or [time.monotonic()]
-            return time.monotonic() - first_empty[0] < STALE_AFTER_S
-
-        try:
-            for attempt in tenacity.Retrying(
-                stop=tenacity.stop_after_delay(30),
-                wait=tenacity.wait_exponential(multiplier=0.05, max=1),
-                retry=tenacity.retry_if_exception(check),
-                reraise=True,
-            ):
-                with attempt:
-                    try:
-                        self.api.remove_network(name_or_id)
-                    except docker.errors.NotFound:
-                        return
-        except docker.errors.APIError as exc:
-            if first_empty:
+            except docker.errors.APIError as exc:
+                if "active endpoints" not in _explanation(exc):
+                    raise
+                info = self.network_info(name_or_id) or {}
+                shown_name[:] = [info.get("Name") or name_or_id]
+                if info.get("Containers"):
+                    first_empty.clear()
+                    return False
+                first_empty[:1] = first_empty[:1] or [time.monotonic()]
+                if time.monotonic() - first_empty[0] < STALE_AFTER_S:
+                    return False
                 raise StaleNetwork(
                     f"network {shown_name[0]} reports active endpoints but has no container "
                     "(a Docker engine bug); it is harmless, and a restart of the Docker "
                     "daemon when no tests run frees it"
                 ) from exc
-            raise
+            return True
+
+        wait_until(
+            removed, f"network {name_or_id} to be removable", 30, ignore=(), max_interval=1.0
+        )
 
     def network_info(self, name_or_id: str) -> dict[str, Any] | None:
         try:
@@ -635,21 +629,20 @@ class Backend:
         Docker reports it running with pid 0 for a moment: wait for the pid until
         EXEC_PID_WAIT_S, then WaitTimeout."""
 
-        def pending(info: dict[str, Any]) -> bool:
-            return bool(info.get("Running")) and not info.get("Pid")
+        def settled() -> dict[str, Any] | None:
+            info = dict(self.api.exec_inspect(exec_id))
+            return None if info.get("Running") and not info.get("Pid") else info
 
         try:
-            info = tenacity.Retrying(
-                stop=tenacity.stop_after_delay(EXEC_PID_WAIT_S),
-                wait=tenacity.wait_exponential(multiplier=0.005, max=0.1),
-                retry=tenacity.retry_if_result(pending),
-            )(self.api.exec_inspect, exec_id)
-        except tenacity.RetryError:
-            raise WaitTimeout(
-                f"node {node}: waited {EXEC_PID_WAIT_S:g} s for the process id of "
-                f"{command!r} (Docker reports it running without one)",
-                log=self.logs(container, tail=50),
-            ) from None
+            info = wait_until(
+                settled,
+                f"the process id of {command!r} in node {node} (Docker reports it running "
+                "without one)",
+                EXEC_PID_WAIT_S,
+                log=lambda: self.logs(container, tail=50),
+                ignore=(),
+                max_interval=0.1,
+            )
         except docker.errors.APIError:
             return 0
         return int(info.get("Pid") or 0)
@@ -761,11 +754,15 @@ class Backend:
         command: Sequence[str],
         volume: str,
         mount: str,
+        volumes: Mapping[str, str] | None = None,
         **options: Any,
     ) -> str:
         """Create (not start) a helper container with ``volume`` mounted read-write at
-        ``mount``; its id. ImageError when the image is not here, NodeError for any other
-        refusal. ``options`` are those of create_container."""
+        ``mount`` (and each of ``volumes``, volume -> mount point, too); its id.
+        ImageError when the image is not here, NodeError for any other refusal.
+        ``options`` are those of create_container."""
+        mounts = {volume: mount, **(volumes or {})}
+        binds = {source: {"bind": target, "mode": "rw"} for source, target in mounts.items()}
         with _engine(f"creating container {name}", NodeError):
             try:
                 return self.create_container(
@@ -773,7 +770,7 @@ class Backend:
                     image,
                     labels=labels,
                     command=list(command),
-                    binds={volume: {"bind": mount, "mode": "rw"}},
+                    binds=binds,
                     **options,
                 )
             except docker.errors.ImageNotFound:

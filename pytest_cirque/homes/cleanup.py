@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from pytest_cirque.core import identity, ownership
@@ -82,7 +83,7 @@ def remove_objects(
         removed.append(obj.name)
 
     for group in (containers, networks, volumes):
-        errors += run_parallel([lambda o=o: remove(o) for o in group])
+        errors += run_parallel([partial(remove, o) for o in group])
     if errors:
         message = (
             f"could not remove {len(errors)} object(s): {str(errors[0]).splitlines()[0]}; "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from pytest_cirque.core import identity
@@ -21,8 +22,9 @@ from pytest_cirque.core.docker_backend import Backend, run_parallel
 from pytest_cirque.core.errors import CirqueError, NodeError, SpecError, one_line
 from pytest_cirque.homes import cleanup
 from pytest_cirque.homes.networks import HomeNetworks
-from pytest_cirque.homes.node import Node, NodeContext
+from pytest_cirque.homes.node import Node, NodeContext, home_volume_name
 from pytest_cirque.radios.client.container import MediumContainer
+from pytest_cirque.radios.relay.protocol import STATIONS_VOLUME
 from pytest_cirque.spec import NETWORK_IPVLAN, SEGMENT_ROOM, HomeSpec, NodeSpec
 
 #: How many containers are created, started or removed at once.
@@ -77,6 +79,8 @@ class Home:
         self.media: dict[str, MediumContainer] = {}
         #: Media the home has without a node bringing them (HomeSpec.media).
         self.declared_media: frozenset[str] = frozenset(spec.media)
+        #: logical name -> the home's volume of that name (see ``volume``).
+        self.volumes: dict[str, str] = {}
         self.state = "creating"
         self.kept = False
         self._marker = ""
@@ -144,6 +148,8 @@ class Home:
         for node in new_nodes:
             node.prepare()
         self._check_room(new_nodes)
+        for logical in sorted({v for n in new_nodes for v in n.config.home_volumes}):
+            self.volume(logical)  # before any container that mounts it
         with self._lock:
             for node in new_nodes:
                 self.nodes[node.name] = node
@@ -160,7 +166,7 @@ class Home:
                 node.guard_segment()
 
             self._raise_first(
-                run_parallel([lambda n=n: create_and_start(n) for n in new_nodes], PARALLELISM),
+                run_parallel([partial(create_and_start, n) for n in new_nodes], PARALLELISM),
                 "creating nodes",
             )
             with_capabilities = [n for n in new_nodes if n.capabilities]
@@ -228,8 +234,12 @@ class Home:
 
     def _remove_nodes(self, nodes: list[Node]) -> list[BaseException]:
         errors: list[BaseException] = []
+
+        def remove(node: Node) -> None:
+            errors.extend(node.remove())
+
         try:
-            errors += run_parallel([lambda n=n: errors.extend(n.remove()) for n in nodes])
+            errors += run_parallel([partial(remove, n) for n in nodes])
         finally:
             with self._lock:
                 for node in nodes:
@@ -246,6 +256,7 @@ class Home:
             if medium is None:
                 self._check_usable()
                 phy, airtime, wifi = MEDIA[kind]
+                stations = self.volume(STATIONS_VOLUME) if wifi else None
                 medium = MediumContainer(
                     self.backend,
                     name=identity.object_name(self.name, "_medium", kind),
@@ -254,6 +265,7 @@ class Home:
                     phy=phy,
                     airtime=airtime,
                     wifi=wifi,
+                    stations_volume=stations,
                 )
                 medium.start()
                 if wifi:
@@ -261,6 +273,33 @@ class Home:
                     medium.start_capture("air.pcap")
                 self.media[kind] = medium
         return medium
+
+    def volume(self, logical: str) -> str:
+        """The home's volume of that logical name, created (labelled as the home's) on
+        first use; removed with the home, after its nodes and media."""
+        with self._lock:
+            name = self.volumes.get(logical)
+            if name is None:
+                name = home_volume_name(self.name, logical)
+                labels = self.identity.labels(self.name, identity.ROLE_MEDIUM)
+                if self.backend.create_labelled_volume(name, labels) != labels:
+                    raise NodeError(
+                        f"home {self.name}: volume {name} exists and is not this home's; "
+                        "remove it (docker volume rm) or run `cirque reap`"
+                    )
+                self.volumes[logical] = name
+        return name
+
+    def _remove_volumes(self) -> list[BaseException]:
+        errors: list[BaseException] = []
+        with self._lock:
+            names, self.volumes = list(self.volumes.values()), {}
+        for name in names:
+            try:
+                self.backend.remove_volume(name)
+            except Exception as exc:
+                errors.append(exc)
+        return errors
 
     def _remove_media(self) -> list[BaseException]:
         errors: list[BaseException] = []
@@ -353,6 +392,7 @@ class Home:
             except KeyboardInterrupt:
                 interrupted = True
             errors += self._remove_media()
+            errors += self._remove_volumes()
             errors += self.networks.remove_all()
             if self._marker:
                 try:

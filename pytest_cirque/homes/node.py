@@ -11,6 +11,7 @@ Home; what it got from its capabilities lives in its drivers.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,6 +109,9 @@ class Node:
             m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
             for m in config.mounts
         }
+        for logical, (target, read_only) in config.home_volumes.items():
+            volume = home_volume_name(self.context.home_id, logical)
+            binds[volume] = {"bind": target, "mode": "ro" if read_only else "rw"}
         self.container_id = self._backend.create_container(
             self.container_name,
             self.image,
@@ -158,11 +162,12 @@ class Node:
                 errors.append(NodeError(f"node {self.name}: {what}: {exc}"))
 
         for driver in reversed(self._started):
-            attempt(lambda d=driver: d.stop(self), f"capability {driver.name} stop")
+            attempt(functools.partial(driver.stop, self), f"capability {driver.name} stop")
         self._started.clear()
         for role, container in reversed(list(self.sidecars.items())):
             attempt(
-                lambda c=container: self._backend.remove_container(c), f"removing sidecar {role}"
+                functools.partial(self._backend.remove_container, container),
+                f"removing sidecar {role}",
             )
         self.sidecars.clear()
         if self.container_id:
@@ -436,6 +441,11 @@ class Node:
             known = ", ".join(self.sidecars) or "none"
             raise NodeError(f"node {self.name}: no sidecar {role!r} (its sidecars: {known})")
         return self._backend.exec(container, cmd, node=f"{self.name}/{role}", timeout=timeout)
+
+
+def home_volume_name(home_id: str, logical: str) -> str:
+    """The Docker volume behind a home volume's logical name (ContainerConfig.home_volumes)."""
+    return identity.object_name(home_id, f"_{logical}")
 
 
 def _label_key(key: str) -> str:

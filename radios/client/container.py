@@ -7,14 +7,14 @@ Least privilege, measured on Docker 20.10:
 - attaching a node runs a short-lived endpoint container in the node's network
   namespace (``network_mode=container:<node>``) with NET_ADMIN and /dev/net/tun: it
   creates ``wlan0`` there and hands its descriptor to the medium over that socket;
-- nothing privileged, nothing on the host outside Docker. A WiFi medium alone shares
-  the host's pid namespace with one capability, SYS_PTRACE: it serves each station's
-  wpa_supplicant control socket inside the node's own filesystem, which it reaches as
-  /proc/<pid>/root (the kernel's ptrace access check guards that path, and a process
-  without capabilities may not look into one that has some), so the node's software
-  finds the socket where it expects it.
+- nothing privileged, nothing on the host outside Docker, no host namespace. A WiFi
+  medium is no different: each station's wpa_supplicant control socket is served inside
+  its node by a small relay the node runs itself (cirque-wpa-ctrl, no capability), which
+  reaches the medium over ``stations.sock`` on the home's radio volume (read-write here,
+  read-only in the station nodes) and must present that station's token.
 
-``relay_security_options`` is that list, as the relay container is created with it.
+``relay_security_options`` is that list, as the relay container is created with it, and
+``endpoint_security_options`` the attach helper's.
 
 The relay package (radios/relay/) is copied whole into the containers at creation, so
 any image with python3 and iproute2 can serve, and no host path is bind-mounted.
@@ -44,6 +44,7 @@ from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.radios.relay.link_model import PHYS
 from pytest_cirque.radios.relay.protocol import (
     KEEP,
+    STATIONS_DIR,
     WIFI_INTERFACE,
     CaptureStart,
     CaptureStop,
@@ -104,16 +105,30 @@ def _code_files() -> dict[str, bytes]:
 
 
 def relay_security_options(wifi: bool) -> dict[str, Any]:
-    """Exactly the security-relevant options the relay container is created with (see
-    the module docstring for why each is needed), so a check of the host can test what
-    the medium really gets."""
+    """Exactly the security-relevant options the relay container is created with, so a
+    check of the host can test what the medium really gets. A WiFi medium gets the same
+    as any: it only holds descriptors it is handed and serves Unix sockets on volumes."""
+    del wifi  # the same for every medium: no kind of medium needs a power of its own
     return {
         "privileged": False,
         "network_mode": "none",
-        "pid_mode": "host" if wifi else None,
+        "pid_mode": None,
         "cap_drop": ["ALL"],
-        "cap_add": ["SYS_PTRACE"] if wifi else [],
+        "cap_add": [],
         "devices": [],
+        "security_opt": ["no-new-privileges"],
+    }
+
+
+def endpoint_security_options(wired: bool) -> dict[str, Any]:
+    """The security-relevant options of an attach helper (besides the node's network
+    namespace it joins), so tests can start one exactly as attach() does."""
+    return {
+        "cap_drop": ["ALL"],
+        # NET_ADMIN: create the TAP and configure it in the node's network namespace.
+        # NET_RAW: a wired endpoint's packet socket on the node's real LAN interface.
+        "cap_add": ["NET_ADMIN", "NET_RAW"] if wired else ["NET_ADMIN"],
+        "devices": ["/dev/net/tun:/dev/net/tun:rwm"],
         "security_opt": ["no-new-privileges"],
     }
 
@@ -145,7 +160,10 @@ class MediumContainer:
         phy: str = "802.11g",
         airtime: bool = True,
         wifi: bool = False,
+        stations_volume: str | None = None,
     ) -> None:
+        """``stations_volume``: with ``wifi``, the home's radio volume, where the station
+        nodes (which mount it read-only) find the relay program and the stations socket."""
         missing = set(identity.OWNERSHIP) - set(labels)
         if missing:
             raise SpecError(f"medium {name}: labels lack {', '.join(sorted(missing))}")
@@ -157,6 +175,7 @@ class MediumContainer:
         self.phy = phy
         self.airtime = airtime
         self.wifi = wifi
+        self.stations_volume = stations_volume if wifi else None
         self.labels = {**labels, identity.MEDIUM: name}
         self.container_id: str | None = None
         self.volume: str | None = None
@@ -185,6 +204,10 @@ class MediumContainer:
                 command.append("--no-airtime")
             if self.wifi:
                 command.append("--wifi")
+            volumes: dict[str, str] = {}
+            if self.stations_volume is not None:
+                command += ["--stations-dir", STATIONS_DIR]
+                volumes[self.stations_volume] = STATIONS_DIR
             with _where(f"medium {self.name}"):
                 self.container_id = self.backend.create_helper(
                     self.name,
@@ -193,6 +216,7 @@ class MediumContainer:
                     command=command,
                     volume=volume,
                     mount=RUN_DIR,
+                    volumes=volumes,
                     environment=_ENVIRONMENT,
                     init=True,
                     **relay_security_options(self.wifi),
@@ -310,12 +334,9 @@ class MediumContainer:
                 volume=self.volume,
                 mount=RUN_DIR,
                 network_mode=f"container:{node_id}",
-                cap_drop=["ALL"],
-                cap_add=["NET_ADMIN", "NET_RAW"] if wired else ["NET_ADMIN"],
                 sysctls=sysctls,
-                devices=["/dev/net/tun:/dev/net/tun:rwm"],
-                security_opt=["no-new-privileges"],
                 environment=_ENVIRONMENT,
+                **endpoint_security_options(wired),
             )
         try:
             with _where(where):

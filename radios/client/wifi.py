@@ -10,7 +10,6 @@ from pytest_cirque.radios.client.container import MediumClient
 from pytest_cirque.radios.relay.protocol import (
     WIFI_INTERFACE,
     GetWifiStatus,
-    ServeStation,
     StartAccessPoint,
     StartStation,
     StationCtrl,
@@ -36,22 +35,10 @@ class WifiClient(MediumClient):
         """One control-interface command (as wpa_cli sends it); the reply text."""
         return self.request(StationCtrl(name=station, command=command)).reply
 
-    def add_station(
-        self,
-        name: str,
-        *,
-        mac: str,
-        pid: int,
-        ifname: str = WIFI_INTERFACE,
-        root: str | None = None,
-    ) -> None:
-        """Make the attached endpoint ``name`` a station whose control socket is served
-        in the filesystem of the node's process ``pid``."""
-        self.request(StartStation(name=name, mac=mac, pid=pid, ifname=ifname, root=root))
-
-    def serve_station(self, name: str, pid: int) -> None:
-        """The station's node started again: serve its control socket there."""
-        self.request(ServeStation(name=name, pid=pid))
+    def add_station(self, name: str, *, mac: str, token: str, ifname: str = WIFI_INTERFACE) -> None:
+        """Make the attached endpoint ``name`` a station. Its control socket is served by
+        the relay its node runs, which must present ``token`` (a secret of that node)."""
+        self.request(StartStation(name=name, mac=mac, token=token, ifname=ifname))
 
     def add_access_point(
         self,

@@ -9,13 +9,15 @@ client's bound address; ``ATTACH`` makes a client a monitor that receives events
 program that parses them works unchanged.
 
 Two layers: :class:`CtrlInterface` turns one command into its reply (the network table
-and the command semantics, no sockets), and :class:`ControlSocket` carries datagrams,
-inside a node's filesystem reached through ``/proc/<pid>/root``. The station itself (scan,
-association, handshake) is behind :class:`StationDriver`; it reports progress with the
-event helpers below, which produce wpa_supplicant's exact texts.
+and the command semantics, no sockets), and :class:`ControlSocket` carries datagrams.
+The datagram socket itself lives in the node, served by the node's small relay
+(cirque-wpa-ctrl), which forwards each datagram and its sender's address over one stream
+to the medium (see the frames below): the medium never touches a node's filesystem. The
+station itself (scan, association, handshake) is behind :class:`StationDriver`; it
+reports progress with the event helpers below, which produce wpa_supplicant's exact texts.
 
 Stdlib only and single-threaded: the medium's select loop calls
-:meth:`ControlSocket.handle_readable` when :meth:`ControlSocket.fileno` is readable.
+:meth:`ControlSocket.handle_io` when :meth:`ControlSocket.fileno` is ready.
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import os
 import socket
-import stat
 import string
+import struct
 import time
 import uuid
 from collections import deque
@@ -34,19 +35,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pytest_cirque.core.errors import NodeError, SpecError
-from pytest_cirque.radios.relay.protocol import WIFI_CONTROL_SOCKET, WIFI_INTERFACE
+from pytest_cirque.radios.relay.protocol import WIFI_INTERFACE
 
-DEFAULT_PATH = WIFI_CONTROL_SOCKET
 #: Level of ordinary events (wpa_supplicant's MSG_INFO); a monitor starts at this level.
 MSG_INFO = 3
 #: wpa_supplicant answers in a 4096-byte buffer; list replies stop at the last whole line.
 REPLY_SIZE = 4096
-#: Longest command wpa_supplicant reads (CTRL_IFACE_MAX_LEN); longer ones get no reply.
-MAX_COMMAND = 8192
-#: sun_path holds 108 bytes with the terminating NUL; wpa_supplicant refuses longer paths.
-SUN_PATH_MAX = 107
-#: Datagrams read per handle_readable() call, so one flooding client cannot stall the loop.
+#: Reads per handle_io() call, so one flooding relay cannot stall the loop.
 READ_BATCH = 256
 #: Send errors in a row after which a monitor is dropped (as wpa_supplicant does).
 MAX_MONITOR_ERRORS = 10
@@ -1025,48 +1020,78 @@ def _capped(lines: list[str]) -> str:
     return "".join(out)
 
 
-# --- paths inside a node's filesystem --------------------------------------------------
+# --- frames between a node's relay and the medium ---------------------------------------
+
+#: A frame's header: type, address length, payload length (big-endian). Then the address
+#: (a client's sun_path bytes exactly as the relay received them, abstract names included)
+#: and the payload. The relay in the node (images/medium/cirque-wpa-ctrl.c) speaks the same.
+FRAME_HEADER = struct.Struct("!cHI")
+#: relay -> medium, first and once: the station's token.
+FRAME_HELLO = b"H"
+#: medium -> relay: the token names a station; relaying starts.
+FRAME_ACCEPTED = b"A"
+#: Either way: a client's datagram (to the medium), a datagram for a client (to the relay).
+FRAME_DATAGRAM = b"D"
+#: relay -> medium: sending to that address failed; the payload is "<errno> <text>".
+FRAME_FAILED = b"F"
+#: sizeof(sun_path): the longest address a Unix socket has.
+MAX_ADDRESS = 108
+#: wpa_ctrl's datagram limit: the relay refuses longer datagrams, and so does the medium.
+MAX_DATAGRAM = 4096
+#: Bytes waiting for a relay that does not read, after which the medium gives up on it.
+MAX_BACKLOG = 256 * 1024
 
 
-def resolve_in_root(root: str, path: str, max_links: int = 40) -> str:
-    """``path`` as the node sees it, turned into a path under ``root`` (its "/").
+@dataclass(frozen=True)
+class Frame:
+    """One frame: its type (a FRAME_* byte), a client's address and the payload."""
 
-    Symbolic links are followed by hand: an absolute target starts over at ``root`` and
-    ``..`` stops at ``root``, so nothing the node's links say can lead outside it.
-    Components that do not exist are kept as they are (the caller may create them). A
-    relative ``path`` counts from the node's "/". With ``root`` empty (or "/") the path
-    is the host's own and is returned unchanged.
-    """
-    root = root.rstrip("/")
-    if not root:
-        return path
-    todo = deque(p for p in path.split("/") if p not in ("", "."))
-    resolved: list[str] = []
-    links = 0
-    while todo:
-        name = todo.popleft()
-        if name == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        if name == ".":
-            continue
-        here = root + "/" + "/".join([*resolved, name])
-        try:
-            is_link = stat.S_ISLNK(os.lstat(here).st_mode)
-        except (FileNotFoundError, NotADirectoryError):
-            is_link = False
-        if not is_link:
-            resolved.append(name)
-            continue
-        links += 1
-        if links > max_links:
-            raise OSError(errno.ELOOP, f"too many symbolic links resolving {path} in {root}")
-        target = os.readlink(here)
-        if target.startswith("/"):
-            resolved = []
-        todo.extendleft(reversed([p for p in target.split("/") if p not in ("", ".")]))
-    return root + "/" + "/".join(resolved) if resolved else root
+    kind: bytes
+    address: bytes = b""
+    payload: bytes = b""
+
+    def encode(self) -> bytes:
+        if len(self.address) > MAX_ADDRESS or len(self.payload) > MAX_DATAGRAM:
+            raise ValueError(
+                f"a frame holds up to {MAX_ADDRESS} address and {MAX_DATAGRAM} payload bytes"
+            )
+        header = FRAME_HEADER.pack(self.kind, len(self.address), len(self.payload))
+        return header + self.address + self.payload
+
+
+class FrameReader:
+    """Whole frames out of a byte stream, which may split and join them anywhere."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next(self) -> Frame | None:
+        """The next whole frame, or None until more bytes come; ValueError when the
+        stream cannot be frames (a size over the limits): the peer is not a relay."""
+        if len(self._buffer) < FRAME_HEADER.size:
+            return None
+        kind, address_len, payload_len = FRAME_HEADER.unpack_from(self._buffer)
+        if address_len > MAX_ADDRESS or payload_len > MAX_DATAGRAM:
+            raise ValueError(f"frame sizes {address_len}/{payload_len} are over the limits")
+        end = FRAME_HEADER.size + address_len + payload_len
+        if len(self._buffer) < end:
+            return None
+        address = bytes(self._buffer[FRAME_HEADER.size : FRAME_HEADER.size + address_len])
+        payload = bytes(self._buffer[FRAME_HEADER.size + address_len : end])
+        del self._buffer[:end]
+        return Frame(kind, address, payload)
+
+
+def address_text(address: bytes) -> str:
+    """A client's address for the log: its path, ``@name`` when abstract, or "unbound"."""
+    if not address:
+        return "an unbound client"
+    if address.startswith(b"\0"):
+        return "@" + address[1:].decode("utf-8", "backslashreplace")
+    return address.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
 
 
 # --- the socket ------------------------------------------------------------------------
@@ -1074,117 +1099,99 @@ def resolve_in_root(root: str, path: str, max_links: int = 40) -> str:
 
 @dataclass
 class Monitor:
-    """An attached client: where its events go and from which level on."""
+    """An attached client: where its events go (its address) and from which level on."""
 
-    address: str | bytes
-    target: str | bytes
+    address: bytes
     level: int = MSG_INFO
     errors: int = 0
 
 
 class ControlSocket:
-    """The control socket of one station, served inside a node's filesystem.
+    """The control socket of one station, served in its node through the node's relay.
 
-    ``root`` stands for the node's "/" (``/proc/<pid>/root`` from the medium); the
-    socket's path and every client's reply address are resolved inside it. The directory
-    is created (mode 0770) when missing and the socket gets mode 0770, like
-    wpa_supplicant's. Non-blocking; :meth:`handle_readable` never raises.
+    A client's reply socket lives in the node's own filesystem, where only a process of
+    the node can send to it; the medium holds no power over nodes. So the node's relay
+    (cirque-wpa-ctrl) owns the datagram socket there and carries each datagram, with its
+    sender's address, over one stream to this end, and this end's datagrams back to the
+    addresses they name. The semantics are wpa_supplicant's: a reply goes to its sender,
+    events go to ATTACHed monitors by their address, DETACH ends that, and a monitor whose
+    socket is gone (the relay reports the failed send) is dropped.
+
+    ``reader`` carries what was read from the connection before (its token); ``on_output``
+    is told whether bytes wait for the connection to become writable, so the loop can
+    watch for that. Non-blocking; :meth:`handle_io` never raises.
     """
 
-    def __init__(self, interface: CtrlInterface, path: str = DEFAULT_PATH, root: str = "") -> None:
-        if not path.startswith("/"):
-            raise SpecError(
-                f"control socket path {path!r} is relative; give the absolute path the "
-                "node's software uses, e.g. /var/run/wpa_supplicant/wlan0"
-            )
+    def __init__(
+        self,
+        interface: CtrlInterface,
+        connection: socket.socket,
+        *,
+        reader: FrameReader | None = None,
+        on_output: Callable[[bool], None] | None = None,
+    ) -> None:
         self.interface = interface
-        self.path = path
-        self.root = root.rstrip("/")
-        self.monitors: dict[str | bytes, Monitor] = {}
-        directory, name = path.rsplit("/", 1)
-        try:
-            real_dir = resolve_in_root(self.root, directory or "/")
-        except OSError as exc:
-            raise NodeError(
-                f"cannot find {directory or '/'} in the node's filesystem at {self.root}: "
-                f"{exc.strerror or exc}; is the node running and its root readable?"
-            ) from exc
-        self.real_path = f"{real_dir.rstrip('/')}/{name}"
-        if len(os.fsencode(self.real_path)) > SUN_PATH_MAX:
-            raise SpecError(
-                f"control socket {self.real_path!r} is {len(os.fsencode(self.real_path))} "
-                f"bytes long, over the {SUN_PATH_MAX}-byte limit of a Unix socket address "
-                f"(sun_path); use a shorter root or path than {path!r}"
-            )
-        self._created_dir: str | None = None
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            if not os.path.isdir(real_dir):
-                os.makedirs(real_dir, exist_ok=True)
-                os.chmod(real_dir, 0o770)
-                self._created_dir = real_dir
-            self._bind()
-            os.chmod(self.real_path, 0o770)
-            self._sock.setblocking(False)
-            self._identity = _identity(self.real_path)
-        except OSError as exc:
-            self._sock.close()
-            raise NodeError(
-                f"cannot serve control socket {path} at {self.real_path}: {exc.strerror or exc}; "
-                "check that the directory is writable by the medium"
-            ) from exc
-        except BaseException:
-            self._sock.close()
-            raise
+        self.monitors: dict[bytes, Monitor] = {}
+        self._connection = connection
+        self._connection.setblocking(False)
+        self._reader = reader or FrameReader()
+        self._out = bytearray()
+        self._on_output = on_output or (lambda _pending: None)
         self._closed = False
         interface.listeners.append(self._broadcast)
 
-    def _bind(self) -> None:
-        try:
-            self._sock.bind(self.real_path)
-            return
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            probe.connect(self.real_path)
-        except OSError:
-            # Nobody serves it: left over by a process that died. Take its place.
-            os.unlink(self.real_path)
-            self._sock.bind(self.real_path)
-            return
-        finally:
-            probe.close()
-        raise NodeError(
-            f"control socket {self.path} (at {self.real_path}) is in use by another "
-            "process; stop the wpa_supplicant that serves it or use another interface name"
-        )
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def fileno(self) -> int:
-        return self._sock.fileno()
+        return self._connection.fileno()
 
     # --- receiving ----------------------------------------------------------------
 
-    def handle_readable(self) -> None:
-        """Answer every pending datagram (up to READ_BATCH); never raises."""
+    def handle_io(self) -> bool:
+        """Send what waits, then answer every pending frame (up to READ_BATCH reads).
+        False once the relay has gone (or broke the framing): close() it then."""
+        if self._closed or not self._flush():
+            return False
         for _ in range(READ_BATCH):
+            if not self._handle_frames():
+                return False
             try:
-                data, address = self._sock.recvfrom(MAX_COMMAND + 1)
+                data = self._connection.recv(65536)
             except (BlockingIOError, InterruptedError):
-                return
+                return not self._closed
             except OSError as exc:
-                self.interface.note(f"control socket read failed: {exc}")
-                return
-            try:
-                self._on_datagram(data, address)
-            except Exception as exc:  # one bad datagram must not stop the medium
-                self.interface.note(f"datagram from {address!r}: {type(exc).__name__}: {exc}")
+                self.interface.note(f"control socket relay: read failed: {exc}")
+                return False
+            if not data:
+                self.interface.note("control socket relay: disconnected")
+                return False
+            self._reader.feed(data)
+        return self._handle_frames()
 
-    def _on_datagram(self, data: bytes, address: str | bytes | None) -> None:
-        if len(data) > MAX_COMMAND:
-            self.interface.note(f"command of {len(data)} bytes from {address!r} ignored")
-            return
+    def _handle_frames(self) -> bool:
+        while not self._closed:
+            try:
+                frame = self._reader.next()
+            except ValueError as exc:
+                self.interface.note(f"control socket relay: {exc}; disconnected")
+                return False
+            if frame is None:
+                return True
+            try:
+                if frame.kind == FRAME_DATAGRAM:
+                    self._on_datagram(frame.payload, frame.address)
+                elif frame.kind == FRAME_FAILED:
+                    self._on_failed(frame.address, frame.payload)
+                else:
+                    self.interface.note(f"control socket relay: frame {frame.kind!r} ignored")
+            except Exception as exc:  # one bad datagram must not stop the medium
+                who = address_text(frame.address)
+                self.interface.note(f"datagram from {who}: {type(exc).__name__}: {exc}")
+        return False
+
+    def _on_datagram(self, data: bytes, address: bytes) -> None:
         command = data.decode("utf-8", "surrogateescape")
         if command == "ATTACH" or command.startswith("ATTACH "):
             reply = self._attach(address)
@@ -1199,56 +1206,83 @@ class ControlSocket:
             self._log_socket_command(command, reply)
         else:
             reply = self.interface.handle(command)
-        if not self._reply(address, reply) and address and command.startswith("ATTACH"):
-            self.monitors.pop(address, None)
+        self._reply(address, reply)
 
-    def _attach(self, address: str | bytes | None) -> str:
-        try:
-            target = self._target(address)
-        except OSError as exc:
-            self.interface.note(f"ATTACH from {address!r}: {exc}")
-            target = None
-        if target is None or address is None:
-            reply = "FAIL\n"
+    def _attach(self, address: bytes) -> str:
+        if not address:
+            reply = "FAIL\n"  # an unbound client has no address to send events to
         else:
-            self.monitors.setdefault(address, Monitor(address, target))
+            self.monitors.setdefault(address, Monitor(address))
             reply = "OK\n"
         self._log_socket_command("ATTACH", reply)
         return reply
+
+    def _on_failed(self, address: bytes, payload: bytes) -> None:
+        """The relay could not send to ``address``: a monitor that is gone is dropped (as
+        wpa_supplicant drops one), a full one after MAX_MONITOR_ERRORS failures."""
+        text = payload.decode("utf-8", "replace")
+        code = c_atoi(text)
+        who = address_text(address)
+        monitor = self.monitors.get(address)
+        if monitor is None:
+            self.interface.note(f"reply to {who} lost: {text}")
+            return
+        monitor.errors += 1
+        if code in _GONE or monitor.errors > MAX_MONITOR_ERRORS:
+            del self.monitors[address]
+            self.interface.note(f"monitor {who} dropped: {text}")
 
     def _log_socket_command(self, command: str, reply: str) -> None:
         stamp = self.interface._stamp()
         self.interface.history.append(f"{stamp} > {command}")
         self.interface.history.append(f"{stamp} < {reply.rstrip()}")
 
-    def _target(self, address: str | bytes | None) -> str | bytes | None:
-        """Where to send to a client: its path inside root, an abstract name, or None."""
-        if isinstance(address, bytes):
-            return address if address.startswith(b"\0") else None
-        if not address:
-            return None  # an unbound client has no address to answer to
-        target = resolve_in_root(self.root, address)
-        if len(os.fsencode(target)) > SUN_PATH_MAX:
-            self.interface.note(f"client {address} is at {target}, too long to send to")
-            return None
-        return target
+    # --- sending ------------------------------------------------------------------
 
-    def _reply(self, address: str | bytes | None, reply: str) -> bool:
-        who = repr(address) if address else "an unbound client"
-        try:
-            target = self._target(address)
-        except OSError as exc:
-            self.interface.note(f"reply to {who} lost: {exc}")
-            return False
-        if target is None:
-            self.interface.note(f"reply to {who} lost: no address to send to")
-            return False
-        try:
-            self._sock.sendto(reply.encode("utf-8", "surrogateescape"), target)
-        except OSError as exc:
-            self.interface.note(f"reply to {who} lost: {exc}")
-            return False
-        return True
+    def _reply(self, address: bytes, reply: str) -> None:
+        if not address:
+            self.interface.note("reply to an unbound client lost: no address to send to")
+            return
+        # wpa_supplicant's reply buffer holds MAX_DATAGRAM bytes: longer replies are cut.
+        data = reply.encode("utf-8", "surrogateescape")[:MAX_DATAGRAM]
+        self._send(Frame(FRAME_DATAGRAM, address, data))
+
+    def _send(self, frame: Frame) -> None:
+        if self._closed:
+            return
+        self._out += frame.encode()
+        if len(self._out) > MAX_BACKLOG:
+            self.interface.note(
+                f"control socket relay: {len(self._out)} bytes unread; disconnected"
+            )
+            self._out.clear()
+            self._shut()
+            return
+        self._flush()
+
+    def _flush(self) -> bool:
+        """Send what waits; False when the connection is broken."""
+        pending = bool(self._out)
+        while self._out:
+            try:
+                sent = self._connection.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self.interface.note(f"control socket relay: write failed: {exc}")
+                self._out.clear()
+                self._shut()
+                return False
+            del self._out[:sent]
+        if pending != bool(self._out):
+            self._on_output(bool(self._out))
+        return not self._closed
+
+    def _shut(self) -> None:
+        """Stop the relay reading anything more (it sees the end of the stream and exits);
+        the owner closes this end when handle_io() says so."""
+        with contextlib.suppress(OSError):
+            self._connection.shutdown(socket.SHUT_RDWR)
 
     # --- events -------------------------------------------------------------------
 
@@ -1259,41 +1293,23 @@ class ControlSocket:
     def _broadcast(self, text: str, level: int) -> None:
         if self._closed:
             return
-        data = f"<{level}>{text}".encode("utf-8", "surrogateescape")
-        for address, monitor in list(self.monitors.items()):
-            if level < monitor.level:
-                continue
-            try:
-                self._sock.sendto(data, monitor.target)
-            except OSError as exc:
-                monitor.errors += 1
-                if exc.errno in _GONE or monitor.errors > MAX_MONITOR_ERRORS:
-                    del self.monitors[address]
-                    self.interface.note(f"monitor {address!r} dropped: {exc}")
-                continue
-            monitor.errors = 0
+        data = f"<{level}>{text}".encode("utf-8", "surrogateescape")[:MAX_DATAGRAM]
+        for monitor in list(self.monitors.values()):
+            if level >= monitor.level:
+                self._send(Frame(FRAME_DATAGRAM, monitor.address, data))
 
     # --- closing ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Tell monitors the supplicant terminates, remove the socket file, close."""
+        """Tell monitors the supplicant terminates and hang up: the relay then exits and
+        removes the socket file in the node."""
         if self._closed:
             return
+        self._on_output = lambda _pending: None  # the owner stops watching this end
         self.event(EV_TERMINATING)
+        self._flush()
         self._closed = True
         if self._broadcast in self.interface.listeners:
             self.interface.listeners.remove(self._broadcast)
-        # Already gone, or replaced by someone else's socket: leave it.
-        with contextlib.suppress(OSError):
-            if _identity(self.real_path) == self._identity:
-                os.unlink(self.real_path)
-        if self._created_dir is not None:
-            with contextlib.suppress(OSError):  # not empty: other sockets live there
-                os.rmdir(self._created_dir)
-        self._sock.close()
+        self._connection.close()
         self.monitors.clear()
-
-
-def _identity(path: str) -> tuple[int, int]:
-    info = os.lstat(path)
-    return info.st_dev, info.st_ino

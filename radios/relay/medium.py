@@ -691,6 +691,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--phy", default="802.11g", choices=sorted(PHYS))
     serve.add_argument("--no-airtime", action="store_true", help="no shared airtime budget")
     serve.add_argument("--wifi", action="store_true", help="run the WiFi layer (APs, stations)")
+    serve.add_argument(
+        "--stations-dir",
+        help="with --wifi: the radio volume, where station nodes find the relay program "
+        "and its stations socket",
+    )
     ask = commands.add_parser("request", help="send one JSON control request, print the reply")
     ask.add_argument("message")
     ask.add_argument("--socket", default=DEFAULT_SOCKET)
@@ -707,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.wifi:
         from pytest_cirque.radios.relay.wifi import WifiMedium  # needs python3-cryptography
 
-        medium: Medium = WifiMedium(model, args.socket)
+        medium: Medium = WifiMedium(model, args.socket, stations_dir=args.stations_dir)
     else:
         medium = Medium(model, args.socket)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -31,6 +31,13 @@ WIFI_INTERFACE: Final = "wlan0"
 #: Where a station's wpa_supplicant control sockets are (one per interface), in its node.
 WPA_CTRL_DIR: Final = "/var/run/wpa_supplicant"
 WIFI_CONTROL_SOCKET: Final = f"{WPA_CTRL_DIR}/{WIFI_INTERFACE}"
+#: The home's radio volume: the WiFi medium's stations socket and the relay program every
+#: station node runs to serve its control socket. The medium mounts it read-write, each
+#: station node read-only (its logical name is STATIONS_VOLUME).
+STATIONS_VOLUME: Final = "radio"
+STATIONS_DIR: Final = "/run/cirque-radio"
+STATIONS_SOCKET: Final = f"{STATIONS_DIR}/stations.sock"
+WPA_CTRL_PROGRAM: Final = f"{STATIONS_DIR}/bin/cirque-wpa-ctrl"
 
 
 class Keep:
@@ -546,24 +553,15 @@ class StartAccessPoint(Request[ApStarted]):
 
 @dataclass(frozen=True)
 class StartStation(Request[Done]):
-    """Make an attached endpoint a station; its control socket is served in the
-    filesystem of process ``pid`` (the node's), or under ``root`` when given."""
+    """Make an attached endpoint a station. Its control socket is served in its node by
+    the node's relay (cirque-wpa-ctrl), which connects to the medium's stations socket and
+    must present ``token``: a secret only that node holds, so no other node can drive it."""
 
     OP = "wifi_station"
     name: str
     mac: str
-    pid: int
+    token: str
     ifname: str = WIFI_INTERFACE
-    root: str | None = None
-
-
-@dataclass(frozen=True)
-class ServeStation(Request[Done]):
-    """The station's node started again (new processes): serve its socket there."""
-
-    OP = "wifi_serve"
-    name: str
-    pid: int
 
 
 @dataclass(frozen=True)

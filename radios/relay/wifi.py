@@ -10,7 +10,10 @@ firmware would do, for every endpoint given a WiFi role:
   enabled network, runs the supplicant side of the handshake, roams to a stronger AP of
   the same network, and loses its association (and its carrier) when the AP's beacons no
   longer reach it. Its node drives it through the wpa_supplicant control interface
-  (``ctrl_iface``), served at /var/run/wpa_supplicant/wlan0 inside the node.
+  (``ctrl_iface``) at /var/run/wpa_supplicant/wlan0 inside the node, which the node's own
+  relay (cirque-wpa-ctrl) serves: it reaches the medium over the stations socket of the
+  home's radio volume and must present the station's token, so a node drives its own
+  station and nothing else (no other station, none of the medium's control ops).
 
 Management frames travel as Ethernet frames of the local experimental ethertype 0x88B5
 (an 802.11 management subtype, a status and the SSID, channel and RSN elements) and the
@@ -22,8 +25,12 @@ see them: their wlan0 carries data frames only, after association.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import ipaddress
 import os
+import selectors
+import shutil
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +42,12 @@ from pytest_cirque.radios.relay.ctrl_iface import (
     EV_PSK_MAY_BE_INCORRECT,
     EV_SCAN_RESULTS,
     EV_SCAN_STARTED,
+    FRAME_ACCEPTED,
+    FRAME_HELLO,
     ControlSocket,
     CtrlInterface,
+    Frame,
+    FrameReader,
     LinkStatus,
     Network,
     ScanResult,
@@ -58,7 +69,6 @@ from pytest_cirque.radios.relay.protocol import (
     GetWifiStatus,
     LogLines,
     Request,
-    ServeStation,
     StartAccessPoint,
     StartStation,
     StationCtrl,
@@ -106,6 +116,14 @@ HANDSHAKE_TIMEOUT_S = 3.0
 ROAM_MARGIN_DB = 10.0
 #: How often a connected station checks its link (beacon loss, roaming).
 LINK_CHECK_S = 0.25
+#: A connection to the stations socket must present its token within this long.
+HELLO_TIMEOUT_S = 10.0
+#: Connections waiting to present a token; beyond, the oldest is closed.
+MAX_HELLOS = 32
+#: A station's token: what the driver makes (secrets.token_hex) and the relay can read.
+TOKEN_LENGTHS = range(16, 129)
+#: Where the medium image keeps the node relay it hands out (images/medium/Dockerfile).
+WPA_CTRL_SOURCE = "/usr/local/lib/cirque/cirque-wpa-ctrl"
 
 #: IEEE 802.11 reason codes used here.
 REASON_UNSPECIFIED = 1
@@ -182,9 +200,7 @@ def ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
 
 #: The 20 MHz channels an access point may use: 2.4 GHz 1..14, and the 5 GHz channels
 #: of the UNII bands (36-64, 100-144, 149-165 in steps of 4).
-CHANNELS = frozenset(
-    [*range(1, 15), *range(36, 65, 4), *range(100, 145, 4), *range(149, 166, 4)]
-)
+CHANNELS = frozenset([*range(1, 15), *range(36, 65, 4), *range(100, 145, 4), *range(149, 166, 4)])
 
 
 def frequency_mhz(channel: int) -> int:
@@ -451,11 +467,15 @@ class Bss:
 class Station:
     """A WiFi client, driven through its control interface (a ``StationDriver``)."""
 
-    def __init__(self, medium: WifiMedium, endpoint: Endpoint, mac: bytes, ifname: str) -> None:
+    def __init__(
+        self, medium: WifiMedium, endpoint: Endpoint, mac: bytes, ifname: str, token: str
+    ) -> None:
         self.medium = medium
         self.endpoint = endpoint
         self.mac = mac
         self.ifname = ifname
+        #: What the node's relay must present to serve this station's control socket.
+        self.token = token
         self.interface = CtrlInterface(self, clock=medium.clock, ifname=ifname)
         self.socket: ControlSocket | None = None
         self.state = "DISCONNECTED"
@@ -476,22 +496,36 @@ class Station:
 
     # --- control socket -------------------------------------------------------------
 
-    def serve(self, pid: int, root: str | None = None) -> None:
-        """Serve the control socket inside the node whose process is ``pid`` (``root``: a
-        directory standing for the node's "/" instead, as tests use)."""
+    def serve(self, connection: socket.socket, reader: FrameReader) -> None:
+        """Serve the control socket through this relay connection (its token checked); a
+        previous one (a node that restarted, say) is closed."""
+        if self.socket is not None:
+            self.medium.log(f"station {self.name}: its relay connected again; old one closed")
         self.close_socket()
-        if root is None:
-            root = f"/proc/{pid}/root" if pid else ""
-        self.socket = ControlSocket(
-            self.interface, path=f"{WPA_CTRL_DIR}/{self.ifname}", root=root
+        served = ControlSocket(
+            self.interface,
+            connection,
+            reader=reader,
+            on_output=lambda pending: self.medium.watch(
+                connection.fileno(), self._socket_ready, write=pending
+            ),
         )
-        self.medium.watch(self.socket.fileno(), self.socket.handle_readable)
+        self.socket = served
+        self.medium.watch(connection.fileno(), self._socket_ready)
+        self.medium.log(f"station {self.name}: control socket served by the node's relay")
+        self._socket_ready()
+
+    def _socket_ready(self) -> None:
+        if self.socket is not None and not self.socket.handle_io():
+            self.medium.log(f"station {self.name}: the node's relay disconnected")
+            self.close_socket()
 
     def close_socket(self) -> None:
         if self.socket is not None:
-            self.medium.unwatch(self.socket.fileno())
-            self.socket.close()
-            self.socket = None
+            served, self.socket = self.socket, None
+            fd = served.fileno()
+            served.close()
+            self.medium.unwatch(fd)
 
     def stop(self) -> None:
         for timer in self._timers.values():
@@ -863,24 +897,156 @@ class Station:
 # --- the medium -----------------------------------------------------------------------
 
 
-class WifiMedium(Medium):
-    """A medium whose endpoints may be access points and stations."""
+@dataclass
+class _Hello:
+    """A connection to the stations socket that has not presented its token yet."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    connection: socket.socket
+    reader: FrameReader
+    timer: Timer | None = None
+
+
+class WifiMedium(Medium):
+    """A medium whose endpoints may be access points and stations.
+
+    With ``stations_dir`` (the home's radio volume) it hands the node relay program out
+    there and serves ``stations.sock``: each connection must present a station's token
+    first, and is then that station's control socket and nothing else."""
+
+    def __init__(self, *args: Any, stations_dir: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.aps: dict[str, ApRadio] = {}
         self.stations: dict[str, Station] = {}
         self._by_radio_mac: dict[bytes, ApRadio | Station] = {}
+        self._hellos: dict[int, _Hello] = {}
+        self._stations_server: socket.socket | None = None
+        if stations_dir is not None:
+            self.serve_stations(stations_dir)
 
     def log(self, line: str) -> None:
         self._log(line)
 
-    def watch(self, fd: int, callback: Callable[[], None]) -> None:
-        self._selector.register(fd, 1, lambda _fd: callback())
+    def watch(self, fd: int, callback: Callable[[], None], *, write: bool = False) -> None:
+        """Call ``callback`` when ``fd`` is readable (and, with ``write``, writable)."""
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+        try:
+            self._selector.modify(fd, events, lambda _fd: callback())
+        except KeyError:
+            self._selector.register(fd, events, lambda _fd: callback())
 
     def unwatch(self, fd: int) -> None:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(fd)
+
+    # --- the stations socket --------------------------------------------------------
+
+    def serve_stations(self, directory: str, program: str = WPA_CTRL_SOURCE) -> None:
+        """Put the node relay program in ``directory``/bin (read-only to the nodes) and
+        listen on ``directory``/stations.sock for the relays of the stations' nodes."""
+        if os.path.exists(program):
+            os.makedirs(f"{directory}/bin", mode=0o755, exist_ok=True)
+            staged = f"{directory}/bin/.cirque-wpa-ctrl.new"
+            shutil.copyfile(program, staged)
+            os.chmod(staged, 0o555)
+            os.replace(staged, f"{directory}/bin/cirque-wpa-ctrl")
+        else:
+            self._log(f"stations: no node relay at {program}; nodes must bring their own")
+        path = f"{directory}/stations.sock"
+        if os.path.exists(path):
+            os.unlink(path)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        # Root in the nodes (where the relay runs) only; the token is the real check.
+        os.chmod(path, 0o600)
+        server.listen(16)
+        server.setblocking(False)
+        self._stations_server = server
+        self.watch(server.fileno(), self._accept_station)
+
+    def _accept_station(self) -> None:
+        assert self._stations_server is not None
+        try:
+            connection, _ = self._stations_server.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._log(f"stations: accept failed: {exc}")
+            return
+        connection.setblocking(False)
+        if len(self._hellos) >= MAX_HELLOS:
+            oldest = next(iter(self._hellos.values()))
+            self._refuse(oldest, f"waited among more than {MAX_HELLOS} without a token")
+        hello = _Hello(connection, FrameReader())
+        hello.timer = self.call_later(
+            HELLO_TIMEOUT_S,
+            lambda: self._refuse(hello, f"sent no token within {HELLO_TIMEOUT_S:g} s"),
+        )
+        self._hellos[connection.fileno()] = hello
+        self.watch(connection.fileno(), lambda: self._on_hello(hello))
+
+    def _on_hello(self, hello: _Hello) -> None:
+        """The first frame of a connection: a token naming a station, or it is closed."""
+        try:
+            data = hello.connection.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._refuse(hello, "hung up before presenting a token")
+            return
+        hello.reader.feed(data)
+        try:
+            frame = hello.reader.next()
+        except ValueError:
+            self._refuse(hello, "sent a malformed frame")
+            return
+        if frame is None:
+            return
+        station = self._station_for(frame)
+        if station is None:
+            self._refuse(
+                hello,
+                "presented a wrong token"
+                if frame.kind == FRAME_HELLO
+                else "spoke before presenting a token",
+            )
+            return
+        self._forget_hello(hello)
+        try:
+            hello.connection.send(Frame(FRAME_ACCEPTED).encode())
+        except OSError as exc:
+            self._log(f"station {station.name}: its relay went away at once ({exc})")
+            hello.connection.close()
+            return
+        station.serve(hello.connection, hello.reader)
+
+    def _station_for(self, frame: Frame) -> Station | None:
+        """The station whose token the HELLO frame presents (compared in constant time)."""
+        if frame.kind != FRAME_HELLO:
+            return None
+        found = None
+        for station in self.stations.values():
+            if hmac.compare_digest(frame.payload, station.token.encode()):
+                found = station
+        return found
+
+    def _refuse(self, hello: _Hello, reason: str) -> None:
+        if self._forget_hello(hello):
+            hello.connection.close()
+            self._log(
+                f"stations: a connection {reason}; closed (only a station's own relay, "
+                "with its token, is served)"
+            )
+
+    def _forget_hello(self, hello: _Hello) -> bool:
+        if self._hellos.get(hello.connection.fileno()) is not hello:
+            return False
+        del self._hellos[hello.connection.fileno()]
+        self.unwatch(hello.connection.fileno())
+        if hello.timer is not None:
+            hello.timer.cancel()
+        return True
 
     def set_carrier(self, endpoint: Endpoint, on: bool) -> None:
         if endpoint.carrier != on and endpoint.fd >= 0:
@@ -1016,6 +1182,12 @@ class WifiMedium(Medium):
     def close(self) -> None:
         for name in list(self.aps) + list(self.stations):
             self._forget_role(name)
+        for hello in list(self._hellos.values()):
+            self._refuse(hello, "was open as the medium stopped")
+        if self._stations_server is not None:
+            self.unwatch(self._stations_server.fileno())
+            self._stations_server.close()
+            self._stations_server = None
         super().close()
 
     def _claim(self, name: str, mac: str) -> tuple[Endpoint, bytes]:
@@ -1033,7 +1205,6 @@ class WifiMedium(Medium):
             **super().handlers(),
             StartAccessPoint: self._start_access_point,
             StartStation: self._start_station,
-            ServeStation: self._serve_station,
             GetWifiStatus: self._wifi_status,
             StationCtrl: self._station_ctrl,
             StationLog: self._station_log,
@@ -1059,19 +1230,22 @@ class WifiMedium(Medium):
         return ApStarted(bssid=mac_text(bssid))
 
     def _start_station(self, request: StartStation, fds: list[int]) -> Done:
+        token = request.token
+        if len(token) not in TOKEN_LENGTHS or not token.isascii() or not token.isalnum():
+            raise SpecError(
+                f"medium: station {request.name!r}: its token must be "
+                f"{TOKEN_LENGTHS.start}..{TOKEN_LENGTHS.stop - 1} letters or digits "
+                "(secrets.token_hex(16) makes one)"
+            )
+        if any(hmac.compare_digest(token, s.token) for s in self.stations.values()):
+            raise SpecError(f"medium: station {request.name!r}: token already in use")
         endpoint, address = self._claim(request.name, request.mac)
-        station = Station(self, endpoint, address, request.ifname)
+        station = Station(self, endpoint, address, request.ifname, token)
         self.set_carrier(endpoint, False)
-        station.serve(request.pid, request.root)
         self.stations[request.name] = station
         self._by_radio_mac[address] = station
         socket_path = f"{WPA_CTRL_DIR}/{request.ifname}"
         self._log(f"station {request.name}: {request.mac}, control socket {socket_path}")
-        return Done()
-
-    def _serve_station(self, request: ServeStation, fds: list[int]) -> Done:
-        """The station's node started again (new processes): serve its socket there."""
-        self._station(request.name).serve(request.pid)
         return Done()
 
     def _wifi_status(self, request: GetWifiStatus, fds: list[int]) -> WifiStatus:

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import tenacity
 
 from pytest_cirque.core import identity
 from pytest_cirque.core.docker_backend import Backend, BackgroundExec
 from pytest_cirque.core.errors import CirqueError
+from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.homes import networks
 from pytest_cirque.homes.home import Home
 from pytest_cirque.homes.node import Node
@@ -246,14 +246,16 @@ def test_guards_come_from_helpers_without_host_powers(
 def hybrid_home(service: Cirque) -> Home:
     """A home with one hybrid node. The engine allows one macvlan network per host
     interface, so while another session's hybrid home holds it, wait for it to go."""
-    return tenacity.Retrying(
-        stop=tenacity.stop_after_delay(300),
-        wait=tenacity.wait_fixed(1),
-        retry=tenacity.retry_if_exception(
-            lambda e: isinstance(e, CirqueError) and "only one ipvlan home" in str(e)
-        ),
-        reraise=True,
-    )(service.create_home, {"hybrid": {"docker_network": "ipvlan"}})
+
+    def created() -> Home | None:
+        try:
+            return service.create_home({"hybrid": {"docker_network": "ipvlan"}})
+        except CirqueError as exc:
+            if "only one ipvlan home" in str(exc):
+                return None  # another session's hybrid home holds the interface
+            raise
+
+    return wait_until(created, "the host's one macvlan network to be free", 300, ignore=())
 
 
 def test_ipvlan_is_macvlan_on_the_host_lan(

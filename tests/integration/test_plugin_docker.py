@@ -18,10 +18,10 @@ from pathlib import Path
 
 import docker
 import pytest
-from tenacity import Retrying, stop_after_delay, wait_fixed
 
 from pytest_cirque import cli
 from pytest_cirque.core.docker_backend import Backend
+from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.homes import cleanup
 
 
@@ -266,11 +266,13 @@ def test_sigint_while_a_test_waits_tears_everything_down(
         text=True,
     )
     try:
-        for attempt in Retrying(stop=stop_after_delay(120), wait=wait_fixed(0.2), reraise=True):
-            with attempt:
-                assert run_nodes(client, run_id) == [
-                    f"cirque-{run_id}-main-test_waits/{n}" for n in "ab"
-                ]
+        expected = [f"cirque-{run_id}-main-test_waits/{n}" for n in "ab"]
+        wait_until(
+            lambda: run_nodes(client, run_id) == expected,
+            f"the inner run's nodes {expected}",
+            120,
+            log=lambda: f"nodes so far: {run_nodes(client, run_id)}",
+        )
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=120)
     finally:

@@ -3,7 +3,9 @@
 Expected texts were checked against wpa_supplicant 2.10 itself (wired driver on a veth):
 STATUS layout and WPS UUID, GET_NETWORK values and defaults, LIST_NETWORKS flags, event
 wording. The station behind the interface is a small fake here (this is protocol logic);
-the socket tests use real datagram clients and the real ``wpa_cli``.
+the socket tests play the node's relay over a socket pair, then run the real relay program
+(built from images/medium/cirque-wpa-ctrl.c with the host's gcc) with real datagram
+clients and the real ``wpa_cli``.
 """
 
 from __future__ import annotations
@@ -24,18 +26,29 @@ from typing import Any
 
 import pytest
 
-from pytest_cirque.core.errors import NodeError, SpecError
 from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.radios.relay.ctrl_iface import (
     EV_PSK_MAY_BE_INCORRECT,
     EV_SCAN_RESULTS,
     EV_SCAN_STARTED,
     EV_TERMINATING,
+    FRAME_ACCEPTED,
+    FRAME_DATAGRAM,
+    FRAME_FAILED,
+    FRAME_HEADER,
+    FRAME_HELLO,
+    MAX_ADDRESS,
+    MAX_BACKLOG,
+    MAX_DATAGRAM,
+    MAX_MONITOR_ERRORS,
     ControlSocket,
     CtrlInterface,
+    Frame,
+    FrameReader,
     LinkStatus,
     NetworkTable,
     ScanResult,
+    address_text,
     c_atoi,
     ev_associated,
     ev_connected,
@@ -45,7 +58,6 @@ from pytest_cirque.radios.relay.ctrl_iface import (
     ev_sme_authenticating,
     ev_temp_disabled,
     ev_trying_to_associate,
-    resolve_in_root,
     scan_flags,
     ssid_txt,
     temp_disable_duration,
@@ -599,36 +611,196 @@ def test_atoi_reads_like_c() -> None:
     assert [c_atoi(t) for t in ("12", " 7x", "-3", "+4", "abc", "", "-")] == [12, 7, -3, 4, 0, 0, 0]
 
 
-# --- paths inside a node's filesystem --------------------------------------------------
+# --- frames between the node's relay and the medium --------------------------------------
 
 
-def test_resolve_in_root_follows_links_inside_root(tmp_path: Path) -> None:
-    root = tmp_path / "node"
-    (root / "run").mkdir(parents=True)
-    (root / "var").mkdir()
-    (root / "data" / "sub").mkdir(parents=True)
-    os.symlink("/run", root / "var" / "run")  # absolute: starts over at root
-    os.symlink("sub", root / "data" / "rel")  # relative: next to itself
-    os.symlink("../../../../../../etc", root / "data" / "up")  # climbs: stops at root
-    os.symlink("/var/run", root / "chain")  # a link to a link
-    os.symlink("loop", root / "loop")
-    r = str(root)
-    assert resolve_in_root(r, "/var/run/wpa_supplicant/wlan0") == f"{r}/run/wpa_supplicant/wlan0"
-    assert resolve_in_root(r + "/", "/var/run") == f"{r}/run"
-    assert resolve_in_root(r, "/data/rel/x") == f"{r}/data/sub/x"
-    assert resolve_in_root(r, "/data/up/passwd") == f"{r}/etc/passwd"
-    assert resolve_in_root(r, "/../../../tmp/x") == f"{r}/tmp/x"
-    assert resolve_in_root(r, "/chain/./a/../b") == f"{r}/run/b"
-    assert resolve_in_root(r, "relative/x") == f"{r}/relative/x"
-    assert resolve_in_root(r, "/") == r
-    with pytest.raises(OSError) as raised:
-        resolve_in_root(r, "/loop/x")
-    assert raised.value.errno == errno.ELOOP
-    # No root: the host's own path, untouched.
-    assert resolve_in_root("", "/var/run/x") == "/var/run/x"
+def test_frames_survive_any_split_and_refuse_sizes_over_the_limits() -> None:
+    frames = [
+        Frame(FRAME_HELLO, b"", b"a1b2" * 8),
+        Frame(FRAME_DATAGRAM, b"/tmp/wpa_ctrl_7-1\0", b"PING"),
+        Frame(FRAME_DATAGRAM, b"\0abstract", b""),
+        Frame(FRAME_FAILED, b"/gone", b"2 No such file or directory"),
+    ]
+    stream = b"".join(f.encode() for f in frames)
+    reader = FrameReader()
+    got = []
+    for byte in stream:  # the worst split: one byte at a time
+        reader.feed(bytes([byte]))
+        while (frame := reader.next()) is not None:
+            got.append(frame)
+    assert got == frames
+    with pytest.raises(ValueError):
+        Frame(FRAME_DATAGRAM, b"x" * (MAX_ADDRESS + 1)).encode()
+    with pytest.raises(ValueError):
+        Frame(FRAME_DATAGRAM, b"/c", b"x" * (MAX_DATAGRAM + 1)).encode()
+    reader.feed(FRAME_HEADER.pack(FRAME_DATAGRAM, MAX_ADDRESS + 1, 0))
+    with pytest.raises(ValueError, match="over the limits"):
+        reader.next()
+    assert address_text(b"/tmp/c\0") == "/tmp/c"
+    assert address_text(b"\0name") == "@name"
+    assert address_text(b"") == "an unbound client"
 
 
-# --- the socket -----------------------------------------------------------------------
+class FakeRelay:
+    """The node's relay, played by the test over a socket pair: frames in, frames out."""
+
+    def __init__(self, ctrl: CtrlInterface) -> None:
+        self.end, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.end.settimeout(DEADLINE_S)
+        self.served = ControlSocket(ctrl, theirs)
+        self.reader = FrameReader()
+
+    def send(self, frame: Frame) -> bool:
+        self.end.sendall(frame.encode())
+        return self.served.handle_io()
+
+    def receive(self) -> Frame:
+        while (frame := self.reader.next()) is None:
+            data = self.end.recv(65536)
+            assert data, "the medium hung up"
+            self.reader.feed(data)
+        return frame
+
+    def ask(self, address: bytes, command: bytes) -> bytes:
+        assert self.send(Frame(FRAME_DATAGRAM, address, command))
+        reply = self.receive()
+        assert (reply.kind, reply.address) == (FRAME_DATAGRAM, address)
+        return reply.payload
+
+    def nothing_pending(self) -> bool:
+        """No frame waits (frames are queued the moment they are sent, so no waiting)."""
+        if self.reader.next() is not None:
+            return False
+        self.end.setblocking(False)
+        try:
+            self.end.recv(65536)
+        except BlockingIOError:
+            return True
+        finally:
+            self.end.settimeout(DEADLINE_S)
+        return False
+
+    def close(self) -> None:
+        self.served.close()
+        self.end.close()
+
+
+@pytest.fixture
+def relay(ctrl: CtrlInterface) -> Iterator[FakeRelay]:
+    fake = FakeRelay(ctrl)
+    yield fake
+    fake.close()
+
+
+def test_replies_go_to_their_sender_by_its_address(relay: FakeRelay) -> None:
+    client = b"/tmp/wpa_ctrl_42-1\0"
+    assert relay.ask(client, b"PING") == b"PONG\n"
+    assert relay.ask(client, b"ADD_NETWORK") == b"0\n"
+    assert relay.ask(client, b"\xff\xfe garbage") == b"UNKNOWN COMMAND\n"
+    assert relay.ask(client, b"") == b"UNKNOWN COMMAND\n"
+    assert relay.ask(b"\0abstract-client", b"PING") == b"PONG\n"
+    # A client that never bound an address cannot be answered; the medium carries on.
+    assert relay.send(Frame(FRAME_DATAGRAM, b"", b"PING"))
+    assert relay.nothing_pending()
+    assert "reply to an unbound client lost" in relay.served.interface.control_log()
+    assert relay.ask(client, b"PING") == b"PONG\n"
+
+
+def test_monitors_get_events_at_their_level(relay: FakeRelay) -> None:
+    monitor, other = b"/tmp/m\0", b"/tmp/c\0"
+    assert relay.ask(monitor, b"LEVEL 2") == b"FAIL\n"  # not attached yet
+    assert relay.send(Frame(FRAME_DATAGRAM, b"", b"ATTACH"))  # unbound: cannot be one
+    assert relay.nothing_pending() and not relay.served.monitors
+    assert relay.ask(monitor, b"ATTACH") == b"OK\n"
+    relay.served.event("CTRL-EVENT-SCAN-STARTED ")
+    assert relay.receive() == Frame(FRAME_DATAGRAM, monitor, b"<3>CTRL-EVENT-SCAN-STARTED ")
+    # Events from commands reach monitors too (before the command's reply).
+    relay.send(Frame(FRAME_DATAGRAM, other, b"ADD_NETWORK"))
+    assert relay.receive() == Frame(FRAME_DATAGRAM, monitor, b"<3>CTRL-EVENT-NETWORK-ADDED 0")
+    assert relay.receive() == Frame(FRAME_DATAGRAM, other, b"0\n")
+    assert relay.ask(monitor, b"LEVEL 4") == b"OK\n"
+    relay.served.event("quiet", level=3)
+    relay.served.event("loud", level=4)
+    assert relay.receive().payload == b"<4>loud"
+    assert relay.ask(monitor, b"DETACH") == b"OK\n"
+    assert relay.ask(monitor, b"DETACH") == b"FAIL\n"
+    relay.served.event("after")
+    assert relay.nothing_pending()
+    log = relay.served.interface.control_log()
+    assert "> ATTACH" in log and "event loud" in log
+
+
+def test_a_monitor_that_disappears_is_dropped(relay: FakeRelay) -> None:
+    live, gone, full = b"/tmp/live\0", b"/tmp/gone\0", b"/tmp/full\0"
+    for address in (live, gone, full):
+        assert relay.ask(address, b"ATTACH") == b"OK\n"
+    assert relay.send(Frame(FRAME_FAILED, gone, f"{errno.ENOENT} No such file".encode()))
+    assert set(relay.served.monitors) == {live, full}
+    # A monitor whose queue is full only goes after repeated failures.
+    for _ in range(MAX_MONITOR_ERRORS):
+        assert relay.send(Frame(FRAME_FAILED, full, f"{errno.EAGAIN} Try again".encode()))
+    assert full in relay.served.monitors
+    assert relay.send(Frame(FRAME_FAILED, full, f"{errno.EAGAIN} Try again".encode()))
+    assert list(relay.served.monitors) == [live]
+    relay.served.event("CTRL-EVENT-SCAN-RESULTS ")
+    assert relay.receive() == Frame(FRAME_DATAGRAM, live, b"<3>CTRL-EVENT-SCAN-RESULTS ")
+    assert relay.served.interface.control_log().count("dropped") == 2
+    # A failed reply to a client that is no monitor is only noted.
+    assert relay.send(Frame(FRAME_FAILED, b"/tmp/c\0", b"111 Connection refused"))
+    assert "reply to /tmp/c lost: 111 Connection refused" in relay.served.interface.control_log()
+
+
+def test_a_relay_that_breaks_the_framing_or_hangs_up_is_let_go(ctrl: CtrlInterface) -> None:
+    broken = FakeRelay(ctrl)
+    broken.end.sendall(FRAME_HEADER.pack(FRAME_DATAGRAM, 500, 0))
+    assert broken.served.handle_io() is False
+    assert "over the limits; disconnected" in ctrl.control_log()
+    broken.close()
+    gone = FakeRelay(ctrl)
+    assert gone.send(Frame(b"?", b"", b"what"))  # an unknown frame is only noted
+    gone.end.close()
+    assert gone.served.handle_io() is False
+    gone.served.close()
+
+
+def test_a_relay_that_does_not_read_is_let_go(relay: FakeRelay) -> None:
+    assert relay.ask(b"/tmp/m\0", b"ATTACH") == b"OK\n"
+    for _ in range(MAX_BACKLOG // 1000 + 200):
+        relay.served.event("x" * 1000)
+    assert relay.served.handle_io() is False
+    assert "unread; disconnected" in relay.served.interface.control_log()
+
+
+def test_close_tells_monitors_and_hangs_up(relay: FakeRelay) -> None:
+    assert relay.ask(b"/tmp/m\0", b"ATTACH") == b"OK\n"
+    relay.served.close()
+    assert relay.receive().payload == f"<3>{EV_TERMINATING}".encode()
+    assert relay.end.recv(100) == b""
+    relay.served.close()  # twice is harmless
+
+
+# --- the real relay program and the real wpa_cli ---------------------------------------
+
+RELAY_SOURCE = Path(__file__).resolve().parents[2] / "images" / "medium" / "cirque-wpa-ctrl.c"
+GCC = shutil.which("gcc")
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def relay_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The node relay, built for this host as the medium image builds it (not static)."""
+    if GCC is None:
+        pytest.skip("gcc is not installed (the node relay is C; scripts/setup installs it)")
+    program = tmp_path_factory.mktemp("relay") / "cirque-wpa-ctrl"
+    built = subprocess.run(
+        [GCC, "-Os", "-Wall", "-Wextra", "-Werror", "-o", str(program), str(RELAY_SOURCE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    return program
 
 
 @pytest.fixture
@@ -639,203 +811,71 @@ def short_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def client(path: str | Path, server: str | Path | None = None) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    if server is not None:
-        sock.connect(str(server))
-    sock.settimeout(DEADLINE_S)
-    return sock
-
-
-def ask(sock: socket.socket, served: ControlSocket, command: bytes) -> bytes:
-    """Send one command, let the server read it, return the reply."""
-    sock.send(command)
-    served.handle_readable()
-    return sock.recv(65536)
-
-
-def nothing_pending(sock: socket.socket) -> bool:
-    """No datagram waits (a datagram is queued the moment it is sent, so no waiting)."""
-    sock.setblocking(False)
-    try:
-        sock.recv(65536)
-    except BlockingIOError:
-        return True
-    finally:
-        sock.settimeout(DEADLINE_S)
-    return False
-
-
-@pytest.fixture
-def served(short_tmp: Path, ctrl: CtrlInterface) -> Iterator[ControlSocket]:
-    sock = ControlSocket(ctrl, str(short_tmp / "run" / "wlan0"))
-    yield sock
-    sock.close()
-
-
-def test_socket_answers_commands_and_garbage(served: ControlSocket, short_tmp: Path) -> None:
-    mode = os.stat(short_tmp / "run").st_mode
-    assert stat.S_IMODE(mode) == 0o770
-    assert stat.S_IMODE(os.stat(served.real_path).st_mode) == 0o770
-    with client(short_tmp / "c1", served.real_path) as c:
-        assert ask(c, served, b"PING") == b"PONG\n"
-        assert ask(c, served, b"ADD_NETWORK") == b"0\n"
-        assert ask(c, served, b"\xff\xfe garbage") == b"UNKNOWN COMMAND\n"
-        assert ask(c, served, b"") == b"UNKNOWN COMMAND\n"
-        c.send(b"P" * 9000)  # longer than wpa_supplicant reads: no answer
-        served.handle_readable()
-        assert nothing_pending(c)
-        assert ask(c, served, b"PING") == b"PONG\n"
-    # A client that never bound an address cannot be answered; the server carries on.
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unbound:
-        unbound.sendto(b"PING", served.real_path)
-        served.handle_readable()
-    assert "reply to an unbound client lost" in served.interface.control_log()
-
-
-def test_monitors_get_events_at_their_level(served: ControlSocket, short_tmp: Path) -> None:
-    with client(short_tmp / "m", served.real_path) as monitor:
-        assert ask(monitor, served, b"LEVEL 2") == b"FAIL\n"  # not attached yet
-        assert ask(monitor, served, b"ATTACH") == b"OK\n"
-        served.event("CTRL-EVENT-SCAN-STARTED ")
-        assert monitor.recv(4096) == b"<3>CTRL-EVENT-SCAN-STARTED "
-        # Events from commands reach monitors too (before the command's reply).
-        with client(short_tmp / "c", served.real_path) as c:
-            assert ask(c, served, b"ADD_NETWORK") == b"0\n"
-        assert monitor.recv(4096) == b"<3>CTRL-EVENT-NETWORK-ADDED 0"
-        assert ask(monitor, served, b"LEVEL 4") == b"OK\n"
-        served.event("quiet", level=3)
-        served.event("loud", level=4)
-        assert monitor.recv(4096) == b"<4>loud"
-        assert ask(monitor, served, b"DETACH") == b"OK\n"
-        assert ask(monitor, served, b"DETACH") == b"FAIL\n"
-        served.event("after")
-        assert nothing_pending(monitor)
-    log = served.interface.control_log()
-    assert "> ATTACH" in log and "event loud" in log
-
-
-def test_a_monitor_that_disappears_is_dropped(served: ControlSocket, short_tmp: Path) -> None:
-    live = client(short_tmp / "live", served.real_path)
-    unlinked = client(short_tmp / "unlinked", served.real_path)
-    closed = client(short_tmp / "closed", served.real_path)
-    for sock in (live, unlinked, closed):
-        assert ask(sock, served, b"ATTACH") == b"OK\n"
-    assert len(served.monitors) == 3
-    unlinked.close()
-    os.unlink(short_tmp / "unlinked")  # the socket file is gone
-    closed.close()  # the file stays, nobody reads it
-    served.event("CTRL-EVENT-SCAN-RESULTS ")
-    assert list(served.monitors) == [str(short_tmp / "live")]
-    assert live.recv(4096) == b"<3>CTRL-EVENT-SCAN-RESULTS "
-    assert served.interface.control_log().count("dropped") == 2
-    live.close()
-
-
-def test_close_tells_monitors_and_removes_the_socket(short_tmp: Path, ctrl: CtrlInterface) -> None:
-    served = ControlSocket(ctrl, str(short_tmp / "run" / "wlan0"))
-    with client(short_tmp / "m", served.real_path) as monitor:
-        assert ask(monitor, served, b"ATTACH") == b"OK\n"
-        served.close()
-        assert monitor.recv(4096) == f"<3>{EV_TERMINATING}".encode()
-    assert not os.path.exists(served.real_path)
-    assert not os.path.exists(short_tmp / "run")  # it created the directory, so removes it
-    served.close()  # twice is harmless
-
-
-def test_leftover_socket_is_replaced_but_a_live_one_is_not(
-    short_tmp: Path, ctrl: CtrlInterface, station: FakeStation
-) -> None:
-    path = short_tmp / "wlan0"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as dead:
-        dead.bind(str(path))  # a supplicant that died left its socket file
-    first = ControlSocket(ctrl, str(path))
-    with pytest.raises(NodeError, match="is in use by another process"):
-        ControlSocket(CtrlInterface(station), str(path))
-    first.close()
-    assert not path.exists()
-
-
-def test_paths_that_do_not_fit_a_socket_address_are_refused(
-    short_tmp: Path, ctrl: CtrlInterface
-) -> None:
-    long_root = str(short_tmp / ("r" * 90))
-    with pytest.raises(SpecError, match=r"over the 107-byte limit .* use a shorter root"):
-        ControlSocket(ctrl, "/var/run/wpa_supplicant/wlan0", root=long_root)
-    with pytest.raises(SpecError, match="is relative"):
-        ControlSocket(ctrl, "run/wlan0")
-
-
-def test_root_prefix_binds_and_answers_inside_the_nodes_filesystem(
-    short_tmp: Path, ctrl: CtrlInterface
-) -> None:
-    """ROOT stands for a node's "/": its /var/run is an absolute link to /run, and the
-    first directory of our temporary path an absolute link to /scratch. A node process
-    binds a socket by its own name; we stand in for it with a socket bound at that name
-    on the host, hard-linked into ROOT where the node would have it, and then unlinked on
-    the host: the name the server receives leads nowhere outside ROOT."""
-    root = short_tmp / "node"
-    for directory in ("run", "var", "scratch"):
-        (root / directory).mkdir(parents=True)
-    os.symlink("/run", root / "var" / "run")
-    os.symlink("/scratch", root / short_tmp.parts[1])
-    served = ControlSocket(ctrl, "/var/run/wpa_supplicant/wlan0", root=str(root))
-    try:
-        assert served.real_path == f"{root}/run/wpa_supplicant/wlan0"
-        assert stat.S_ISSOCK(os.lstat(served.real_path).st_mode)
-        assert stat.S_IMODE(os.stat(root / "run" / "wpa_supplicant").st_mode) == 0o770
-
-        node_name = short_tmp / "c"  # what the node's process bound
-        inside = root / "scratch" / Path(*node_name.parts[2:])  # where that is in ROOT
-        inside.parent.mkdir(parents=True)
-        sock = client(node_name, served.real_path)
-        os.link(node_name, inside)
-        os.unlink(node_name)
-        assert sock.getsockname() == str(node_name) and not node_name.exists()
-        assert ask(sock, served, b"PING") == b"PONG\n"
-        assert ask(sock, served, b"ATTACH") == b"OK\n"
-        served.event("CTRL-EVENT-SCAN-STARTED ")
-        assert sock.recv(4096) == b"<3>CTRL-EVENT-SCAN-STARTED "
-        sock.close()
-    finally:
-        served.close()
-    assert not os.path.exists(f"{root}/run/wpa_supplicant/wlan0")
-    assert (root / "var" / "run").is_symlink()  # the node's own links are left alone
-
-
-# --- the real wpa_cli --------------------------------------------------------------------
-
-
 class Loop:
-    """The medium's select loop in a thread; calls into it run on that thread."""
+    """The medium's side in a thread: a stations socket that accepts one relay presenting
+    TOKEN and serves ``ctrl`` to it. Calls into the loop run on its thread."""
 
-    def __init__(self, served: ControlSocket) -> None:
-        self.served = served
+    def __init__(self, ctrl: CtrlInterface, path: Path) -> None:
+        self.ctrl = ctrl
+        self.served: ControlSocket | None = None
+        self.refused = 0
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(path))
+        self._server.listen(4)
         self._calls: queue.Queue[tuple[Callable[[], Any], list, threading.Event]] = queue.Queue()
         self._wake_r, self._wake_w = os.pipe()
         self._selector = selectors.DefaultSelector()
-        self._selector.register(served.fileno(), selectors.EVENT_READ, "ctrl")
+        self._selector.register(self._server, selectors.EVENT_READ, "accept")
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._running = True
-        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="ctrl-loop", daemon=True)
         self._thread.start()
+
+    def _accept(self) -> None:
+        connection, _ = self._server.accept()
+        connection.settimeout(DEADLINE_S)
+        reader = FrameReader()
+        while (hello := reader.next()) is None:
+            data = connection.recv(4096)
+            if not data:
+                break
+            reader.feed(data)
+        if hello is None or hello != Frame(FRAME_HELLO, b"", TOKEN.encode()):
+            self.refused += 1
+            connection.close()
+            return
+        connection.sendall(Frame(FRAME_ACCEPTED).encode())
+        self.served = ControlSocket(
+            self.ctrl,
+            connection,
+            reader=reader,
+            on_output=lambda pending: self._selector.modify(
+                connection,
+                selectors.EVENT_READ | (selectors.EVENT_WRITE if pending else 0),
+                "ctrl",
+            ),
+        )
+        self._selector.register(connection, selectors.EVENT_READ, "ctrl")
 
     def _run(self) -> None:
         while self._running:
             for key, _events in self._selector.select():
-                if key.data == "ctrl":
-                    self.served.handle_readable()
-                    continue
-                os.read(self._wake_r, 4096)
-                while not self._calls.empty():
-                    function, box, done = self._calls.get()
-                    try:
-                        box.append(function())
-                    except BaseException as exc:
-                        box.append(exc)
-                    done.set()
+                if key.data == "accept":
+                    self._accept()
+                elif key.data == "ctrl":
+                    assert self.served is not None
+                    if not self.served.handle_io():
+                        self._selector.unregister(key.fileobj)
+                        self.served.close()
+                else:
+                    os.read(self._wake_r, 4096)
+                    while not self._calls.empty():
+                        function, box, done = self._calls.get()
+                        try:
+                            box.append(function())
+                        except BaseException as exc:
+                            box.append(exc)
+                        done.set()
 
     def call(self, function: Callable[[], Any]) -> Any:
         box: list[Any] = []
@@ -847,22 +887,73 @@ class Loop:
             raise box[0]
         return box[0]
 
-    def stop(self) -> None:
-        """Close the socket (monitors hear CTRL-EVENT-TERMINATING) and end the loop."""
-        if self._stopped:
-            return
-        self._stopped = True
+    def hang_up(self) -> None:
+        """The medium closes the station: monitors hear CTRL-EVENT-TERMINATING, the relay
+        exits and removes its socket."""
 
         def finish() -> None:
-            self._selector.unregister(self.served.fileno())
-            self.served.close()
+            if self.served is not None and not self.served.closed:
+                self._selector.unregister(self.served.fileno())
+                self.served.close()
+
+        self.call(finish)
+
+    def stop(self) -> None:
+        if not self._running:
+            return
+        self.hang_up()
+
+        def finish() -> None:
             self._running = False
 
         self.call(finish)
         self._thread.join(DEADLINE_S)
         self._selector.close()
+        self._server.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+
+class Node:
+    """A stand-in node directory: the token file, the control directory, the relay."""
+
+    def __init__(self, program: Path, root: Path) -> None:
+        self.program = program
+        self.root = root
+        self.ctrl_dir = root / "run" / "wpa_supplicant"
+        self.token = root / "token"
+        self.token.write_text(TOKEN + "\n")
+        self.token.chmod(0o600)
+        self.medium = root / "stations.sock"
+        self.process: subprocess.Popen[str] | None = None
+
+    def command(self, *extra: str) -> list[str]:
+        return [
+            str(self.program),
+            "-C",
+            str(self.ctrl_dir),
+            "-i",
+            "wlan0",
+            "--medium",
+            str(self.medium),
+            "--token-file",
+            str(self.token),
+            *extra,
+        ]
+
+    def start(self) -> subprocess.Popen[str]:
+        self.process = subprocess.Popen(
+            self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line.startswith("cirque-wpa-ctrl: serving "), self.process.stderr.read()
+        return self.process
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def wait_for(condition: Callable[[], Any], what: str) -> Any:
@@ -872,15 +963,118 @@ def wait_for(condition: Callable[[], Any], what: str) -> Any:
 
 
 @pytest.fixture
-def loop(tmp_path: Path, ctrl: CtrlInterface) -> Iterator[Loop]:
-    running = Loop(ControlSocket(ctrl, str(tmp_path / "ctrl" / "wlan0")))
+def node(relay_program: Path, short_tmp: Path) -> Iterator[Node]:
+    stand_in = Node(relay_program, short_tmp)
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture
+def loop(node: Node, ctrl: CtrlInterface) -> Iterator[Loop]:
+    running = Loop(ctrl, node.medium)
+    node.start()
     yield running
     running.stop()
 
 
-def wpa_cli(tmp_path: Path, *args: str) -> str:
+def client(path: Path, server: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.connect(str(server))
+    sock.settimeout(DEADLINE_S)
+    return sock
+
+
+def test_the_relay_serves_the_socket_like_wpa_supplicant(node: Node, loop: Loop) -> None:
+    path = node.ctrl_dir / "wlan0"
+    assert stat.S_IMODE(os.stat(node.ctrl_dir).st_mode) == 0o770
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o770
+    with client(node.root / "c", path) as c:
+        c.send(b"PING")
+        assert c.recv(4096) == b"PONG\n"
+        c.send(b"P" * 5000)  # over wpa_ctrl's 4096 bytes: dropped by the relay
+        c.send(b"PING")
+        assert c.recv(4096) == b"PONG\n"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unbound:
+        unbound.sendto(b"PING", str(path))  # nobody to answer: the relay carries on
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as abstract:
+        abstract.bind(f"\0cirque-test-{os.getpid()}")
+        abstract.sendto(b"PING", str(path))
+        abstract.settimeout(DEADLINE_S)
+        assert abstract.recv(4096) == b"PONG\n"
+    # A live socket is not taken over: a second relay refuses.
+    second = subprocess.run(node.command(), capture_output=True, text=True, timeout=DEADLINE_S)
+    assert second.returncode == 1
+    assert "is served by another process" in second.stderr
+    # The medium hangs up: the relay leaves cleanly and removes its socket.
+    loop.hang_up()
+    assert node.process is not None and node.process.wait(DEADLINE_S) == 0
+    assert not path.exists()
+
+
+def test_a_monitor_that_vanishes_is_dropped_through_the_relay(node: Node, loop: Loop) -> None:
+    path = node.ctrl_dir / "wlan0"
+    gone = client(node.root / "gone", path)
+    gone.send(b"ATTACH")
+    assert gone.recv(4096) == b"OK\n"
+    gone.close()
+    os.unlink(node.root / "gone")
+    loop.call(lambda: loop.ctrl.event("CTRL-EVENT-SCAN-RESULTS "))
+    wait_for(lambda: loop.call(lambda: not loop.served.monitors), "the monitor to be dropped")
+    assert "dropped: 2 No such file or directory" in loop.call(loop.ctrl.control_log)
+
+
+def test_the_relay_leaves_a_leftover_socket_to_nobody_and_needs_its_token(
+    relay_program: Path, short_tmp: Path, ctrl: CtrlInterface
+) -> None:
+    node = Node(relay_program, short_tmp)
+    node.ctrl_dir.mkdir(parents=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as dead:
+        dead.bind(str(node.ctrl_dir / "wlan0"))  # a supplicant that died left its socket
+    node.token.write_text("not-the-token\n")
+    loop = Loop(ctrl, node.medium)
+    try:
+        refused = subprocess.run(node.command(), capture_output=True, text=True, timeout=30)
+        assert refused.returncode == 1
+        assert "did not accept the token" in refused.stderr
+        assert not (node.ctrl_dir / "wlan0").exists()  # it bound, then cleaned up
+        assert loop.call(lambda: loop.refused) == 1
+        node.token.unlink()
+        missing = subprocess.run(node.command(), capture_output=True, text=True, timeout=30)
+        assert missing.returncode == 1 and "cannot read the token file" in missing.stderr
+        usage = subprocess.run([str(relay_program)], capture_output=True, text=True, timeout=30)
+        assert usage.returncode == 2 and usage.stderr.startswith("usage: cirque-wpa-ctrl")
+    finally:
+        loop.stop()
+    node.medium.unlink()
+    nobody = subprocess.run(node.command(), capture_output=True, text=True, timeout=30)
+    assert nobody.returncode == 1 and "cannot read the token file" in nobody.stderr
+
+
+def test_the_relay_stops_on_a_malformed_frame(node: Node, short_tmp: Path) -> None:
+    """A medium that sends nonsense makes the relay stop with a line, never crash."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(node.medium))
+        server.listen(1)
+        server.settimeout(DEADLINE_S)
+        process = subprocess.Popen(node.command(), stderr=subprocess.PIPE, text=True)
+        connection, _ = server.accept()
+        with connection:
+            connection.settimeout(DEADLINE_S)
+            assert connection.recv(4096) == Frame(FRAME_HELLO, b"", TOKEN.encode()).encode()
+            connection.sendall(Frame(FRAME_ACCEPTED).encode())
+            connection.sendall(Frame(FRAME_DATAGRAM, b"", b"no address").encode())
+            connection.sendall(Frame(b"Z", b"/x", b"unknown type").encode())
+            connection.sendall(FRAME_HEADER.pack(FRAME_DATAGRAM, 0xFFFF, 0xFFFFFFFF))
+            assert process.wait(DEADLINE_S) == 1
+    assert process.stderr is not None
+    assert "malformed frame" in process.stderr.read()
+
+
+def wpa_cli(node: Node, *args: str) -> str:
     done = subprocess.run(
-        [WPA_CLI, "-p", str(tmp_path / "ctrl"), "-i", "wlan0", *args],
+        [WPA_CLI, "-p", str(node.ctrl_dir), "-i", "wlan0", *args],
         capture_output=True,
         text=True,
         timeout=DEADLINE_S,
@@ -891,34 +1085,32 @@ def wpa_cli(tmp_path: Path, *args: str) -> str:
 
 
 @needs_wpa_cli
-def test_real_wpa_cli_drives_the_socket(loop: Loop, tmp_path: Path, station: FakeStation) -> None:
+def test_real_wpa_cli_drives_the_socket(loop: Loop, node: Node, station: FakeStation) -> None:
     station.results = [ScanResult(AP, 2437, -42, scan_flags("WPA2-PSK"), b"home")]
-    assert wpa_cli(tmp_path, "ping") == "PONG\n"
-    assert wpa_cli(tmp_path, "status") == (
+    assert wpa_cli(node, "ping") == "PONG\n"
+    assert wpa_cli(node, "status") == (
         f"wpa_state=DISCONNECTED\naddress={OWN}\nuuid={wps_uuid(OWN)}\n"
     )
-    assert wpa_cli(tmp_path, "scan") == "OK\n"
-    assert wpa_cli(tmp_path, "scan") == "FAIL-BUSY\n"
-    assert wpa_cli(tmp_path, "scan_results") == (
+    assert wpa_cli(node, "scan") == "OK\n"
+    assert wpa_cli(node, "scan") == "FAIL-BUSY\n"
+    assert wpa_cli(node, "scan_results") == (
         "bssid / frequency / signal level / flags / ssid\n"
         f"{AP}\t2437\t-42\t[WPA2-PSK-CCMP][ESS]\thome\n"
     )
-    assert wpa_cli(tmp_path, "add_network") == "0\n"
-    assert wpa_cli(tmp_path, "set_network", "0", "ssid", '"home"') == "OK\n"
-    assert wpa_cli(tmp_path, "set_network", "0", "psk", '"password123"') == "OK\n"
-    assert wpa_cli(tmp_path, "set_network", "0", "psk", '"short"') == "FAIL\n"
-    assert wpa_cli(tmp_path, "get_network", "0", "ssid") == '"home"'
-    assert wpa_cli(tmp_path, "get_network", "0", "psk") == "*"
-    assert wpa_cli(tmp_path, "enable_network", "0") == "OK\n"
-    assert wpa_cli(tmp_path, "list_networks") == (
-        "network id / ssid / bssid / flags\n0\thome\tany\t\n"
-    )
-    assert wpa_cli(tmp_path, "select_network", "0") == "OK\n"
-    assert wpa_cli(tmp_path, "disconnect") == "OK\n"
-    assert wpa_cli(tmp_path, "reconnect") == "OK\n"
-    assert wpa_cli(tmp_path, "remove_network", "0") == "OK\n"
-    assert wpa_cli(tmp_path, "list_networks") == "network id / ssid / bssid / flags\n"
-    assert wpa_cli(tmp_path, "ifname") == "wlan0"
+    assert wpa_cli(node, "add_network") == "0\n"
+    assert wpa_cli(node, "set_network", "0", "ssid", '"home"') == "OK\n"
+    assert wpa_cli(node, "set_network", "0", "psk", '"password123"') == "OK\n"
+    assert wpa_cli(node, "set_network", "0", "psk", '"short"') == "FAIL\n"
+    assert wpa_cli(node, "get_network", "0", "ssid") == '"home"'
+    assert wpa_cli(node, "get_network", "0", "psk") == "*"
+    assert wpa_cli(node, "enable_network", "0") == "OK\n"
+    assert wpa_cli(node, "list_networks") == ("network id / ssid / bssid / flags\n0\thome\tany\t\n")
+    assert wpa_cli(node, "select_network", "0") == "OK\n"
+    assert wpa_cli(node, "disconnect") == "OK\n"
+    assert wpa_cli(node, "reconnect") == "OK\n"
+    assert wpa_cli(node, "remove_network", "0") == "OK\n"
+    assert wpa_cli(node, "list_networks") == "network id / ssid / bssid / flags\n"
+    assert wpa_cli(node, "ifname") == "wlan0"
     calls = loop.call(lambda: list(station.calls))
     assert calls == [
         "request_scan",
@@ -929,12 +1121,12 @@ def test_real_wpa_cli_drives_the_socket(loop: Loop, tmp_path: Path, station: Fak
         "reconnect",
         "networks_changed",  # remove_network
     ]
-    log = loop.call(loop.served.interface.control_log)
+    log = loop.call(loop.ctrl.control_log)
     assert "password123" not in log and "> SET_NETWORK 0 psk [REMOVED]" in log
 
 
 @needs_wpa_cli
-def test_events_reach_a_real_wpa_cli_action_script(loop: Loop, tmp_path: Path) -> None:
+def test_events_reach_a_real_wpa_cli_action_script(loop: Loop, node: Node, tmp_path: Path) -> None:
     record = tmp_path / "actions.log"
     script = tmp_path / "action.sh"
     script.write_text(f'#!/bin/sh\necho "$1 $2 id=$WPA_ID id_str=$WPA_ID_STR" >> {record}\n')
@@ -943,22 +1135,22 @@ def test_events_reach_a_real_wpa_cli_action_script(loop: Loop, tmp_path: Path) -
     # -G 1: ping every second; after CTRL-EVENT-TERMINATING wpa_cli leaves at its next ping.
     with open(output, "w") as out:
         watcher = subprocess.Popen(
-            [WPA_CLI, "-p", str(tmp_path / "ctrl"), "-i", "wlan0", "-G", "1", "-a", str(script)],
+            [WPA_CLI, "-p", str(node.ctrl_dir), "-i", "wlan0", "-G", "1", "-a", str(script)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
         wait_for(lambda: loop.call(lambda: len(loop.served.monitors)) == 1, "wpa_cli to attach")
-        loop.call(lambda: loop.served.event(ev_connected(AP, 0, "kitchen")))
+        loop.call(lambda: loop.ctrl.event(ev_connected(AP, 0, "kitchen")))
         wait_for(lambda: record.exists() and record.read_text(), "the CONNECTED action")
-        loop.call(lambda: loop.served.event(ev_disconnected(AP, 3, locally_generated=True)))
+        loop.call(lambda: loop.ctrl.event(ev_disconnected(AP, 3, locally_generated=True)))
         wait_for(lambda: "DISCONNECTED" in record.read_text(), "the DISCONNECTED action")
         assert record.read_text().splitlines() == [
             "wlan0 CONNECTED id=0 id_str=kitchen",
             "wlan0 DISCONNECTED id=0 id_str=kitchen",
         ]
-        # Closing the socket tells wpa_cli the supplicant terminates: it stops.
-        loop.stop()
+        # The medium closing the station tells wpa_cli the supplicant terminates: it stops.
+        loop.hang_up()
         assert watcher.wait(DEADLINE_S) == 0
         assert "wpa_supplicant is terminating" in output.read_text()
     finally:

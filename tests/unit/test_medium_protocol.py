@@ -37,7 +37,6 @@ from pytest_cirque.radios.relay.protocol import (
     Move,
     Ping,
     Reset,
-    ServeStation,
     SetLink,
     SetMedium,
     SetNode,
@@ -70,8 +69,7 @@ EXAMPLES = [
     CaptureStop(),
     Status(),
     StartAccessPoint(name="ap", mac="02:00:00:00:00:01", ssid="home", psk="secret12"),
-    StartStation(name="sta", mac="02:00:00:00:00:02", pid=42, root="/tmp/root"),
-    ServeStation(name="sta", pid=43),
+    StartStation(name="sta", mac="02:00:00:00:00:02", token="0123456789abcdef" * 2),
     GetWifiStatus(),
     StationCtrl(name="sta", command="STATUS"),
     StationLog(name="sta"),
@@ -124,8 +122,8 @@ def test_numbers_are_normalised_when_a_request_is_made() -> None:
             "medium: op 'node': field 'loss' must be a number or omitted, not True",
         ),
         (
-            lambda: StartStation(name="s", mac="m", pid=1.5),
-            "medium: op 'wifi_station': field 'pid' must be an integer, not 1.5",
+            lambda: StartStation(name="s", mac="m", token=15),
+            "medium: op 'wifi_station': field 'token' must be a string, not 15",
         ),
         (
             lambda: Detach(name=None),
@@ -222,10 +220,9 @@ def test_the_relay_container_gets_least_privilege() -> None:
         assert options["privileged"] is False and options["network_mode"] == "none"
         assert options["cap_drop"] == ["ALL"] and options["devices"] == []
         assert options["security_opt"] == ["no-new-privileges"]
-    assert relay_security_options(False)["cap_add"] == []
-    assert relay_security_options(False)["pid_mode"] is None
-    assert relay_security_options(True)["cap_add"] == ["SYS_PTRACE"]
-    assert relay_security_options(True)["pid_mode"] == "host"
+        # No medium, WiFi included, shares a host namespace or holds a capability.
+        assert options["cap_add"] == [] and options["pid_mode"] is None
+    assert relay_security_options(True) == relay_security_options(False)
 
 
 # --- the clients, against a relay in process ---------------------------------------------
@@ -259,7 +256,7 @@ class InProcessBackend:
 
 @pytest.fixture
 def relay() -> Iterator[WifiMedium]:
-    # A short directory: the station's socket path inside its "root" must fit sun_path.
+    # A short directory: socket paths must fit sun_path.
     with tempfile.TemporaryDirectory(prefix="cq-", dir="/tmp") as short:
         medium = WifiMedium(
             LinkModel(rng=random.Random(5)),
@@ -272,7 +269,6 @@ def relay() -> Iterator[WifiMedium]:
             node_side, medium_side = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             sides.append(node_side)
             medium.attach(name, medium_side.detach())
-        Path(short, "root").mkdir()
         yield medium
         medium.close()
         for side in sides:
@@ -328,8 +324,7 @@ def test_the_wifi_client_is_typed(client: MediumContainer, relay: WifiMedium) ->
     assert isinstance(wifi, WifiClient)
     bssid = wifi.add_access_point("ap", mac="02:00:00:00:00:01", ssid="home", psk="secret12")
     assert bssid == "02:00:00:00:00:01"
-    root = str(Path(relay._server.getsockname()).parent / "root")
-    wifi.add_station("sta", mac="02:00:00:00:00:02", pid=0, root=root)
+    wifi.add_station("sta", mac="02:00:00:00:00:02", token="0123456789abcdef" * 2)
     assert wifi.ctrl("sta", "PING") == "PONG\n"
     assert wifi.log("sta")[-1].endswith("< PONG")
     status = wifi.status()

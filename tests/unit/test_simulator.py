@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
-from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from pytest_cirque.core import waiting
 from pytest_cirque.core.errors import DeviceModelError, ScriptError, TransportError, WaitTimeout
 from pytest_cirque.device_models import internal_scripts
 from pytest_cirque.device_models.model import load_model
@@ -94,19 +94,8 @@ class MemoryTransport(Transport):
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 20) -> None:
-    """Poll ``condition`` until it holds; else WaitTimeout naming what was awaited."""
-    try:
-        for attempt in Retrying(
-            stop=stop_after_delay(timeout),
-            wait=wait_fixed(0.02),
-            retry=retry_if_result(lambda ok: not ok),
-        ):
-            with attempt:
-                ok = bool(condition())
-            if not attempt.retry_state.outcome.failed:
-                attempt.retry_state.set_result(ok)
-    except Exception as exc:  # tenacity's RetryError: the deadline passed
-        raise WaitTimeout(f"waited {timeout} s for {what}") from exc
+    """The project's one wait, polling fast: the simulator's clock runs in milliseconds."""
+    waiting.wait_until(condition, what, timeout, max_interval=0.02)
 
 
 async def wait_async(condition: Callable[[], object], what: str, timeout: float = 20) -> None:

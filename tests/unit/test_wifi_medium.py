@@ -17,6 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from pytest_cirque.radios.relay.ctrl_iface import (
+    EV_TERMINATING,
+    FRAME_ACCEPTED,
+    FRAME_DATAGRAM,
+    FRAME_HEADER,
+    FRAME_HELLO,
+    Frame,
+    FrameReader,
+)
 from pytest_cirque.radios.relay.link_model import LinkModel
 from pytest_cirque.radios.relay.protocol import (
     ApStatus,
@@ -33,6 +42,7 @@ from pytest_cirque.radios.relay.protocol import (
     StationStatus,
 )
 from pytest_cirque.radios.relay.wifi import (
+    HELLO_TIMEOUT_S,
     MGMT_ETHERTYPE,
     Mgmt,
     Subtype,
@@ -45,6 +55,7 @@ from pytest_cirque.radios.relay.wpa import EAPOL_ETHERTYPE
 AP_MAC = "02:00:00:00:00:01"
 STA_MAC = "02:00:00:00:00:02"
 PSK = "correct horse"
+TOKEN = "5ca1ab1e" * 4
 
 
 class Clock:
@@ -61,17 +72,22 @@ class Air:
     def __init__(self, tmp_path: Path) -> None:
         self.clock = Clock()
         self.carriers: dict[int, bool] = {}
+        self.lines: list[str] = []
         self.medium = WifiMedium(
             LinkModel(rng=random.Random(7)),
             str(tmp_path / "control.sock"),
             clock=self.clock,
-            log=lambda _line: None,
+            log=self.lines.append,
             switch_carrier=lambda fd, on: self.carriers.__setitem__(fd, on),
         )
         self.nodes: dict[str, socket.socket] = {}
         self.fds: dict[str, int] = {}
-        self.root = tmp_path / "node-root"
-        self.root.mkdir()
+        # The home's radio volume, with the relay program the medium hands out.
+        self.radio = tmp_path / "radio"
+        self.radio.mkdir()
+        program = tmp_path / "cirque-wpa-ctrl"
+        program.write_bytes(b"\x7fELF stand-in")
+        self.medium.serve_stations(str(self.radio), program=str(program))
 
     def attach(self, name: str, position=(0, 0, 0), carrier: bool = True) -> None:
         node_side, medium_side = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -104,6 +120,25 @@ class Air:
             self.medium._deliver_due()
             self.medium._run_timers()
 
+    def pump(self) -> None:
+        """Serve every socket that is ready (the relay loop's select, by hand)."""
+        for _ in range(20):
+            ready = self.medium._selector.select(0)
+            if not ready:
+                return
+            for key, _events in ready:
+                key.data(key.fileobj)
+
+    def connect(self, *frames: Frame | bytes) -> socket.socket:
+        """A node's connection to the stations socket, sending these first."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(self.radio / "stations.sock"))
+        sock.settimeout(5)
+        for frame in frames:
+            sock.sendall(frame.encode() if isinstance(frame, Frame) else frame)
+        self.pump()
+        return sock
+
     def received(self, name: str) -> list[bytes]:
         frames = []
         while True:
@@ -130,7 +165,7 @@ def _setup(air: Air) -> Iterator[Air]:
     air.attach("ap")
     air.attach("sta", position=(10, 0, 0), carrier=False)
     assert air.call(StartAccessPoint(name="ap", mac=AP_MAC, ssid="home", psk=PSK)).bssid == AP_MAC
-    air.call(StartStation(name="sta", mac=STA_MAC, pid=0, root=str(air.root)))
+    air.call(StartStation(name="sta", mac=STA_MAC, token=TOKEN))
     yield air
     air.close()
 
@@ -250,11 +285,84 @@ def test_radio_frames_from_a_node_are_refused(air: Air):
     assert drops["dropped: radio frames come from the medium, not the node"] == 2
 
 
-def test_the_control_socket_lives_in_the_nodes_filesystem(air: Air):
-    path = air.root / "var" / "run" / "wpa_supplicant" / "wlan0"
-    assert path.is_socket()
+def read_frames(sock: socket.socket, count: int) -> list[Frame]:
+    reader, frames = FrameReader(), []
+    while len(frames) < count:
+        while (frame := reader.next()) is not None:
+            frames.append(frame)
+        if len(frames) < count:
+            data = sock.recv(65536)
+            assert data, f"closed after {frames}"
+            reader.feed(data)
+    return frames
+
+
+def hung_up(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_the_medium_hands_out_the_relay_and_serves_the_stations_socket(air: Air):
+    program = air.radio / "bin" / "cirque-wpa-ctrl"
+    assert program.read_bytes() == b"\x7fELF stand-in"
+    assert program.stat().st_mode & 0o777 == 0o555
+    assert (air.radio / "stations.sock").stat().st_mode & 0o777 == 0o600
+    node = air.connect(Frame(FRAME_HELLO, b"", TOKEN.encode()))
+    assert read_frames(node, 1) == [Frame(FRAME_ACCEPTED)]
+    assert air.call(GetWifiStatus()).stations["sta"].control_socket
+    client = b"/tmp/wpa_ctrl_9-1\0"
+    node.sendall(Frame(FRAME_DATAGRAM, client, b"ATTACH").encode())
+    node.sendall(Frame(FRAME_DATAGRAM, client, b"PING").encode())
+    air.pump()
+    assert read_frames(node, 2) == [
+        Frame(FRAME_DATAGRAM, client, b"OK\n"),
+        Frame(FRAME_DATAGRAM, client, b"PONG\n"),
+    ]
+    assert "control socket served by the node's relay" in "\n".join(air.lines)
+    # The node restarted: its new relay takes over, the old connection is closed.
+    again = air.connect(Frame(FRAME_HELLO, b"", TOKEN.encode()))
+    assert read_frames(again, 1) == [Frame(FRAME_ACCEPTED)]
+    assert read_frames(node, 1)[0].payload == f"<3>{EV_TERMINATING}".encode()
+    assert hung_up(node)
+    # The station goes: its monitors hear it terminate, and the relay is let go.
+    again.sendall(Frame(FRAME_DATAGRAM, client, b"ATTACH").encode())
+    air.pump()
+    assert read_frames(again, 1) == [Frame(FRAME_DATAGRAM, client, b"OK\n")]
     air.call(Detach(name="sta"))
-    assert not path.exists()
+    assert read_frames(again, 1)[0].payload == f"<3>{EV_TERMINATING}".encode()
+    assert hung_up(again)
+
+
+def test_the_stations_socket_serves_nothing_without_a_stations_token(air: Air):
+    """Every node of the home sees the stations socket: a connection must name a station
+    by its token first, and gets that station's control socket, never the medium's ops."""
+    attempts = [
+        ("presented a wrong token", Frame(FRAME_HELLO, b"", b"0" * 32)),
+        ("presented a wrong token", Frame(FRAME_HELLO, b"", TOKEN[:-1].encode())),
+        ("spoke before presenting a token", Frame(FRAME_DATAGRAM, b"/tmp/c\0", b"STATUS")),
+        # The medium's own control protocol means nothing here.
+        ("sent a malformed frame", b'{"op": "move", "name": "ap", "position": [9, 9]}\n'),
+        ("sent a malformed frame", FRAME_HEADER.pack(FRAME_HELLO, 0xFFFF, 0)),
+    ]
+    for expected, attempt in attempts:
+        node = air.connect(attempt)
+        assert hung_up(node), expected
+        assert air.lines[-1].startswith(f"stations: a connection {expected}; closed")
+    assert air.call(GetWifiStatus()).stations["sta"].control_socket is False
+    silent = air.connect()
+    air.run(HELLO_TIMEOUT_S + 0.1)
+    assert hung_up(silent)
+    assert "sent no token within" in air.lines[-1]
+    for bad, message in (("short", "must be 16..128 letters"), (TOKEN, "already in use")):
+        air.attach("sta2")
+        reply = air.medium.handle(
+            StartStation(name="sta2", mac="02:00:00:00:00:07", token="x" * 16).encode()
+            .replace("x" * 16, bad)
+        )
+        assert reply["ok"] is False and message in reply["error"], reply
+        air.call(Detach(name="sta2"))
 
 
 def test_the_status_is_typed_and_follows_the_association(air: Air):
@@ -271,7 +379,8 @@ def test_the_status_is_typed_and_follows_the_association(air: Air):
         )
     }
     assert before.stations["sta"].wpa_state != "COMPLETED"
-    assert before.stations["sta"].bssid is None and before.stations["sta"].control_socket
+    assert before.stations["sta"].bssid is None
+    assert before.stations["sta"].control_socket is False  # no relay has connected
     join(air)
     air.run(1.0)
     after = air.call(GetWifiStatus())
