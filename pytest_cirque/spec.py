@@ -10,6 +10,7 @@ when the spec came from YAML), the node and the field. Pure: no Docker here.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -59,7 +60,9 @@ CIRQUE_PARAM_KEYS = {
     "weave_config_file": "Weave",
 }
 
-OUR_FIELDS = ("image", "capabilities", "env", "command", "docker_network")
+OUR_FIELDS = ("image", "capabilities", "env", "command", "docker_network", "wait_for")
+#: How long a node's ``wait_for`` waits unless it says.
+WAIT_FOR_TIMEOUT_S = 60.0
 #: Cirque's node keys. Capability settings among them are read by the capability's
 #: ``params_from_cirque`` (Weave: weave_config_*; XVNC: xvnc_localhost, display_id,
 #: docker_display_id); XVNC's are ignored on a node without XVNC, as Cirque did.
@@ -89,6 +92,17 @@ def check_home_name(name: Any, where: str = "") -> str:
     return name
 
 
+@dataclass(frozen=True)
+class WaitFor:
+    """What home creation waits for on a node before the test starts: a log line (a
+    regular expression), TCP ports listening inside the node, the image's HEALTHCHECK."""
+
+    log: str | None = None
+    ports: tuple[int, ...] = ()
+    healthy: bool = False
+    timeout: float = WAIT_FOR_TIMEOUT_S
+
+
 @dataclass
 class NodeSpec:
     """One node: its image, capabilities (validated instances), environment and command."""
@@ -99,6 +113,7 @@ class NodeSpec:
     env: dict[str, str] = field(default_factory=dict)
     command: str | list[str] | None = None
     docker_network: str = NETWORK_DEFAULT
+    wait_for: WaitFor | None = None
     #: Where the spec came from, for messages ("home.yaml:12 node hub").
     where: str = ""
 
@@ -131,6 +146,7 @@ class NodeSpec:
             env=_env(raw.get("env"), place),
             command=_command(raw.get("command"), place),
             docker_network=_docker_network(raw.get("docker_network"), place),
+            wait_for=_wait_for(raw.get("wait_for"), place),
             where=place,
         )
 
@@ -378,6 +394,52 @@ def _command(value: Any, place: str) -> str | list[str] | None:
     if isinstance(value, list) and value and all(isinstance(v, (str, int, float)) for v in value):
         return [str(v) for v in value]
     raise SpecError(f"{place}: field 'command' must be a string or a list of strings")
+
+
+def _wait_for(value: Any, place: str) -> WaitFor | None:
+    """``wait_for``: {log: REGEX, port: N or [N, ...], healthy: true, timeout: S}."""
+    if value is None:
+        return None
+    label = f"{place}: field 'wait_for'"
+    if not isinstance(value, Mapping):
+        raise SpecError(
+            f"{label} must be a mapping such as {{log: 'ready', port: 8080, healthy: true}}, "
+            f"got {value!r}"
+        )
+    known = ("log", "port", "healthy", "timeout")
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise SpecError(
+            f"{label}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], known)}; "
+            f"known: {', '.join(known)}"
+        )
+    log = value.get("log")
+    if log is not None:
+        if not isinstance(log, str) or not log:
+            raise SpecError(f"{label}: log must be a regular expression, got {log!r}")
+        try:
+            re.compile(log)
+        except re.error as exc:
+            raise SpecError(f"{label}: log {log!r} is not a regular expression ({exc})") from None
+    raw_ports = value.get("port", [])
+    ports = raw_ports if isinstance(raw_ports, list) else [raw_ports]
+    for port in ports:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise SpecError(f"{label}: port must be a TCP port 1..65535, got {port!r}")
+    healthy = value.get("healthy", False)
+    if not isinstance(healthy, bool):
+        raise SpecError(f"{label}: healthy must be true or false, got {healthy!r}")
+    timeout = value.get("timeout", WAIT_FOR_TIMEOUT_S)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise SpecError(f"{label}: timeout must be a number of seconds over 0, got {timeout!r}")
+    if log is None and not ports and not healthy:
+        raise SpecError(f"{label} asks for nothing; give log, port or healthy")
+    return WaitFor(log=log, ports=tuple(ports), healthy=healthy, timeout=float(timeout))
 
 
 def _docker_network(value: Any, place: str) -> str:

@@ -174,6 +174,11 @@ class Home:
                 run_parallel([n.post_start for n in with_capabilities], PARALLELISM),
                 "starting capabilities",
             )
+            waiting = [n for n in new_nodes if n.spec.wait_for is not None]
+            self._raise_first(
+                run_parallel([n.wait_for_spec for n in waiting], PARALLELISM),
+                "waiting for what the nodes' wait_for asks",
+            )
         except BaseException:
             errors = self._remove_nodes(new_nodes)
             if errors:

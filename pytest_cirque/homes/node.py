@@ -11,8 +11,10 @@ Home; what it got from its capabilities lives in its drivers.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BackgroundExec", "ExecResult", "Node"]
 
+#: Lines of a node's log searched by wait_for_log.
+LOG_SEARCH_TAIL = 2000
 #: Lines of a node's log attached to a failed wait.
 WAIT_LOG_TAIL = 50
 #: Image of the short-lived NET_ADMIN helper (has ip, tc, iptables).
@@ -55,6 +59,18 @@ class NodeContext:
     resolve_image: Callable[[str], str]
     #: The home's medium of a kind ("wifi", "lan"), started on first use.
     medium: Callable[[str], MediumContainer]
+
+
+def listening_ports(proc_net_tcp: str) -> set[int]:
+    """The TCP ports in LISTEN state in /proc/net/tcp and tcp6 text (state 0A; the local
+    address's port is the hex after the colon). Lines that are not table rows are skipped."""
+    ports = set()
+    for line in proc_net_tcp.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A" and ":" in fields[1]:
+            with contextlib.suppress(ValueError):
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def _tail(text: str, lines: int = 5) -> str:
@@ -313,6 +329,69 @@ class Node:
             timeout,
             log=lambda: self.logs(tail=WAIT_LOG_TAIL),
         )
+
+    def wait_for_log(self, pattern: str | re.Pattern[str], timeout: float = 30) -> re.Match[str]:
+        """Wait until the node's log (its main process's stdout and stderr) has a line
+        matching ``pattern`` (a regular expression, ^ and $ at line ends); the match.
+        WaitTimeout with the log at the deadline."""
+        # A string is matched line by line: ^ and $ anchor at each line of the log.
+        regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern, re.MULTILINE)
+        return self.wait_until(
+            lambda: regex.search(self.logs(tail=LOG_SEARCH_TAIL)),
+            f"a log line matching {regex.pattern!r}",
+            timeout,
+        )
+
+    def wait_for_port(self, port: int, timeout: float = 30) -> int:
+        """Wait until something in the node listens on TCP ``port`` (IPv4 or IPv6), seen
+        from inside the node through /proc, so any image works; the port. WaitTimeout with
+        the node's log at the deadline."""
+        if not 0 < port < 65536:
+            raise NodeError(f"node {self.name}: wait_for_port({port!r}): not a TCP port")
+
+        def listening() -> bool:
+            tables = self.exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"], timeout=10)
+            return port in listening_ports(tables.stdout)
+
+        self.wait_until(listening, f"a listener on TCP port {port}", timeout)
+        return port
+
+    def wait_for_healthy(self, timeout: float = 60) -> None:
+        """Wait until the image's HEALTHCHECK reports the node healthy. NodeError at once
+        when the image has none or the check reports unhealthy; WaitTimeout with the last
+        check's output at the deadline."""
+
+        def healthy() -> bool:
+            health = (self._inspect().get("State") or {}).get("Health")
+            if not health:
+                raise NodeError(
+                    f"node {self.name}: image {self.spec.image} has no HEALTHCHECK; wait for "
+                    "a log line or a port instead"
+                )
+            if health.get("Status") == "unhealthy":
+                last = (health.get("Log") or [{}])[-1].get("Output", "").strip()[-300:]
+                raise NodeError(f"node {self.name}: HEALTHCHECK reports unhealthy: {last!r}")
+            return bool(health.get("Status") == "healthy")
+
+        wait_until(
+            healthy,
+            f"the HEALTHCHECK of node {self.name} to report healthy",
+            timeout,
+            log=lambda: self.logs(tail=WAIT_LOG_TAIL),
+            ignore=(OSError,),
+        )
+
+    def wait_for_spec(self) -> None:
+        """What the node spec's ``wait_for`` asks, before the home is handed over."""
+        wanted = self.spec.wait_for
+        if wanted is None:
+            return
+        if wanted.log is not None:
+            self.wait_for_log(wanted.log, wanted.timeout)
+        for port in wanted.ports:
+            self.wait_for_port(port, wanted.timeout)
+        if wanted.healthy:
+            self.wait_for_healthy(wanted.timeout)
 
     def medium(self, kind: str) -> MediumContainer:
         """The home's medium of ``kind`` ("wifi", "lan"), started on first use."""

@@ -1196,7 +1196,8 @@ class ControlSocket:
         if command == "ATTACH" or command.startswith("ATTACH "):
             reply = self._attach(address)
         elif command == "DETACH":
-            reply = "OK\n" if address and self.monitors.pop(address, None) else "FAIL\n"
+            detached = self.monitors.pop(address, None) if address else None
+            reply = "OK\n" if detached is not None else "FAIL\n"
             self._log_socket_command(command, reply)
         elif command.startswith("LEVEL "):
             monitor = self.monitors.get(address) if address else None

@@ -284,6 +284,7 @@ class StationStatus(Reply):
     ssid: str | None
     ip_address: str | None
     networks: int
+    #: The node's relay is connected (its token accepted): the node's socket is served.
     control_socket: bool
 
     def summary(self) -> str:

@@ -13,7 +13,7 @@ from pytest_cirque.core.docker_backend import Backend
 from pytest_cirque.core.errors import ExecTimeout, NodeError, WaitTimeout
 from pytest_cirque.homes import networks
 from pytest_cirque.homes.home import Home
-from pytest_cirque.homes.node import Node
+from pytest_cirque.homes.node import Node, listening_ports
 from pytest_cirque.homes.session import Cirque
 
 
@@ -185,3 +185,82 @@ def test_describe(home: Home) -> None:
     info = home["n"].describe()
     assert info["state"] == "running" and info["segment"] == "lan" and info["capabilities"] == []
     assert info["container"] == f"{home.name}.n"
+
+
+# ---- wait strategies ------------------------------------------------------------------
+
+
+def test_wait_for_log_returns_the_matching_line(home: Home) -> None:
+    match = home["talker"].wait_for_log(r"node-(\w+)-hello", timeout=30)
+    assert match.group(1) == "says"
+    with pytest.raises(WaitTimeout) as error:
+        home["talker"].wait_for_log("never-printed", timeout=0.5)
+    assert "a log line matching 'never-printed'" in str(error.value)
+    assert "node-says-hello" in error.value.log
+
+
+def test_wait_for_port_sees_a_listener_from_inside_the_node(home: Home) -> None:
+    node = home["n"]
+    with pytest.raises(WaitTimeout, match="a listener on TCP port 8765"):
+        node.wait_for_port(8765, timeout=0.5)
+    server = node.exec_background(
+        [
+            "python3",
+            "-c",
+            "import socket,time; s=socket.socket(); s.bind(('', 8765)); "
+            "s.listen(); time.sleep(600)",
+        ]
+    )
+    try:
+        assert node.wait_for_port(8765, timeout=30) == 8765
+    finally:
+        server.kill()
+
+
+def test_wait_for_healthy_needs_a_healthcheck(home: Home) -> None:
+    with pytest.raises(NodeError, match="has no HEALTHCHECK; wait for a log line or a port"):
+        home["n"].wait_for_healthy(timeout=5)
+
+
+def test_a_home_waits_for_what_its_nodes_wait_for(service_for_waits: Cirque) -> None:
+    """Home creation returns only once the log line is there and the port listens."""
+    script = (
+        "python3 -c \"import socket,time; time.sleep(1); print('warming up', flush=True); "
+        "s=socket.socket(); s.bind(('', 9099)); s.listen(); print('ready', flush=True); "
+        'time.sleep(600)"'
+    )
+    home = service_for_waits.create_home(
+        {
+            "web": {
+                "command": ["sh", "-c", script],
+                "wait_for": {"log": "^ready$", "port": 9099, "timeout": 60},
+            }
+        }
+    )
+    assert "ready" in home["web"].logs()
+    tables = home["web"].exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"]).stdout
+    assert 9099 in listening_ports(tables)
+
+
+def test_a_wait_for_that_never_comes_fails_creation_and_leaves_nothing(
+    service_for_waits: Cirque,
+) -> None:
+    with pytest.raises(WaitTimeout, match="a log line matching 'never'"):
+        service_for_waits.create_home(
+            {"mute": {"wait_for": {"log": "never", "timeout": 1}}}, name="mute"
+        )
+    assert (
+        Backend(service_for_waits.client).find(
+            [f"{identity.RUN}={service_for_waits.run_id}", f"{identity.HOME}"]
+        )
+        == []
+    )
+
+
+@pytest.fixture
+def service_for_waits() -> Iterator[Cirque]:
+    service = Cirque(worker=os.environ.get("PYTEST_XDIST_WORKER", "main"))
+    try:
+        yield service
+    finally:
+        service.close()

@@ -19,6 +19,7 @@ from pytest_cirque.core import identity
 from pytest_cirque.core.docker_backend import ExecResult
 from pytest_cirque.core.errors import CirqueError, NodeError, SpecError, WaitTimeout
 from pytest_cirque.homes.home import Home, HomeContext, Images
+from pytest_cirque.homes.node import listening_ports
 from pytest_cirque.spec import HomeSpec
 
 
@@ -234,3 +235,19 @@ def test_nodes_on_other_segments_do_not_count_against_one_another() -> None:
     spec.update({f"b{i}": {"capabilities": ["LanAccess"]} for i in range(200)})
     home, _ = make_home(FakeBackend(), spec)
     assert len(home.build().nodes) == 400
+
+
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
+   1: 0100007F:0035 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
+   2: 0A0D0002:D2A4 0A0D0001:0050 01 00000000:00000000 00:00000000 00000000     0
+  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A
+"""
+
+
+def test_listening_ports_are_read_from_the_kernel_tables() -> None:
+    # 8080 and 53 listen on IPv4, 443 on IPv6; 53924 is an established connection.
+    assert listening_ports(PROC_NET_TCP) == {8080, 53, 443}
+    assert listening_ports("garbage\n\n") == set()

@@ -11,7 +11,14 @@ import pytest
 from pytest_cirque.capabilities.model import base
 from pytest_cirque.capabilities.model.base import Capability, ContainerConfig
 from pytest_cirque.core.errors import SpecError
-from pytest_cirque.spec import DEFAULT_IMAGE, HomeSpec, NodeSpec, check_home_name
+from pytest_cirque.spec import (
+    DEFAULT_IMAGE,
+    WAIT_FOR_TIMEOUT_S,
+    HomeSpec,
+    NodeSpec,
+    WaitFor,
+    check_home_name,
+)
 
 
 class Beacon(Capability):
@@ -331,3 +338,39 @@ def test_cirque_xvnc_keys_without_xvnc_are_accepted_and_ask_for_nothing() -> Non
         "phone", {"display_id": 1, "docker_display_id": 1, "xvnc_localhost": True}
     )
     assert spec.capabilities == []
+
+
+# --- wait_for ---------------------------------------------------------------------------
+
+
+def test_wait_for_reads_a_log_pattern_ports_health_and_a_timeout() -> None:
+    node = NodeSpec.parse(
+        "web", {"wait_for": {"log": r"listening on \d+", "port": [80, 443], "healthy": True}}
+    )
+    assert node.wait_for == WaitFor(
+        log=r"listening on \d+", ports=(80, 443), healthy=True, timeout=WAIT_FOR_TIMEOUT_S
+    )
+    assert NodeSpec.parse("db", {"wait_for": {"port": 5432, "timeout": 5}}).wait_for == WaitFor(
+        ports=(5432,), timeout=5.0
+    )
+    assert NodeSpec.parse("plain", {}).wait_for is None
+
+
+@pytest.mark.parametrize(
+    ("wait_for", "expected"),
+    [
+        ("ready", "field 'wait_for' must be a mapping such as"),
+        ({}, "field 'wait_for' asks for nothing; give log, port or healthy"),
+        ({"prot": 80}, "unknown key 'prot' (did you mean port?)"),
+        ({"port": 70000}, "port must be a TCP port 1..65535, got 70000"),
+        ({"port": "80"}, "port must be a TCP port 1..65535, got '80'"),
+        ({"log": "("}, "log '(' is not a regular expression"),
+        ({"healthy": "yes"}, "healthy must be true or false, got 'yes'"),
+        ({"port": 80, "timeout": -1}, "timeout must be a number of seconds over 0, got -1"),
+    ],
+)
+def test_a_bad_wait_for_is_refused_in_one_line(wait_for: Any, expected: str) -> None:
+    with pytest.raises(SpecError) as error:
+        NodeSpec.parse("web", {"wait_for": wait_for})
+    assert expected in str(error.value) and "\n" not in str(error.value)
+    assert str(error.value).startswith("node web: field 'wait_for'")
