@@ -8,9 +8,28 @@ from each other:
 - each call runs the script's top level afresh (it is compiled once, wrapped in a
   factory function), so its variables, ``state`` included, start clean every call,
   as they did in the seed's service, which ran a fresh interpreter per call;
-- the global object and the built-ins are frozen, so a script cannot leave anything
-  behind for the next call (it has nowhere to put it);
-- ``Math.random`` and ``Date`` are per-call objects; the sandbox has no I/O at all.
+- everything a script can reach that outlives its call is deep-frozen once, when the
+  engine starts: the global object and every built-in (constructors, prototypes, their
+  symbol-keyed members, getters and setters, and the intrinsics only instances lead to,
+  such as the array iterator's prototype), the script's ``Math`` and ``Date`` (made once,
+  they read the running call's seed and clock) and ``log``, ``updateState``,
+  ``updateProperty`` and ``sleep``; so every call sees pristine built-ins and has nowhere
+  to leave anything for the next. Freezing once costs a few milliseconds per model and
+  nothing per call, where re-creating the built-ins would cost every call;
+- ``Error.prepareStackTrace`` and ``Error.stackTraceLimit`` are accessors whose setters
+  would change how every later error is written (and so the next device's file:line);
+  they become read-only values;
+- the engine's own objects (the script table, the call function, the host functions'
+  shared record) live in the harness's closure: no global name leads to them, and the
+  Python side holds the one function the harness returns;
+- a refused write throws a TypeError in strict code (the seed's scripts start with
+  ``"use strict"``) and is reported like any other script error, with file:line and
+  device; scripts that are not strict keep sloppy-mode semantics (the write does
+  nothing, silently), rather than being made strict, which would change what some valid
+  scripts mean (``this`` in plain calls, ``arguments``, octal literals, ``with``);
+- a script is compiled as one function expression; one whose text closes that function
+  (and would run code at the global level, where a ``let`` would outlive every call) is
+  refused. The sandbox has no I/O at all.
 
 Limits hold per call (defaults in ``ScriptLimits``: 8 MiB of memory on top of what the
 model's compiled scripts use, 100 ms of CPU, 256 KiB of stack). An infinite loop or a
@@ -83,7 +102,7 @@ def _loaded_binding() -> tuple[str, str]:
         for file in dist.files or ():
             if (
                 file.name.startswith("_quickjs")
-                and Path(dist.locate_file(file)).resolve() == loaded
+                and Path(str(dist.locate_file(file))).resolve() == loaded
             ):
                 return name, dist.version
     return "unknown binding", loaded.name
@@ -137,13 +156,18 @@ class Step:
 
 
 _HARNESS = r"""
-"use strict";
-var __cirque_scripts = {};
-var __cirque_call, __cirque_check;
 (function () {
+  "use strict";
+  // Everything here lives in this closure: the engine keeps the one function this
+  // expression returns, so no global name leads a script to the engine's own objects
+  // (a name, even read-only, would still hand a script the function that resets the
+  // running call, and a table a script could write would swap every device's script).
   // One call runs at a time, so the host functions, Math and Date below are made once
-  // and read the running call's record; they are frozen with everything else.
+  // and read the running call's record; they are deep-frozen with the built-ins.
   var RealDate = Date, RealMath = Math, parse = JSON.parse, stringify = JSON.stringify;
+  var freeze = Object.freeze, ownKeys = Reflect.ownKeys, describe = Object.getOwnPropertyDescriptor;
+  var protoOf = Object.getPrototypeOf, source = Function.prototype.toString;
+  var scripts = Object.create(null);  // script file -> its compiled factory
   var call = null;  // the running call: {a: input, updates: [JSON texts], now, seed, ...}
   function random() {  // mulberry32, seeded per call: small, fast, repeatable
     var a = call.seed = (call.seed + 0x6D2B79F5) >>> 0;
@@ -186,11 +210,12 @@ var __cirque_call, __cirque_check;
     }                                             // but what it does after is not kept
     throw new Error("sleeping");  // unwinds to __cirque_call, which reports the sleep
   }
-  __cirque_call = function __cirque_call(key, input) {
+  function __cirque_ignore() {}
+  function __cirque_call(key, input) {
     var a = parse(input);
     call = { a: a, updates: [], now: a.startMs, seed: a.seed >>> 0, sleepsDone: 0,
              pendingSleep: null, updatesAtSleep: 0 };
-    var main = __cirque_scripts[key](__cirque_log, __cirque_updateState,
+    var main = scripts[key](__cirque_log, __cirque_updateState,
         __cirque_updateProperty, __cirque_sleep, math, FixedDate);
     var result = null;
     try {
@@ -200,45 +225,88 @@ var __cirque_call, __cirque_check;
     }
     var sleep = call.pendingSleep;
     var end = sleep === null ? call.updates.length : call.updatesAtSleep;
-    return '{"updates":[' + call.updates.slice(a.skip, end).join(",") + '],"sleep":' +
-        stringify(sleep) + ',"result":' +
-        (sleep === null && result !== undefined ? stringify(result) || "null" : "null") + "}";
-  };
-  __cirque_check = function __cirque_check(key) {
-    function __cirque_ignore() {}
-    var main = __cirque_scripts[key](__cirque_ignore, __cirque_ignore, __cirque_ignore,
-        __cirque_ignore, math, FixedDate);
-    return typeof main === "function";
-  };
-})();
-(function __cirque_freeze(root) {
-  var seen = [root, __cirque_scripts];  // the script table is the one thing left writable
-  function freeze(value) {
-    if (value === null || (typeof value !== "object" && typeof value !== "function")) { return; }
-    if (seen.indexOf(value) >= 0) { return; }
-    seen.push(value);
-    Object.freeze(value);
-    Object.getOwnPropertyNames(value).forEach(function (name) {
-      var d = Object.getOwnPropertyDescriptor(value, name);
-      if (d && "value" in d) { freeze(d.value); }
-    });
-    freeze(Object.getPrototypeOf(value));
+    // join, not +: a long + makes a rope string, which the binding cannot hand back
+    return ['{"updates":[', call.updates.slice(a.skip, end).join(","), '],"sleep":',
+        stringify(sleep), ',"result":',
+        sleep === null && result !== undefined ? stringify(result) || "null" : "null",
+        "}"].join("");
   }
-  Object.getOwnPropertyNames(root).forEach(function (name) {
-    if (name.indexOf("__cirque_") !== 0) { freeze(root[name]); }
+  // Keeps a compiled script: "escapes" when its text closed the function it is wrapped in
+  // (the function got back is not the one written around it), "no main" when its top
+  // level defines no main, else "ok". The factory is frozen: every device calls it.
+  function __cirque_register(key, factory, text) {
+    if (typeof factory !== "function" || source.call(factory) !== text) { return "escapes"; }
+    deepFreeze([factory]);
+    scripts[key] = factory;
+    var main = factory(__cirque_ignore, __cirque_ignore, __cirque_ignore, __cirque_ignore,
+        math, FixedDate);
+    return typeof main === "function" ? "ok" : "no main";
+  }
+  // Freezes everything reachable from roots: own properties (symbol-keyed too), getters
+  // and setters (functions, so objects a script could write), and prototypes.
+  function deepFreeze(roots) {
+    var seen = new Set(), todo = roots.slice();
+    while (todo.length > 0) {
+      var value = todo.pop();
+      if (value === null || (typeof value !== "object" && typeof value !== "function") ||
+          seen.has(value)) { continue; }
+      seen.add(value);
+      freeze(value);
+      var keys = ownKeys(value);
+      for (var i = 0; i < keys.length; i++) {
+        var d = describe(value, keys[i]);
+        if (d === undefined) { continue; }
+        if ("value" in d) { todo.push(d.value); } else { todo.push(d.get, d.set); }
+      }
+      todo.push(protoOf(value));
+    }
+  }
+  // Error.prepareStackTrace and Error.stackTraceLimit are accessors whose setters change
+  // the whole context (how every later error's stack is written, hence the file:line of
+  // the next device's error); read-only data properties with their defaults instead.
+  ["prepareStackTrace", "stackTraceLimit"].forEach(function (name) {
+    var d = describe(Error, name);
+    if (d && d.get) {
+      Object.defineProperty(Error, name, { value: d.get.call(Error), writable: false,
+                                           enumerable: false, configurable: false });
+    }
   });
-  Object.freeze(root);
-})(globalThis);
+  // Intrinsics no global names, reached through instances a script can make.
+  function* generator() {}
+  async function asyncFunction() {}
+  async function* asyncGenerator() {}
+  var hidden = [
+    [][Symbol.iterator](), ""[Symbol.iterator](), new Map().entries(), new Set().values(),
+    "".matchAll(/(?:)/g), generator, generator(), asyncFunction, asyncGenerator,
+    asyncGenerator(), describe(Function.prototype, "caller"),
+    (function () { return arguments; })()
+  ];
+  if (typeof Iterator === "function" && typeof Iterator.from === "function") {
+    hidden.push(Iterator.from({ next: function () { return { done: true }; } }));
+    hidden.push([].values().map(function (x) { return x; }));
+  }
+  deepFreeze([globalThis, math, FixedDate, __cirque_log, __cirque_updateState,
+      __cirque_updateProperty, __cirque_sleep, __cirque_ignore].concat(hidden));
+  return function (name) { return name === "call" ? __cirque_call : __cirque_register; };
+})()
 """
 
-_FACTORY_HEAD = (
-    "__cirque_scripts[{key}] = function __cirque_factory"
-    "(log, updateState, updateProperty, sleep, Math, Date) {{"
-)
-_FACTORY_TAIL = '\n;return typeof main === "function" ? main : undefined;\n};'
+# A script is compiled as one function expression (the Python side keeps what it
+# evaluates to, so it needs no global name either); run, it returns the script's main.
+_FACTORY_HEAD = "(function __cirque_factory(log, updateState, updateProperty, sleep, Math, Date) {"
+_FACTORY_TAIL = '\n;return typeof main === "function" ? main : undefined;\n})'
 
 _REBASE_EVERY_CALLS = 500
 _OUT_OF_MEMORY = ("null", "InternalError: out of memory")
+# What QuickJS says when a strict-mode write to a frozen object is refused.
+_REFUSED_WRITE = re.compile(
+    r"TypeError: (object is not extensible|'[^']*' is read-only|could not delete property"
+    r"|cannot define variable '[^']*'|Cannot assign to read only property.*)"
+)
+_FROZEN_HINT = (
+    "; built-ins, Math, Date and the global object are frozen (devices share them): "
+    "keep values in variables of the script's own"
+)
 
 # "at main (<input>:12:5)", "at spin (<input>)", for syntax errors "at <input>:3:6";
 # the column is optional (older QuickJS builds give none).
@@ -283,10 +351,11 @@ class ModelEngine:
         self.owner = threading.current_thread()  # the one thread that may touch the context
         self._context = quickjs.Context()
         self._context.set_max_stack_size(self.limits.stack_bytes)
-        self._context.eval(_HARNESS)
+        entry = self._context.eval(_HARNESS)  # the harness's one way in, held here only
+        self._call = entry("call")
+        self._register = entry("register")
         self._context.set_time_limit(self.limits.time_seconds)
         self._rebase_memory_limit()  # a script's top level runs under the limits too
-        self._call = self._context.get("__cirque_call")
         self._sources: dict[str, str] = {}
         self.problems = [error for ref in model.javascript() if (error := self._compile(ref))]
         if self.problems and raise_first:
@@ -317,9 +386,9 @@ class ModelEngine:
             source = Path(key).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             return ScriptError(f"{key}:1: model {self.model.id}: cannot read script ({exc})")
-        head = _FACTORY_HEAD.format(key=json.dumps(key))
+        wrapped = _FACTORY_HEAD + source + _FACTORY_TAIL
         try:
-            self._context.eval(head + source + _FACTORY_TAIL)
+            factory = self._context.eval(wrapped)
         except quickjs.JSException as exc:
             message = str(exc)
             _, line = _first_user_frame(message)
@@ -329,10 +398,15 @@ class ModelEngine:
             )
         self._sources[key] = source
         try:
-            has_main = self._context.get("__cirque_check")(key)
+            verdict = self._register(key, factory, wrapped[1:-1])
         except quickjs.JSException as exc:
             return self._error(ref, f"model {self.model.id}", "error at the top level", exc)
-        if not has_main:
+        if verdict == "escapes":
+            return ScriptError(
+                f"{key}:1: model {self.model.id}: the script closes the function it is "
+                "compiled in (a stray closing brace); balance its braces"
+            )
+        if verdict != "ok":
             return ScriptError(
                 f"{key}:1: model {self.model.id}: no function main(context, previousState, "
                 "previousProperties) defined; define it"
@@ -390,7 +464,7 @@ class ModelEngine:
         if self._context is None:
             return
         self._check_owner("close")
-        self._call = self._context = None
+        self._call = self._register = self._context = None
 
     @property
     def closed(self) -> bool:
@@ -430,8 +504,9 @@ class ModelEngine:
         else:
             cause = f"{what}: {first}"
         where = f" in {function}" if function and function != "__cirque_factory" else ""
+        hint = _FROZEN_HINT if _REFUSED_WRITE.fullmatch(first) else ""
         line = line or _definition_line(source, function)
-        return ScriptError(f"{ref.file}:{line}: {who}: {cause}{where}")
+        return ScriptError(f"{ref.file}:{line}: {who}: {cause}{where}{hint}")
 
 
 def check_scripts(model: DeviceModel, limits: ScriptLimits | None = None) -> list[ScriptError]:

@@ -23,6 +23,7 @@ _EXPORTS = {
     "HomeSpec": "pytest_cirque.spec",
     "NodeSpec": "pytest_cirque.spec",
     "wait_until": "pytest_cirque.core.waiting",
+    "home_fixture": "pytest_cirque.plugin",
     **{
         name: "pytest_cirque.core.errors"
         for name in (
@@ -63,6 +64,7 @@ __all__ = [
     "TransportError",
     "WaitTimeout",
     "__version__",
+    "home_fixture",
     "wait_until",
     "wifi",
 ]
@@ -87,6 +89,7 @@ if TYPE_CHECKING:
     from pytest_cirque.homes.home import Home
     from pytest_cirque.homes.node import Node
     from pytest_cirque.homes.session import Cirque
+    from pytest_cirque.plugin import home_fixture
     from pytest_cirque.spec import HomeSpec, NodeSpec
 
 

@@ -18,6 +18,7 @@ from pytest_cirque.core.errors import CirqueError
 COMMAND_MODULES = (
     "pytest_cirque.commands",  # doctor, images, ls, exec, logs, down, reap, shell
     "pytest_cirque.device_models.commands",  # devices validate / run
+    "pytest_cirque.service.commands",  # serve (Cirque's REST and gRPC API)
 )
 
 

@@ -48,6 +48,8 @@ MARKERS: dict[str, str] = {
 }
 
 #: Radio markers that are registered but cannot be honoured in this version.
+#: Radio media whose tests carry the marker of the same name (added when missing).
+RADIO_MARKERS = ("wifi", "thread")
 UNAVAILABLE_RADIOS = {
     "thread": "simulated Thread radios are not available in this version",
 }
@@ -61,6 +63,8 @@ HOME_SPEC_KEY = pytest.StashKey["HomeSpec"]()
 HOME_NAME_KEY = pytest.StashKey["str | None"]()
 TEST_HOMES_KEY = pytest.StashKey[list["Home"]]()
 SESSION_HOME_KEY = pytest.StashKey["Home"]()
+#: Homes of home_fixture fixtures alive now, by fixture name (for failure reports).
+SCOPED_HOMES_KEY = pytest.StashKey[dict[str, "Home"]]()
 
 
 # --- marker signatures: calling these checks a marker's arguments (the pytest-django recipe)
@@ -176,20 +180,30 @@ def add_capabilities(
                 node_spec.capabilities.append(instance)
 
 
+#: Keyword of a radio marker the plugin added at collection, for selection only.
+AUTO_MARK = "_cirque_auto"
+
+
+def written_marker(item: pytest.Item, name: str) -> pytest.Mark | None:
+    """The closest marker of that name the user wrote: one the plugin added at collection
+    (``-m wifi`` selects a WiFi home's test) never changes what a test gets."""
+    return next((m for m in item.iter_markers(name) if not m.kwargs.get(AUTO_MARK)), None)
+
+
 def spec_from_markers(item: pytest.Item) -> tuple[HomeSpec, str | None] | None:
     """Check the item's cirque markers and build its home spec (None without a home marker).
 
     Raises SpecError in one line naming the test and the marker; creates nothing.
     """
     for radio, reason in UNAVAILABLE_RADIOS.items():
-        marker = item.get_closest_marker(radio)
+        marker = written_marker(item, radio)
         if marker is not None:
             call_marker(item, marker, radio_marker)
             raise SpecError(
                 f"{item.nodeid}: @pytest.mark.{radio}: {reason}; they arrive with the radio "
                 "media, until then deselect these tests (-m 'not " + radio + "')"
             )
-    wifi = item.get_closest_marker("wifi")
+    wifi = written_marker(item, "wifi")
     if wifi is not None:
         stations, ap = call_marker(item, wifi, wifi_marker)
         # The wifi_ap fixture's settings, checked now: a bad PSK fails before any home.
@@ -221,7 +235,7 @@ def spec_from_markers(item: pytest.Item) -> tuple[HomeSpec, str | None] | None:
 
 def wifi_ap_settings(item: pytest.Item) -> dict[str, Any]:
     """The ``wifi_ap`` fixture's AP settings from the test's ``@pytest.mark.wifi``."""
-    marker = item.get_closest_marker("wifi")
+    marker = written_marker(item, "wifi")
     return call_marker(item, marker, wifi_marker)[1] if marker is not None else {}
 
 
@@ -242,6 +256,34 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", text)
     config.stash[SETTINGS_KEY] = cirque_config.resolve(config)
     config.pluginmanager.register(KeptHomes(), "cirque-kept-homes")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark a test whose home has radio nodes with that radio (wifi, thread), for -m
+    selection only, before pytest deselects by marker. A spec that does not parse is left
+    alone here: its test fails at setup with the one-line error."""
+    for item in items:
+        for radio in radios_of(item):
+            if item.get_closest_marker(radio) is None:
+                item.add_marker(getattr(pytest.mark, radio)(**{AUTO_MARK: True}))
+
+
+def radios_of(item: pytest.Item) -> set[str]:
+    """The radio media the test's home would have, from its markers (pure)."""
+    if item.get_closest_marker("home") is None:
+        return set()
+    try:
+        built = spec_from_markers(item)
+    except Exception:  # a bad spec: reported at setup, where it belongs
+        return set()
+    if built is None:
+        return set()
+    spec = built[0]
+    media = spec.provided_media() | {
+        cap.medium for node in spec.nodes.values() for cap in node.capabilities if cap.medium
+    }
+    return media & set(RADIO_MARKERS)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -323,12 +365,16 @@ class KeptHomes:
 
 
 def homes_of(item: pytest.Item) -> list[Home]:
-    """Every home the test used: its own (home, home_factory) and the session's."""
+    """Every home the test used: its own (home, home_factory), the session's, and those of
+    the home_fixture fixtures it uses."""
     own: list[Home] = item.stash.get(TEST_HOMES_KEY, [])
     homes = list(own)
+    used = getattr(item, "fixturenames", ())
     session_home = item.config.stash.get(SESSION_HOME_KEY, None)
-    if session_home is not None and "session_home" in getattr(item, "fixturenames", ()):
+    if session_home is not None and "session_home" in used:
         homes.append(session_home)
+    scoped = item.config.stash.get(SCOPED_HOMES_KEY, {})
+    homes += [home for fixture, home in scoped.items() if fixture in used]
     return homes
 
 
@@ -361,9 +407,24 @@ def report_homes(item: pytest.Item, report: pytest.TestReport, homes: list[Home]
             written += _write(folder / f"{home.name}.{node_name}.log", log)
         written += report_wifi(home, report, folder)
         if settings.keep and not home.kept:
-            report.sections.append((KEPT_SECTION, keep_home(home)))
+            if will_rerun(item):
+                report.sections.append(
+                    ("cirque", f"home {home.name} not kept: this attempt will be run again")
+                )
+            else:
+                report.sections.append((KEPT_SECTION, keep_home(home)))
     if written:
         report.sections.append(("cirque logs", f"written to {folder}"))
+
+
+def will_rerun(item: pytest.Item) -> bool:
+    """Whether pytest-rerunfailures will run this failed attempt again: then only the last
+    attempt's homes are kept."""
+    plugin = item.config.pluginmanager.getplugin("rerunfailures")
+    if plugin is None or not hasattr(plugin, "get_reruns_count"):
+        return False
+    reruns = plugin.get_reruns_count(item) or 0
+    return int(getattr(item, "execution_count", 0)) <= int(reruns)
 
 
 def report_wifi(home: Home, report: pytest.TestReport, folder: Path) -> list[str]:
@@ -580,7 +641,7 @@ def home_factory(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Cal
     ) -> Home:
         where = f"{request.node.nodeid}: home_factory"
         parsed = parse_home_spec(spec, Path(request.node.path).parent, where)
-        if request.node.get_closest_marker("wifi") is not None:
+        if written_marker(request.node, "wifi") is not None:
             parsed.media.add("wifi")
         made.append(_create_home(request, cirque, parsed, name or home_name_of_test(request)))
         return made[-1]
@@ -631,6 +692,44 @@ def wifi_ap(request: pytest.FixtureRequest, home: Home, wifi_ap_factory) -> Acce
         return wifi_ap_factory("ap", **settings)
     except SpecError as exc:
         raise setup_failure(f"{request.node.nodeid}: wifi_ap: {exc}") from None
+
+
+SCOPES = ("class", "module", "package", "session")
+
+
+def home_fixture(
+    spec: Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    scope: str = "module",
+    name: str | None = None,
+) -> Any:
+    """A fixture of one home shared by the tests of a class, module, package or session:
+    ``kitchen = home_fixture({"hub": {}}, scope="module")`` in a test module or conftest.py
+    makes ``kitchen`` a fixture whose home is created once for that scope and destroyed
+    after it. ``spec`` is a mapping or a YAML path relative to the module using it. A bad
+    spec fails the setup of each test that uses it, in one line, and creates nothing."""
+    if scope not in SCOPES:
+        raise ValueError(f"home_fixture: scope {scope!r} is not one of {', '.join(SCOPES)}")
+
+    @pytest.fixture(scope=scope)
+    def shared_home(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Home]:
+        where = f"{request.node.nodeid or 'session'}: home fixture {request.fixturename}"
+        try:
+            parsed = parse_home_spec(spec, Path(str(request.path)).parent, where)
+            made = cirque.create_home(parsed, name=name or request.fixturename)
+        except CirqueError as exc:
+            problem = str(exc)
+            message = problem if problem.startswith(where) else f"{where}: {problem}"
+            raise setup_failure(message) from None
+        scoped = request.config.stash.setdefault(SCOPED_HOMES_KEY, {})
+        scoped[request.fixturename] = made
+        try:
+            yield made
+        finally:
+            scoped.pop(request.fixturename, None)
+            _destroy_all([made])
+
+    return shared_home
 
 
 @pytest.fixture(scope="session")

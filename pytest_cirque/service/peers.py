@@ -56,10 +56,11 @@ def peer_uid(
     peer: tuple[str, int], server: tuple[str, int], tables: Iterable[str] = TCP_TABLES
 ) -> int | None:
     """The uid owning the client socket of a connection from ``peer`` to ``server``
-    (host, port pairs as the server sees them), or None when no such socket is here."""
+    (host, port pairs as the server sees them; an empty server host matches any), or None
+    when no such socket is here."""
     try:
         peer_host = ipaddress.ip_address(peer[0].strip("[]"))
-        server_host = ipaddress.ip_address(server[0].strip("[]"))
+        server_host = ipaddress.ip_address(server[0].strip("[]")) if server[0] else None
     except ValueError:
         return None
     for local, remote, uid in socket_rows(tables):
@@ -68,9 +69,9 @@ def peer_uid(
         try:
             if int(local_port, 16) != peer[1] or int(remote_port, 16) != server[1]:
                 continue
-            if _same(_address(local_host), peer_host) and _same(
-                _address(remote_host), server_host
-            ):
+            if not _same(_address(local_host), peer_host):
+                continue
+            if server_host is None or _same(_address(remote_host), server_host):
                 return uid
         except ValueError:
             continue

@@ -423,3 +423,113 @@ def test_wifi_marker_fixture_and_failure_report(
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*node sta: capability WiFi needs the home's wifi medium*"])
     assert run_objects(client, run_id) == []
+
+
+def test_a_module_scoped_home_is_made_once_for_its_module(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str
+) -> None:
+    pytester.makepyfile(
+        test_kitchen="""
+        from pytest_cirque import home_fixture
+
+        kitchen = home_fixture({"hub": {}, "lamp": {}}, scope="module")
+        seen = []
+
+        def test_first(kitchen):
+            seen.append(kitchen.name)
+            kitchen["hub"].put_file("/tmp/mark", b"first")
+
+        def test_second(kitchen):
+            seen.append(kitchen.name)
+            assert seen[0] == seen[1]
+            assert kitchen["hub"].get_file("/tmp/mark") == b"first"
+
+        pantry = home_fixture({"shelf": {}}, scope="class")
+        pantries = []
+
+        class TestOneClass:
+            def test_own_home(self, pantry, kitchen):
+                pantries.append(pantry.name)
+                assert pantry.name != kitchen.name and list(pantry.nodes) == ["shelf"]
+
+            def test_same_home(self, pantry):
+                assert pantry.name == pantries[-1]
+
+        class TestAnotherClass:
+            def test_another_home(self, pantry):
+                assert pantry.name not in pantries
+        """,
+        test_other="""
+        def test_not_in_this_module(request):
+            assert "kitchen" not in request.fixturenames
+        """,
+    )
+    result = run_inner(pytester, run_id, "-p", "no:randomly")
+    result.assert_outcomes(passed=6)
+    assert run_objects(client, run_id) == []
+
+
+def test_a_wifi_home_is_selected_by_its_radio_without_the_marker(
+    pytester: pytest.Pytester, run_id: str
+) -> None:
+    """-m wifi selects a test whose home has WiFi nodes although nobody wrote the marker;
+    the added marker changes nothing the test gets (no stations, no wifi_ap settings)."""
+    pytester.makepyfile(
+        test_radios="""
+        import pytest
+
+        @pytest.mark.home({"ap": {"image": "wifi-ap", "capabilities": [{"WiFiAP": {"ssid": "x"}}]}})
+        def test_has_an_ap(request):
+            marks = [m for m in request.node.iter_markers("wifi")]
+            assert [m.kwargs for m in marks] == [{"_cirque_auto": True}]
+
+        @pytest.mark.home({"plain": {}})
+        def test_plain():
+            pass
+
+        @pytest.mark.home({"bad": {"capabilities": ["NoSuch"]}})
+        def test_bad_spec():
+            pass
+        """
+    )
+    result = run_inner(pytester, run_id, "-m", "wifi", "--collect-only", "-q")
+    assert "test_radios.py::test_has_an_ap" in result.stdout.str()
+    assert "test_plain" not in result.stdout.str() and "test_bad_spec" not in result.stdout.str()
+    result = run_inner(pytester, run_id, "-m", "wifi", "-k", "has_an_ap", "-p", "no:cirque")
+    result.assert_outcomes(passed=0, errors=0)  # without the plugin nothing is marked
+
+
+def test_with_reruns_only_the_last_failed_attempt_is_kept(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str
+) -> None:
+    pytest.importorskip("pytest_rerunfailures")
+    pytester.makepyfile(
+        test_flaky="""
+        import pytest
+
+        ATTEMPTS = []
+
+        @pytest.mark.home({"n": {}})
+        def test_passes_on_rerun(home):
+            ATTEMPTS.append(home.name)
+            assert len(ATTEMPTS) > 1, "fails the first time"
+
+        @pytest.mark.home({"n": {}})
+        def test_always_fails(home):
+            assert False, "broken for good"
+        """
+    )
+    result = run_inner(pytester, run_id, "--reruns", "1", "--cirque-keep")
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.parseoutcomes().get("rerun") == 2
+    kept = client.containers.list(
+        all=True, filters={"label": [f"io.cirque.run={run_id}", "io.cirque.kept=1"]}
+    )
+    homes = sorted(c.labels["io.cirque.home"] for c in kept)
+    try:
+        # One home: the last attempt's (a rerun's home takes the next free name).
+        assert len(homes) == 1 and homes[0].startswith(f"cirque-{run_id}-main-test_always_fails")
+    finally:
+        for home in homes:
+            cleanup.remove_home(Backend(client), home)
+    assert run_objects(client, run_id) == []

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import quickjs
 
 from pytest_cirque.core.errors import CirqueError, ScriptError
 from pytest_cirque.device_models.engine import (
@@ -406,3 +407,285 @@ def test_a_closed_engine_says_so(model):
     engine.close()
     with pytest.raises(CirqueError, match="closed"):
         call(engine, model, "Echo")
+
+
+# Devices of one model share one QuickJS context: each attack below runs as device .0 of a
+# two-device model, interleaved with device .1, which must compute exactly what its own
+# script says. Each case: (what device .0 does, what device .1 reports, what it must be).
+ATTACKS = {
+    "math_counter": (
+        "Math.counter = (Math.counter || 0) + 1;",
+        "{ counter: typeof Math.counter, floor: Math.floor(2.5) }",
+        {"counter": "undefined", "floor": 2},
+    ),
+    "date_now": (
+        "Date.now = function () { return 42; };",
+        "{ now: Date.now(), year: new Date().getUTCFullYear() }",
+        {"now": 1_700_000_000_000, "year": 2023},
+    ),
+    "engine_script_table": (
+        "__cirque_scripts[Object.keys(__cirque_scripts)[0]] = function () {\n"
+        "        return function () { updateState({ sent: 777 }); };\n"
+        "    };",
+        "{ sent: previousState.count + 1 }",
+        {"sent": 5},
+    ),
+    "every_global": (
+        "Reflect.ownKeys(globalThis).forEach(function (name) { globalThis[name] = 777; });",
+        "{ sent: Number(previousState.count) + 1, json: JSON.stringify([1]) }",
+        {"sent": 5, "json": "[1]"},
+    ),
+    "object_prototype": (
+        "Object.prototype.polluted = 777;",
+        "{ polluted: typeof ({}).polluted, keys: Object.keys({ a: 1 }) }",
+        {"polluted": "undefined", "keys": ["a"]},
+    ),
+    "array_prototype": (
+        "Array.prototype.push = function () { return 777; };",
+        "{ length: [].push(1, 2), joined: [1, 2].map(String).join('+') }",
+        {"length": 2, "joined": "1+2"},
+    ),
+    "array_iterator": (
+        "Object.getPrototypeOf([][Symbol.iterator]()).next = function () {\n"
+        "        return { done: true };\n"
+        "    };",
+        "{ total: (function () { var t = 0; for (var x of [1, 2, 3]) { t += x; } return t; })() }",
+        {"total": 6},
+    ),
+    "host_function": (
+        "updateState.shared = (updateState.shared || 0) + 1;",
+        "{ shared: typeof updateState.shared }",
+        {"shared": "undefined"},
+    ),
+    "stack_traces": (
+        "Error.prepareStackTrace = function () { return 'nowhere'; };",
+        "{ stack: new Error('x').stack.indexOf('at main') >= 0 }",
+        {"stack": True},
+    ),
+}
+
+ATTACK_JS = """{strict}
+// Device .0 attacks the context it shares with the other devices of its model.
+function main(context, previousState, previousProperties) {{
+    if (context.deviceId === "attack.0") {{
+        {attack}  // the attack
+    }}
+    updateState({victim});
+}}
+"""
+
+
+def attack_model(tmp_path: Path, script: str, methods: dict[str, str] | None = None):
+    """A one-model fleet whose state script is ``script`` (and methods, name -> source)."""
+    files = {"attack.js": script, **{f"{name}.js": text for name, text in (methods or {}).items()}}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    model = {
+        "SchemaVersion": "1.0.0",
+        "Id": "attack",
+        "Name": "Attack",
+        "Protocol": "MQTT",
+        "Simulation": {
+            "InitialState": {"count": 4},
+            "Interval": "00:00:01",
+            "Scripts": [{"Type": "javascript", "Path": "attack.js"}],
+        },
+        "Telemetry": [
+            {
+                "Interval": "00:00:01",
+                "MessageTemplate": '{"count":${count}}',
+                "MessageSchema": {
+                    "Name": "count;v1",
+                    "Format": "JSON",
+                    "Fields": {"count": "integer"},
+                },
+            }
+        ],
+        "CloudToDeviceMethods": {
+            name: {"Type": "javascript", "Path": f"{name}.js"} for name in methods or {}
+        },
+    }
+    (tmp_path / "attack.json").write_text(json.dumps(model))
+    return load_model(tmp_path / "attack.json")
+
+
+def run_device(engine, model, device_id: str, ref=None):
+    return engine.run(
+        ref or model.scripts[0],
+        device_id=device_id,
+        context={"deviceId": device_id},
+        state={"count": 4},
+        properties={},
+        method=ref is not None,
+        start_ms=1_700_000_000_000,
+    )
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_a_strict_device_cannot_change_another_of_its_model(tmp_path, name):
+    """The refused write throws, reported with file:line and the attacking device; the
+    victim, before and after every attack, computes what its script says."""
+    attack, victim, expected = ATTACKS[name]
+    source = ATTACK_JS.format(strict='"use strict";', attack=attack, victim=victim)
+    model = attack_model(tmp_path, source)
+    engine = ModelEngine(model)
+    attack_js = tmp_path / "attack.js"
+    for _ in range(3):
+        assert run_device(engine, model, "attack.1").updates == [("state", expected)]
+        with pytest.raises(ScriptError) as caught:
+            run_device(engine, model, "attack.0")
+        message = str(caught.value)
+        first_line = attack.splitlines()[0].strip()
+        assert message.startswith(f"{attack_js}:{line_of(attack_js, first_line)}: "), message
+        assert ": device attack.0: exception in main: " in message
+        assert "\n" not in message
+    assert run_device(engine, model, "attack.1").updates == [("state", expected)]
+
+
+@pytest.mark.parametrize("name", [n for n in ATTACKS if n != "engine_script_table"])
+def test_a_sloppy_device_cannot_change_another_of_its_model(tmp_path, name):
+    """Not strict: the refused write does nothing, silently, as sloppy mode says."""
+    attack, victim, expected = ATTACKS[name]
+    source = ATTACK_JS.format(strict="// not strict", attack=attack, victim=victim)
+    model = attack_model(tmp_path, source)
+    engine = ModelEngine(model)
+    for _ in range(3):
+        attacker = run_device(engine, model, "attack.0").updates
+        assert attacker == [("state", expected)] or name == "stack_traces"
+        assert run_device(engine, model, "attack.1").updates == [("state", expected)]
+
+
+def test_a_refused_write_says_the_built_ins_are_frozen(tmp_path):
+    source = ATTACK_JS.format(
+        strict='"use strict";', attack=ATTACKS["math_counter"][0], victim="{}"
+    )
+    engine = ModelEngine(attack_model(tmp_path, source))
+    with pytest.raises(ScriptError) as caught:
+        run_device(engine, engine.model, "attack.0")
+    assert str(caught.value).endswith(
+        "exception in main: TypeError: object is not extensible in main; built-ins, Math, "
+        "Date and the global object are frozen (devices share them): keep values in "
+        "variables of the script's own"
+    )
+
+
+def test_another_devices_error_still_names_its_own_file_and_line(tmp_path):
+    """Device .0 tries to rewrite how stacks are written; device .1's error keeps its line."""
+    throws = (
+        '"use strict";\n'
+        "function main(context) {\n"
+        "    try { Error.prepareStackTrace = function () { return ''; }; } catch (e) {}\n"
+        "    try { Error.stackTraceLimit = 0; } catch (e) {}\n"
+        "    throw new Error('broken on ' + context.deviceId);\n"
+        "}\n"
+    )
+    model = attack_model(tmp_path, throws)
+    engine = ModelEngine(model)
+    for device in ("attack.0", "attack.1"):
+        with pytest.raises(ScriptError) as caught:
+            run_device(engine, model, device)
+        assert str(caught.value) == (
+            f"{tmp_path / 'attack.js'}:5: device {device}: exception in main: "
+            f"Error: broken on {device} in main"
+        )
+
+
+# Walks everything a script can reach (its scope, the global object, and what only
+# instances lead to) and lists what is not frozen and every setter found.
+WALK_JS = """"use strict";
+function main(context) {
+    function* generator() {}
+    async function asyncFunction() {}
+    async function* asyncGenerator() {}
+    var proto = Object.getPrototypeOf;
+    var roots = [globalThis, Math, Date, log, updateState, updateProperty, sleep,
+        proto([][Symbol.iterator]()), proto(""[Symbol.iterator]()), proto(new Map().entries()),
+        proto(new Set().values()), proto("".matchAll(/a/g)), proto(generator),
+        proto(proto(generator())), proto(asyncFunction), proto(asyncGenerator),
+        proto(proto(asyncGenerator())), proto(asyncFunction()), proto(new Date()),
+        proto((function () { return arguments; })()), proto(/a/), proto(new Uint8Array(1))];
+    if (typeof Iterator === "function") {
+        roots.push(proto([].values().map(function (x) { return x; })));
+        roots.push(proto(Iterator.from({ next: function () { return { done: true }; } })));
+    }
+    var seen = new Set(), open = [], setters = [], todo = roots.map(function (r) {
+        return ["root", r];
+    });
+    while (todo.length > 0) {
+        var item = todo.pop(), path = item[0], value = item[1];
+        if (value === null || (typeof value !== "object" && typeof value !== "function") ||
+            seen.has(value)) { continue; }
+        seen.add(value);
+        if (!Object.isFrozen(value)) { open.push(path); }
+        Reflect.ownKeys(value).forEach(function (key) {
+            var d = Object.getOwnPropertyDescriptor(value, key), name = path + "." + String(key);
+            if ("value" in d) { todo.push([name, d.value]); return; }
+            todo.push([name, d.get], [name, d.set]);
+            if (d.set) { setters.push(String(key)); }
+        });
+        todo.push([path + ".__proto__", proto(value)]);
+    }
+    return { reached: seen.size, open: open, setters: setters.sort(),
+             globals: Reflect.ownKeys(globalThis).map(String),
+             scope: [typeof log, typeof updateState, typeof updateProperty, typeof sleep],
+             onGlobal: ["log", "updateState", "updateProperty", "sleep"].filter(function (n) {
+                 return n in globalThis;
+             }) };
+}
+"""
+
+
+def test_everything_a_script_can_reach_is_frozen(tmp_path):
+    model = attack_model(tmp_path, ATTACK_JS.format(strict="", attack="", victim="{}"),
+                         {"Walk": WALK_JS})  # fmt: skip
+    engine = ModelEngine(model)
+    found = run_device(engine, model, "attack.0", model.methods["Walk"]).result
+    assert found["reached"] > 300  # the walk did get through the built-ins
+    assert found["open"] == []
+    # Each remaining setter refuses frozen objects or acts on the object it is called on
+    # alone: __proto__, the Function.prototype poison pills, Error.prototype.stack and
+    # Iterator.prototype's constructor and toStringTag (refuse the prototype itself).
+    allowed = {"__proto__", "caller", "arguments", "stack", "constructor",
+               "Symbol(Symbol.toStringTag)"}  # fmt: skip
+    assert set(found["setters"]) <= allowed, found["setters"]
+
+
+def test_a_script_finds_only_the_standard_built_ins_on_the_global_object(tmp_path):
+    """No engine internal is reachable by a global name: the global object holds what a
+    fresh QuickJS context holds; log, updateState, updateProperty and sleep are in the
+    script's scope only."""
+    model = attack_model(tmp_path, ATTACK_JS.format(strict="", attack="", victim="{}"),
+                         {"Walk": WALK_JS})  # fmt: skip
+    engine = ModelEngine(model)
+    found = run_device(engine, model, "attack.0", model.methods["Walk"]).result
+    standard = json.loads(
+        quickjs.Context().eval("JSON.stringify(Reflect.ownKeys(globalThis).map(String))")
+    )
+    assert sorted(found["globals"]) == sorted(standard)
+    assert not [name for name in found["globals"] if "cirque" in name.lower()]
+    assert {"Math", "Date", "JSON", "Object", "Array", "Promise"} <= set(found["globals"])
+    assert found["scope"] == ["function"] * 4
+    assert found["onGlobal"] == []
+
+
+def test_a_script_that_closes_its_own_function_is_refused(tmp_path):
+    """Code after a stray brace would run at the global level, where a let outlives
+    every call and would be shared by every device."""
+    escapes = '"use strict";\nfunction main() {}\n}); let shared = {}; (function () {\n'
+    model = attack_model(tmp_path, escapes)
+    (problem,) = check_scripts(model)
+    assert str(problem) == (
+        f"{tmp_path / 'attack.js'}:1: model attack: the script closes the function it is "
+        "compiled in (a stray closing brace); balance its braces"
+    )
+    with pytest.raises(ScriptError, match="stray closing brace"):
+        ModelEngine(model)
+
+
+def test_a_long_result_comes_back_whole(tmp_path):
+    long_js = '"use strict";\nfunction main() { log("x".repeat(5000)); return "y".repeat(5000); }\n'
+    model = attack_model(tmp_path, long_js, {"Long": long_js})
+    engine = ModelEngine(model)
+    step = run_device(engine, model, "attack.1", model.methods["Long"])
+    assert step.updates == [("log", "x" * 5000)]
+    assert step.result == "y" * 5000
