@@ -29,8 +29,9 @@ DNSMASQ_LOG = "/var/log/cirque-dnsmasq.log"
 BRIDGE = "br-wifi"
 #: Where a station's token lives in its node: a file (not the relay's environment), so the
 #: node's own software can start the relay again after a restart without the test, and no
-#: child process inherits it; mode 0600, so only the node's root reads it.
-TOKEN_DIR = "/var/lib/cirque"
+#: child process inherits it; mode 0600, so only the node's root reads it. Straight in
+#: /var/lib, which images have: one copy into the node, no directory to make first.
+TOKEN_FILE = f"/var/lib/cirque-wpa-ctrl-{INTERFACE}.token"
 #: How long the node's relay may take to bind its socket and be accepted by the medium.
 RELAY_START_TIMEOUT_S = 30.0
 
@@ -97,8 +98,7 @@ class StationDriver(_RadioDriver):
     def start(self, node: NodeRuntime) -> None:
         medium, mac = self.attach(node, carrier=False)
         station = cast(_StationNode, node)
-        token_file = f"{TOKEN_DIR}/wpa-ctrl-{INTERFACE}.token"
-        station.put_file(token_file, self.token + "\n", mode=0o600)
+        station.put_file(TOKEN_FILE, self.token + "\n", mode=0o600)
         medium.as_wifi().add_station(node.name, mac=mac, token=self.token, ifname=INTERFACE)
         self.relay = station.exec_background(
             [
@@ -110,7 +110,7 @@ class StationDriver(_RadioDriver):
                 "--medium",
                 STATIONS_SOCKET,
                 "--token-file",
-                token_file,
+                TOKEN_FILE,
             ]
         )
         self._wait_for_relay(node, medium)
@@ -138,6 +138,8 @@ class StationDriver(_RadioDriver):
             RELAY_START_TIMEOUT_S,
             log=lambda: medium.log(tail=20),
             ignore=(),
+            # Its "serving" line is read locally as it comes: poll that often.
+            max_interval=0.05,
         )
 
 

@@ -16,6 +16,12 @@ A Dockerfile names its parent in one of two ways:
 - ``FROM cirque/<name>``: another project image; the builder builds it first and pins the
   reference to its exact tag.
 
+A recipe may list source archives it builds from in ``sources.json`` (Rust crates, which
+ship some C projects whole): before a build, and only then, each is taken from cargo's
+download cache or fetched with cargo, checked against its pinned sha256, and added to the
+build context, so the build itself needs no network. The list is a recipe file, so its
+pins are part of the hash; the archives are not hashed again on every lookup.
+
 Several processes (xdist workers, parallel sessions) may ask for the same image at once:
 a file lock per tag in the user's cache directory makes one of them build while the others
 wait, and each checks again after taking the lock.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import pwd
 import re
@@ -84,6 +91,11 @@ HASH_VERSION = "cirque-recipe-1"
 LOCK_TIMEOUT_S = 1800
 #: Lines of build output kept for the error message of a failed build.
 ERROR_TAIL_LINES = 15
+
+#: A recipe's list of source archives, added to its build context (see the module docs).
+SOURCES_FILE = "sources.json"
+#: What to install when a recipe's archive must be fetched and cargo is missing.
+CARGO_INSTALL_HINT = "install cargo (Debian: apt-get install cargo)"
 
 _FROM_LINE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(?P<ref>\S+)(?P<rest>.*)$", re.IGNORECASE)
 _PROJECT_REF = re.compile(rf"^{REPOSITORY}/(?P<name>[a-z0-9][a-z0-9._-]*)(?::latest)?$")
@@ -200,6 +212,179 @@ def pin_parents(dockerfile_text: str, pinned: dict[str, str]) -> str:
             line = line[:start] + pinned[match.group("ref")] + line[end:]
         lines.append(line)
     return "".join(lines)
+
+
+# --- source archives (no Docker) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceArchive:
+    """A crate a recipe builds from, pinned by its sha256, named ``file`` in the context."""
+
+    crate: str
+    version: str
+    sha256: str
+    file: str
+
+    @property
+    def cache_name(self) -> str:
+        """The file name cargo gives the downloaded crate in its registry cache."""
+        return f"{self.crate}-{self.version}.crate"
+
+
+_CRATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_CRATE_VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+[A-Za-z0-9.+-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_PLAIN_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def source_archives(folder: Path) -> list[SourceArchive]:
+    """The archives a recipe's sources.json lists (none without the file)."""
+    path = folder / SOURCES_FILE
+    if not path.is_file():
+        return []
+    where = f"images/{folder.name}/{SOURCES_FILE}"
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{where}: not readable JSON ({exc}); fix the file") from None
+    if not isinstance(entries, list):
+        raise ImageError(f"{where}: expected a list of archives; fix the file")
+    archives: list[SourceArchive] = []
+    for index, entry in enumerate(entries):
+        fields = ("crate", "version", "sha256")
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in fields):
+            raise ImageError(
+                f"{where}: archive {index} needs string fields crate, version and sha256; "
+                "fix the file"
+            )
+        crate, version, sha256 = entry["crate"], entry["version"], entry["sha256"].lower()
+        file = entry.get("file", f"{crate}-{version}.crate")
+        if not (
+            _CRATE_NAME.match(crate)
+            and _CRATE_VERSION.match(version)
+            and _SHA256.match(sha256)
+            and isinstance(file, str)
+            and _PLAIN_FILE.match(file)
+        ):
+            raise ImageError(
+                f"{where}: archive {index} ({crate} {version}) has a bad name, version, "
+                "64-hex-digit sha256 or plain file name; fix the file"
+            )
+        if (folder / file).exists():
+            raise ImageError(f"{where}: archive file {file} clashes with a recipe file; rename it")
+        archives.append(SourceArchive(crate, version, sha256, file))
+    return archives
+
+
+def cargo_home() -> Path:
+    """Where cargo keeps its downloads: $CARGO_HOME, else ~/.cargo (as cargo decides)."""
+    configured = os.environ.get("CARGO_HOME")
+    return Path(configured) if configured else Path.home() / ".cargo"
+
+
+def _sha256_of(path: Path) -> str:
+    """A file's sha256, read in chunks (crates run to megabytes)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_archive(archive: SourceArchive, where: str, home: Path | None = None) -> Path | None:
+    """The archive in cargo's registry cache when it is there and matches its pin.
+
+    A cached file with another sha256 is refused, never used: it is not what the recipe
+    was reviewed with."""
+    found = sorted((home or cargo_home()).glob(f"registry/cache/*/{archive.cache_name}"))
+    mismatch: tuple[Path, str] | None = None
+    for path in found:
+        actual = _sha256_of(path)
+        if actual == archive.sha256:
+            return path
+        mismatch = mismatch or (path, actual)
+    if mismatch is not None:
+        raise ImageError(
+            f"{mismatch[0]}: sha256 {mismatch[1]} but {where} pins {archive.sha256}; "
+            "delete the file so cargo fetches it again, or correct the pin"
+        )
+    return None
+
+
+def _run_cargo(command: list[str], cwd: Path, progress: Progress) -> str:
+    """Run a cargo command, its status lines to progress; returns its last line."""
+    last = ""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    assert process.stderr is not None
+    for raw in process.stderr:
+        line = raw.strip()
+        if line:
+            last = line
+            progress(f"[cargo] {line}")
+    process.wait()
+    return last
+
+
+def fetch_archive(
+    archive: SourceArchive, where: str, progress: Progress, home: Path | None = None
+) -> Path:
+    """The checked archive: from cargo's cache, else downloaded into it with cargo."""
+    cached = cached_archive(archive, where, home)
+    if cached is not None:
+        progress(f"using {cached} (sha256 checked)")
+        return cached
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        raise ImageError(
+            f"{where} needs crate {archive.crate} {archive.version}, which is not in "
+            f"{(home or cargo_home()) / 'registry' / 'cache'}, and cargo is not on PATH to "
+            f"fetch it; {CARGO_INSTALL_HINT}"
+        )
+    progress(f"fetching crate {archive.crate} {archive.version} with cargo")
+    with tempfile.TemporaryDirectory(prefix="cirque-crate-") as tmp:
+        spec = f"{archive.crate}@{archive.version}"
+        # `cargo info` downloads the one crate; older cargo lacks it, and then a throwaway
+        # manifest with `cargo fetch` downloads it (with its build dependencies).
+        last = _run_cargo([cargo, "info", spec], Path(tmp), progress)
+        if cached_archive(archive, where, home) is None:
+            manifest = Path(tmp) / "Cargo.toml"
+            manifest.write_text(
+                '[package]\nname = "cirque-fetch"\nversion = "0.0.0"\nedition = "2018"\n'
+                "[workspace]\n[dependencies]\n"
+                f'{archive.crate} = {{ version = "={archive.version}", '
+                "default-features = false }\n"
+            )
+            (Path(tmp) / "src").mkdir()
+            (Path(tmp) / "src" / "lib.rs").write_text("")
+            last = _run_cargo([cargo, "fetch"], Path(tmp), progress)
+    fetched = cached_archive(archive, where, home)
+    if fetched is None:
+        raise ImageError(
+            f"cargo did not fetch crate {archive.crate} {archive.version} for {where} "
+            f"({last or 'no output'}); check that cargo can reach its registry"
+        )
+    progress(f"fetched {fetched.name} (sha256 checked)")
+    return fetched
+
+
+def fetch_sources(
+    folder: Path, progress: Progress, home: Path | None = None
+) -> list[tuple[str, Path]]:
+    """Each archive of a recipe as (name in the build context, checked local file)."""
+    where = f"images/{folder.name}/{SOURCES_FILE}"
+    return [
+        (archive.file, fetch_archive(archive, where, progress, home))
+        for archive in source_archives(folder)
+    ]
 
 
 # --- Docker side -------------------------------------------------------------------------
@@ -456,10 +641,17 @@ def resolve(
     return Recipe(name, folder, image_tag(name, full_hash), full_hash, pinned, base)
 
 
-def _context(recipe: Recipe) -> io.BytesIO:
-    """The build context: the recipe's files, with its Dockerfile's parents pinned."""
+def _context(recipe: Recipe, archives: Iterable[tuple[str, Path]] = ()) -> io.BytesIO:
+    """The build context: the recipe's files, with its Dockerfile's parents pinned, and its
+    source archives (with fixed metadata, so Docker's layer cache keys on content only)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for arcname, archive_path in archives:
+            info = tarfile.TarInfo(arcname)
+            info.size = archive_path.stat().st_size
+            info.mode = 0o644
+            with archive_path.open("rb") as stream:
+                tar.addfile(info, stream)
         for path in recipe_files(recipe.folder):
             relative = path.relative_to(recipe.folder).as_posix()
             data = path.read_bytes()
@@ -477,12 +669,13 @@ def _build(backend: Backend, recipe: Recipe, *, nocache: bool, progress: Progres
     """Run the docker build of a recipe, streaming its steps to progress."""
     progress(f"building {recipe.tag} from images/{recipe.name}")
     started = time.monotonic()
+    archives = fetch_sources(recipe.folder, progress)
     tail: deque[str] = deque(maxlen=ERROR_TAIL_LINES)
     step = "before the first step"
     buildargs = {"BASE": recipe.base} if recipe.base else None
     previous = backend.image(recipe.tag)
     stream = backend.build_image(
-        _context(recipe),
+        _context(recipe, archives),
         tag=recipe.tag,
         buildargs=buildargs,
         labels={identity.IMAGE: recipe.name, identity.RECIPE: recipe.full_hash[:12]},

@@ -32,20 +32,26 @@ def add_commands(subparsers: Any) -> None:
         "--port", type=int, default=DEFAULT_PORT, help=f"REST port ({DEFAULT_PORT}; 0: any)"
     )
     serve.add_argument(
-        "--grpc-port", type=int, default=None, metavar="PORT",
+        "--grpc-port",
+        type=int,
+        default=None,
+        metavar="PORT",
         help="also serve Cirque's gRPC CirqueService on this port (Cirque used 50051)",
     )
     serve.add_argument(
-        "--token", default=os.environ.get(TOKEN_ENV) or None,
+        "--token",
+        default=os.environ.get(TOKEN_ENV) or None,
         help=f"require this bearer token (or ?token=) from every client; needed to bind "
         f"beyond loopback (default: ${TOKEN_ENV})",
     )
     serve.add_argument(
-        "--allow-host-mounts", action="store_true",
+        "--allow-host-mounts",
+        action="store_true",
         help="let topologies bind host paths into nodes (Mount, Weave)",
     )
     serve.add_argument(
-        "--keep", action="store_true",
+        "--keep",
+        action="store_true",
         help="leave the homes when the service stops (see `cirque ls`, `cirque down`)",
     )
     serve.set_defaults(func=cmd_serve)

@@ -103,8 +103,7 @@ class Gate:
             if given and hmac.compare_digest(given.encode(), self.token.encode()):
                 return None
             return (
-                "this service needs its token: send 'Authorization: Bearer TOKEN' or "
-                "?token=TOKEN"
+                "this service needs its token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN"
             )
         if peer is None or server is None:
             return "cannot tell who is connecting; this service serves only its own user"

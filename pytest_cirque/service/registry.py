@@ -18,6 +18,7 @@ from pytest_cirque.capabilities.model.wifi import WiFiAP
 from pytest_cirque.core.docker_backend import ExecResult
 from pytest_cirque.core.errors import CirqueError, ExecTimeout, SpecError, one_line
 from pytest_cirque.homes.home import Home
+from pytest_cirque.homes.node import Node
 from pytest_cirque.homes.session import Cirque
 from pytest_cirque.service import topology
 from pytest_cirque.spec import HomeSpec
@@ -27,6 +28,8 @@ DEFAULT_COMMAND_TIMEOUT_S = 60.0
 MAX_COMMAND_TIMEOUT_S = 24 * 3600.0
 #: How often a streamed command's new output is sent.
 STREAM_INTERVAL_S = 0.05
+#: A log tail that means the whole log (Node.logs takes a number of lines).
+ALL_LINES = 1 << 30
 #: Our capability names that Cirque spelled otherwise.
 CIRQUE_CAPABILITY_NAMES = {"XVNC": "Xvnc"}
 
@@ -153,16 +156,14 @@ class ServiceHomes:
 
     def log(self, home_id: str, device_id: str, tail: int | None) -> str:
         node = self._node(self._entry(home_id), device_id)
-        return node.logs(tail=tail) if tail is not None else node.logs(tail="all")  # type: ignore[arg-type]
+        return node.logs(tail=tail if tail is not None else ALL_LINES)
 
     def run(self, home_id: str, device_id: str, command: str, timeout: float) -> ExecResult:
         """Run a command to its end; ExecTimeout (after it was killed) past ``timeout``."""
         node = self._node(self._entry(home_id), device_id)
         return node.exec(command, timeout=timeout)
 
-    def stream(
-        self, home_id: str, device_id: str, command: str, timeout: float
-    ) -> Iterator[bytes]:
+    def stream(self, home_id: str, device_id: str, command: str, timeout: float) -> Iterator[bytes]:
         """Start a command and give its output as it comes; past ``timeout`` it is killed
         and a last line says so. A client that goes away kills it too."""
         node = self._node(self._entry(home_id), device_id)
@@ -183,7 +184,7 @@ class ServiceHomes:
             known = ", ".join(self._homes) or "none"
         return NotFound(f"no home {home_id!r} in this service (its homes: {known})")
 
-    def _node(self, entry: ServiceHome, device_id: str) -> Any:
+    def _node(self, entry: ServiceHome, device_id: str) -> Node:
         if device_id not in entry.devices or device_id not in entry.home.nodes:
             known = ", ".join(entry.devices) or "none"
             raise NotFound(
@@ -255,8 +256,7 @@ def check_timeout(value: Any, default: float = DEFAULT_COMMAND_TIMEOUT_S) -> flo
         seconds = float("nan")
     if not 0 < seconds <= MAX_COMMAND_TIMEOUT_S:
         raise SpecError(
-            f"timeout {value!r}: give seconds, more than 0 and at most "
-            f"{MAX_COMMAND_TIMEOUT_S:g}"
+            f"timeout {value!r}: give seconds, more than 0 and at most {MAX_COMMAND_TIMEOUT_S:g}"
         )
     return seconds
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from importlib import metadata
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,7 +19,6 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from pytest_cirque import __version__
 from pytest_cirque.core.errors import CirqueError, ExecTimeout, ImageError, SpecError
 from pytest_cirque.service.peers import Gate
 from pytest_cirque.service.registry import (
@@ -102,11 +102,19 @@ async def _call(function: Callable[..., Any], *args: Any) -> Any:
         raise _error(exc) from None
 
 
+def _version() -> str:
+    # Not pytest_cirque.__version__: the package root sits above every layer.
+    try:
+        return metadata.version("pytest-cirque")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_app(homes: ServiceHomes, gate: Gate) -> ASGIApp:
     """The REST application over ``homes``, behind ``gate``."""
     app = FastAPI(
         title="cirque service",
-        version=__version__,
+        version=_version(),
         description="Cirque's REST API over pytest-cirque homes: create homes from Cirque "
         "topologies, drive their devices with shell commands, destroy them.",
     )

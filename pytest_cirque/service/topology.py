@@ -139,12 +139,12 @@ def translate(topology: Any, *, allow_host_mounts: bool = False) -> Topology:
     if not isinstance(topology, Mapping):
         raise SpecError(
             f"topology: a topology is a JSON object of device name to device config, got "
-            f"{type(topology).__name__}; send e.g. {{\"device0\": {{\"type\": \"generic_node\"}}}}"
+            f'{type(topology).__name__}; send e.g. {{"device0": {{"type": "generic_node"}}}}'
         )
     if not topology:
         raise SpecError(
             "topology: the topology has no devices; list at least one, e.g. "
-            "{\"device0\": {\"type\": \"generic_node\"}}"
+            '{"device0": {"type": "generic_node"}}'
         )
     spec: dict[str, dict[str, Any]] = {}
     devices: dict[str, Device] = {}
@@ -216,8 +216,7 @@ def _capabilities(place: str, value: Any, is_ap: bool) -> list[Any]:
         return []
     if isinstance(value, str) or not isinstance(value, list):
         raise SpecError(
-            f"{place}: field 'capability' must be a list of names such as [\"WiFi\"], "
-            f"got {value!r}"
+            f"{place}: field 'capability' must be a list of names such as [\"WiFi\"], got {value!r}"
         )
     entries: list[Any] = []
     for entry in value:

@@ -20,7 +20,7 @@ import pytest
 
 from pytest_cirque import wifi
 from pytest_cirque.capabilities.model.wifi import WiFi
-from pytest_cirque.capabilities.runtime.wifi import TOKEN_DIR
+from pytest_cirque.capabilities.runtime.wifi import TOKEN_FILE
 from pytest_cirque.core import identity
 from pytest_cirque.homes.home import Home
 from pytest_cirque.homes.session import Cirque
@@ -35,7 +35,6 @@ from pytest_cirque.radios.relay.protocol import STATIONS_SOCKET, WPA_CTRL_PROGRA
 from .conftest import run_objects
 
 PSK = "correct horse"
-TOKEN_FILE = f"{TOKEN_DIR}/wpa-ctrl-wlan0.token"
 
 #: Run by sh in each helper: $1 the secret's path, $2 the victim's host pid, $3 its IP.
 PROBE = r"""
