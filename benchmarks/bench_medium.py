@@ -251,7 +251,7 @@ def run(pings: int, seconds: float) -> dict[str, Any]:
             "airtime_80211g_goal_met": throughput_airtime["mbit_per_s"] >= 25
             and throughput_airtime["medium_cpu_cores"] < 1.0,
         },
-        "drops": status["drops"],
+        "drops": dict(status.drops),
     }
 
 

@@ -40,7 +40,7 @@ from typing import Any
 from machine import machine, write_result
 
 from pytest_cirque import wifi
-from pytest_cirque.capabilities.model.wifi import DNSMASQ_LOG
+from pytest_cirque.capabilities.runtime.wifi import DNSMASQ_LOG
 from pytest_cirque.core import identity
 from pytest_cirque.core.errors import CirqueError
 from pytest_cirque.homes.home import Home
@@ -159,7 +159,7 @@ def one_home(service: Cirque, stations: int, mode: str) -> dict[str, Any]:
         "failures": failures,
         "slow_stations": slow,
         "medium_log_tail": medium_log.splitlines(),
-        "drops": status.get("drops"),
+        "drops": dict(status.drops),
     }
 
 
