@@ -21,6 +21,7 @@ from pytest_cirque.device_models.brokers import add_broker_command
 from pytest_cirque.device_models.engine import check_scripts
 from pytest_cirque.device_models.model import (
     load_model,
+    proto_catalog,
     resolve_model_path,
     stock_models,
     validate_model_file,
@@ -29,6 +30,10 @@ from pytest_cirque.device_models.model import (
 ALLOW_OUTSIDE_HELP = (
     "let model scripts live outside the model's folder and its scripts/ subfolder "
     "(refused by default: a model must not make the tools read other files)"
+)
+PROTO_HELP = (
+    "the schema of the models' Protobuf messages (Format Protobuf, found by their "
+    "ClassName): a .proto file, a compiled _pb2.py file or module name (repeat for several)"
 )
 
 
@@ -62,6 +67,7 @@ def add_commands(subparsers: Any) -> None:
         "files", nargs="+", metavar="FILE", help="model files (.json, .yaml) or stock model names"
     )
     validate.add_argument("--allow-outside", action="store_true", help=ALLOW_OUTSIDE_HELP)
+    validate.add_argument("--proto", action="append", default=[], metavar="FILE", help=PROTO_HELP)
     validate.set_defaults(func=cmd_validate)
 
     stock = actions.add_parser("stock", help="list the stock models")
@@ -77,6 +83,7 @@ def add_commands(subparsers: Any) -> None:
     )
     run.add_argument("--count", type=int, default=1, metavar="N", help="devices per model (1)")
     run.add_argument("--allow-outside", action="store_true", help=ALLOW_OUTSIDE_HELP)
+    run.add_argument("--proto", action="append", default=[], metavar="FILE", help=PROTO_HELP)
     run.add_argument(
         "--broker",
         required=True,
@@ -108,6 +115,10 @@ def add_commands(subparsers: Any) -> None:
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    try:
+        catalog = proto_catalog(args.proto)  # loaded once for every file
+    except DeviceModelError as exc:
+        raise CirqueError(f"--proto: {exc}") from None
     problems = 0
     for name in args.files:
         try:
@@ -116,7 +127,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             print(exc, file=out)
             problems += 1
             continue
-        model, errors = validate_model_file(path, allow_outside=args.allow_outside)
+        model, errors = validate_model_file(path, allow_outside=args.allow_outside, proto=catalog)
         script_errors = check_scripts(model) if model else []
         for error in [*errors, *script_errors]:
             print(error, file=out)
@@ -147,7 +158,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     if args.count < 0:
         raise CirqueError(f"--count must be 0 or more (got {args.count})")
-    models = [load_model(name, allow_outside=args.allow_outside) for name in args.model]
+    try:
+        catalog = proto_catalog(args.proto)
+    except DeviceModelError as exc:
+        raise CirqueError(f"--proto: {exc}") from None
+    models = [
+        load_model(name, allow_outside=args.allow_outside, proto=catalog) for name in args.model
+    ]
     scheme = urlsplit(args.broker).scheme.lower()
     if scheme not in ("mqtt", "http", "https", "amqp"):
         raise CirqueError(

@@ -129,12 +129,13 @@ def device_simulation(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
     the test.
 
     ``device_simulation(models, count=1, protocol=None, broker=None, *, jitter=None,
-    seed=None, **transport_options)``: models are stock names, files or DeviceModel
-    objects; ``protocol`` defaults to the models' Protocol; ``broker`` is a URL, a
-    broker or an endpoint, by default the session's broker of that protocol (or the
-    test's ``http_endpoint``).
+    seed=None, proto=None, **transport_options)``: models are stock names, files or
+    DeviceModel objects; ``protocol`` defaults to the models' Protocol; ``broker`` is a
+    URL, a broker or an endpoint, by default the session's broker of that protocol (or
+    the test's ``http_endpoint``); ``proto`` gives the schemas of Protobuf messages (a
+    .proto file, a _pb2.py file, a module name or an imported _pb2 module, or a list).
     """
-    from .model import DeviceModel, load_model
+    from .model import DeviceModel, load_model, proto_catalog
     from .simulator import Simulation, SimulationRunner
     from .transports.base import make_transport
 
@@ -148,10 +149,14 @@ def device_simulation(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
         *,
         jitter: float | None = None,
         seed: int | None = None,
+        proto: Any = None,
         **transport_options: Any,
     ) -> SimulationRunner:
         sources = models if isinstance(models, list | tuple) else [models]
-        loaded = [m if isinstance(m, DeviceModel) else load_model(m) for m in sources]
+        catalog = proto_catalog(proto)
+        loaded = [
+            m if isinstance(m, DeviceModel) else load_model(m, proto=catalog) for m in sources
+        ]
         if protocol is None:
             protocols = sorted({m.protocol for m in loaded})
             if len(protocols) != 1:
@@ -168,7 +173,7 @@ def device_simulation(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
             # ids keep the broker from disconnecting one fleet's device for the other's.
             transport_options.setdefault("client_id_prefix", f"sim{len(runners)}-")
         transport = make_transport(name, _peer_url(peer), **transport_options)
-        simulation = Simulation(loaded, count, transport, jitter=jitter, seed=seed)
+        simulation = Simulation(loaded, count, transport, jitter=jitter, seed=seed, proto=catalog)
         runner = SimulationRunner(simulation)
         runner.start()
         runners.append(runner)

@@ -4,10 +4,16 @@ A model lists them beside JavaScript scripts (``{"Type": "internal", "Path":
 "Math.Random.WithinRange", "Params": {"temperature": {"Min": 60, "Max": 80}}}``). Their
 Params map state keys to numeric settings; each script returns the state keys it changes.
 They run in Python because they are tiny and frequent: no sandbox call is worth it.
+
+Params are read as the original service's models write them: ``Min``, ``Max`` and
+``Step`` with that casing, numbers or numeric strings (``"Min": "1"``), beside keys the
+scripts do not use (``"Unit": "C"``). ``normalize_params`` turns the strings into numbers
+once, when the model is loaded, so a tick does no parsing.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -63,6 +69,35 @@ INTERNAL_SCRIPTS: dict[str, InternalScript] = {
 }
 
 
+def as_number(value: Any) -> int | float | None:
+    """A Params value as a number: numbers as they are, numeric strings ("12", "-0.5")
+    parsed (the original service's models write both), anything else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def normalize_params(path: str, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Checked Params with every required setting as a number; other keys kept as written."""
+    required = REQUIRED_PARAMS[path.lower()]
+    return {
+        key: {**p, **{name: as_number(p[name]) for name in required}} for key, p in params.items()
+    }
+
+
 def check_params(path: str, params: Any) -> list[tuple[tuple, str]]:
     """Problems with an internal script's Params, as (sub-path, message) pairs; empty if fine."""
     required = REQUIRED_PARAMS[path.lower()]
@@ -73,18 +108,26 @@ def check_params(path: str, params: Any) -> list[tuple[tuple, str]]:
         if not isinstance(p, Mapping):
             problems.append(((key,), f"must be an object with {', '.join(required)}"))
             continue
+        numbers = {}
         for name in required:
-            value = p.get(name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                problems.append(((key, name), f"{name} must be a number (got {value!r})"))
-        min_value, max_value = p.get("Min"), p.get("Max")
-        if (
-            isinstance(min_value, int | float)
-            and isinstance(max_value, int | float)
-            and min_value > max_value
-        ):
+            value = as_number(p.get(name))
+            if value is None:
+                problems.append(((key, name), _not_a_number(name, p)))
+            numbers[name] = value
+        min_value, max_value = numbers["Min"], numbers["Max"]
+        if min_value is not None and max_value is not None and min_value > max_value:
             problems.append(((key,), f"Min {min_value} is greater than Max {max_value}"))
-        step = p.get("Step")
-        if "Step" in required and isinstance(step, int | float) and step <= 0:
+        step = numbers.get("Step")
+        if step is not None and step <= 0:
             problems.append(((key, "Step"), f"Step must be positive (got {step})"))
     return problems
+
+
+def _not_a_number(name: str, p: Mapping) -> str:
+    """Why a required setting is unusable, pointing at a mis-cased key if there is one."""
+    value = p.get(name)
+    problem = f"{name} must be a number or a numeric string (got {value!r})"
+    miscased = [k for k in p if isinstance(k, str) and k != name and k.lower() == name.lower()]
+    if miscased:
+        problem += f"; names are case-sensitive: write {name!r}, not {miscased[0]!r}"
+    return problem

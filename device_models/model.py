@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from pytest_cirque.device_models import internal_scripts, telemetry
 
 PROTOCOLS = ("AMQP", "MQTT", "HTTP")
 SCRIPT_TYPES = ("javascript", "internal")
-MESSAGE_FORMATS = ("JSON",)
+MESSAGE_FORMATS = ("JSON", "PROTOBUF")
 SCHEMA_VERSION = "1.0.0"
 
 #: Where the stock models live (one JSON file per model beside its scripts).
@@ -51,7 +51,9 @@ _REQUIRED_TOP_LEVEL = ("SchemaVersion", "Id", "Name", "Protocol", "Simulation")
 _SIMULATION_KEYS = ("InitialState", "Interval", "Scripts")
 _SCRIPT_KEYS = ("Type", "Path", "Params")
 _TELEMETRY_KEYS = ("Interval", "MessageTemplate", "MessageSchema")
-_SCHEMA_KEYS = ("Name", "Format", "Fields")
+#: ClassName is the original service's (the Protobuf message type); ProtoFile is ours:
+#: the .proto, relative to the model file, that defines it.
+_SCHEMA_KEYS = ("Name", "Format", "Fields", "ClassName", "ProtoFile")
 _INTERVAL = re.compile(r"^(\d+):([0-5]?\d):([0-5]?\d(?:\.\d+)?)$")
 
 
@@ -74,8 +76,17 @@ class ScriptRef:
 @dataclass(frozen=True, eq=False)
 class MessageSchema:
     name: str
-    format: str
+    format: str  # upper-case: JSON or PROTOBUF
     fields: Mapping[str, str]  # field name -> lower-cased type
+    class_name: str = ""  # the Protobuf message type, as the model names it
+    proto: telemetry.ProtoMessage | None = None  # set for Format Protobuf
+
+    @property
+    def content_type(self) -> str:
+        """What the transports announce the body as."""
+        if self.proto is not None:
+            return telemetry.PROTOBUF_CONTENT_TYPE
+        return telemetry.JSON_CONTENT_TYPE
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,11 +153,20 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     )
 
 
-def load_model(name_or_path: str | Path, *, allow_outside: bool = False) -> DeviceModel:
+ProtoSources = telemetry.ProtoSource | Iterable[telemetry.ProtoSource] | None
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    allow_outside: bool = False,
+    proto: ProtoSources | telemetry.ProtoCatalog = None,
+) -> DeviceModel:
     """Parse and validate a model file (or a stock model by name); raise its first error.
-    ``allow_outside`` lets its scripts live outside the model's folder."""
+    ``allow_outside`` lets its scripts live outside the model's folder; ``proto`` gives
+    the schemas of its Protobuf messages (see ``proto_catalog``)."""
     path = resolve_model_path(name_or_path)
-    model, errors = validate_model_file(path, allow_outside=allow_outside)
+    model, errors = validate_model_file(path, allow_outside=allow_outside, proto=proto)
     if errors:
         more = f" (and {len(errors) - 1} more: run cirque devices validate)" if errors[1:] else ""
         raise DeviceModelError(f"{errors[0]}{more}")
@@ -154,12 +174,38 @@ def load_model(name_or_path: str | Path, *, allow_outside: bool = False) -> Devi
     return model
 
 
+def proto_catalog(proto: ProtoSources | telemetry.ProtoCatalog) -> telemetry.ProtoCatalog:
+    """The message types of the Protobuf schemas a user gives (``--proto``, ``proto=``):
+    .proto files, _pb2.py files, module names or modules, one or several. Raises a
+    DeviceModelError naming the source that cannot be loaded."""
+    if isinstance(proto, telemetry.ProtoCatalog):
+        return proto
+    if proto is None:
+        sources: list[telemetry.ProtoSource] = []
+    elif isinstance(proto, str | Path) or not isinstance(proto, Iterable):
+        sources = [proto]
+    else:
+        sources = list(proto)
+    try:
+        return telemetry.ProtoCatalog.load(sources)
+    except TelemetryProblem as exc:
+        raise DeviceModelError(f"protobuf schema {exc}") from None
+
+
 def validate_model_file(
-    path: str | Path, *, allow_outside: bool = False
+    path: str | Path,
+    *,
+    allow_outside: bool = False,
+    proto: ProtoSources | telemetry.ProtoCatalog = None,
 ) -> tuple[DeviceModel | None, list[DeviceModelError]]:
     """The model and every problem of the file; the model is None when there are problems.
-    Script paths must stay inside the model's folder unless ``allow_outside``."""
+    Script paths must stay inside the model's folder unless ``allow_outside``; ``proto``
+    gives Protobuf schemas beyond the model's own ProtoFile keys."""
     path = Path(path)
+    try:
+        catalog = proto_catalog(proto)
+    except DeviceModelError as exc:
+        return None, [exc]
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -170,7 +216,7 @@ def validate_model_file(
         document = _parse_text(path, text)
     except DeviceModelError as exc:
         return None, [exc]
-    checker = _Checker(path, text, document, allow_outside=allow_outside)
+    checker = _Checker(path, text, document, allow_outside=allow_outside, catalog=catalog)
     model = checker.build()
     if checker.errors:
         lines_and_errors = zip(checker.error_lines, checker.errors, strict=True)
@@ -253,9 +299,18 @@ def _path_text(path: tuple) -> str:
 class _Checker:
     """Walks one parsed document, building the model and collecting every problem."""
 
-    def __init__(self, path: Path, text: str, document: Any, *, allow_outside: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        text: str,
+        document: Any,
+        *,
+        allow_outside: bool,
+        catalog: telemetry.ProtoCatalog,
+    ) -> None:
         self.path = path
         self.allow_outside = allow_outside
+        self.catalog = catalog
         self.document = document
         self.lines = _line_index(text)
         self.errors: list[DeviceModelError] = []
@@ -267,13 +322,18 @@ class _Checker:
         """Where a script's Path points, as the original service resolves it: the model's
         folder, then its scripts/ subfolder. A file outside the model's folder is refused
         (a model must not make the tools read other files) unless allow_outside."""
+        return self.local_file("script", script_path, path)
+
+    def local_file(self, kind: str, file_path: str, path: tuple) -> Path | None:
+        """A file a model names (a script, a .proto): in the model's folder or its
+        scripts/ subfolder, and inside the model's folder unless allow_outside."""
         folder = self.path.parent.resolve()
-        candidates = [folder / script_path, folder / SCRIPTS_FOLDER / script_path]
+        candidates = [folder / file_path, folder / SCRIPTS_FOLDER / file_path]
         file = next((c for c in candidates if c.is_file()), None)
         if file is None:
             self.fail(
                 path,
-                f"script file {script_path!r} not found (looked in {folder} and its "
+                f"{kind} file {file_path!r} not found (looked in {folder} and its "
                 f"{SCRIPTS_FOLDER}/ subfolder); paths are relative to the model file",
             )
             return None
@@ -281,7 +341,7 @@ class _Checker:
         if not self.allow_outside and not real.is_relative_to(folder):
             self.fail(
                 path,
-                f"script file {script_path!r} is outside the model's folder ({real}); move it "
+                f"{kind} file {file_path!r} is outside the model's folder ({real}); move it "
                 f"into {folder} or its {SCRIPTS_FOLDER}/, or pass --allow-outside",
             )
             return None
@@ -417,9 +477,13 @@ class _Checker:
                     (*path, "Path"), f"unknown internal script {script_path!r}; known: {known}"
                 )
                 return None
-            for sub_path, problem in internal_scripts.check_params(script_path, params):
+            problems = internal_scripts.check_params(script_path, params)
+            for sub_path, problem in problems:
                 self.fail((*path, "Params", *sub_path), problem)
-            return ScriptRef("internal", script_path, None, params, self.where((*path, "Path")))
+            if problems:
+                return None
+            normalized = internal_scripts.normalize_params(script_path, params)
+            return ScriptRef("internal", script_path, None, normalized, self.where((*path, "Path")))
         if params is not None and not isinstance(params, dict):
             self.fail((*path, "Params"), "must be an object (it becomes main's 4th argument)")
         file = self.script_file(script_path, (*path, "Path"))
@@ -443,9 +507,12 @@ class _Checker:
             schema = self.schema(item.get("MessageSchema"), (*path, "MessageSchema"))
             if schema is None or "MessageTemplate" not in item:
                 continue
-            # Telemetry may fire before any state script runs: InitialState alone must render.
+            # Telemetry may fire before any state script runs: InitialState alone must render
+            # (and, for Protobuf, fit its message type).
             try:
-                telemetry.check(schema.fields, telemetry.render(template, initial_state))
+                message = telemetry.check(schema.fields, telemetry.render(template, initial_state))
+                if schema.proto is not None:
+                    schema.proto.encode(message)
             except TelemetryProblem as exc:
                 self.fail(
                     (*path, "MessageTemplate"),
@@ -467,7 +534,9 @@ class _Checker:
         name = self.text(value, "Name", path)
         message_format = self.text(value, "Format", path, "JSON")
         if message_format.upper() not in MESSAGE_FORMATS:
-            self.fail((*path, "Format"), f"unsupported format {message_format!r}; use JSON")
+            self.fail(
+                (*path, "Format"), f"unsupported format {message_format!r}; use JSON or Protobuf"
+            )
         fields = self.mapping(value.get("Fields"), (*path, "Fields"))
         normalized = {}
         for field_name, field_type in fields.items():
@@ -479,9 +548,52 @@ class _Checker:
                 )
                 continue
             normalized[field_name] = field_type.lower()
+        class_name = self.text(value, "ClassName", path)
+        proto = None
+        if message_format.upper() == "PROTOBUF" and len(self.errors) == errors_before:
+            proto = self.proto_message(value, name, class_name, path)
         if len(self.errors) > errors_before:
             return None
-        return MessageSchema(name, message_format.upper(), normalized)
+        return MessageSchema(name, message_format.upper(), normalized, class_name, proto)
+
+    def proto_message(
+        self, value: Mapping, name: str, class_name: str, path: tuple
+    ) -> telemetry.ProtoMessage | None:
+        """The protobuf type a Protobuf message's ClassName names, from the model's
+        ProtoFile or the schemas the user gave; a one-line refusal when there is none."""
+        if not class_name:
+            self.fail(
+                (*path, "ClassName"),
+                f"Protobuf message {name!r} needs ClassName, the protobuf message type to "
+                'encode it with (e.g. "ClassName": "Truck")',
+            )
+            return None
+        catalog = self.catalog
+        proto_file = self.text(value, "ProtoFile", path)
+        if proto_file:
+            file = self.local_file("ProtoFile", proto_file, (*path, "ProtoFile"))
+            if file is None:
+                return None
+            try:
+                catalog = self.catalog.extended([file])
+            except TelemetryProblem as exc:
+                self.fail((*path, "ProtoFile"), str(exc))
+                return None
+        try:
+            found = catalog.find(class_name)
+        except TelemetryProblem as exc:
+            self.fail((*path, "ClassName"), str(exc))
+            return None
+        if found is not None:
+            return found
+        known = f" (the schemas given define {', '.join(catalog.names())})" if catalog else ""
+        self.fail(
+            (*path, "ClassName"),
+            f"no protobuf schema for Protobuf message {name!r} (ClassName {class_name!r}){known}; "
+            'add "ProtoFile": "FILE.proto" beside ClassName, or pass --proto FILE.proto '
+            "or a compiled _pb2 module (device_simulation(..., proto=...))",
+        )
+        return None
 
     def methods(self, value: Any) -> dict[str, ScriptRef]:
         methods = {}

@@ -51,7 +51,8 @@ from typing import Any
 from pytest_cirque.core.errors import CirqueError, DeviceModelError, ScriptError, TelemetryProblem
 from pytest_cirque.device_models import internal_scripts, telemetry
 from pytest_cirque.device_models.engine import ModelEngine, ScriptLimits
-from pytest_cirque.device_models.model import DeviceModel, load_model
+from pytest_cirque.device_models.model import DeviceModel, ProtoSources, load_model, proto_catalog
+from pytest_cirque.device_models.telemetry import ProtoCatalog
 from pytest_cirque.device_models.transports.base import Message, Transport
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,13 @@ class Device:
         return f"Device({self.id!r}, model={self.model.id!r}, online={self.online})"
 
 
-def _as_models(models: ModelSource | Iterable[ModelSource]) -> list[DeviceModel]:
+def _as_models(
+    models: ModelSource | Iterable[ModelSource], proto: ProtoSources | ProtoCatalog = None
+) -> list[DeviceModel]:
     if isinstance(models, DeviceModel | str | Path):
         models = [models]
-    loaded = [m if isinstance(m, DeviceModel) else load_model(m) for m in models]
+    catalog = proto_catalog(proto)  # loaded once for every model
+    loaded = [m if isinstance(m, DeviceModel) else load_model(m, proto=catalog) for m in models]
     seen: dict[str, DeviceModel] = {}
     for model in loaded:
         other = seen.setdefault(model.id, model)
@@ -162,7 +166,8 @@ class Simulation:
     ``count`` is the number of devices per model, or a mapping of model id to count.
     ``jitter`` bounds each device's random start offset in seconds (default: its model's
     shortest interval). ``seed`` makes the offsets and the scripts' random numbers
-    repeatable.
+    repeatable. ``proto`` gives the schemas of Protobuf messages of models given by path
+    or name (.proto files, _pb2 modules; see ``model.proto_catalog``).
 
     To look at while it runs: ``devices`` (id -> Device), ``errors`` (the last script and
     message failures, one line each; ``error_count`` counts them all),
@@ -179,8 +184,10 @@ class Simulation:
         jitter: float | None = None,
         seed: int | None = None,
         limits: ScriptLimits | None = None,
+        proto: ProtoSources | ProtoCatalog = None,
     ) -> None:
-        self.models = _as_models(models)
+        self.proto = proto_catalog(proto)
+        self.models = _as_models(models, self.proto)
         counts = count if isinstance(count, Mapping) else {m.id: count for m in self.models}
         unknown = set(counts) - {m.id for m in self.models}
         if unknown:
@@ -289,7 +296,7 @@ class Simulation:
 
     async def add_devices(self, model: ModelSource, n: int) -> list[str]:
         """Add ``n`` devices of a model (new or already simulated); return their ids."""
-        (model,) = _as_models([model])
+        (model,) = _as_models([model], self.proto)
         known = next((m for m in self.models if m.id == model.id), None)
         if known is None:
             self._engine(model)
@@ -505,9 +512,11 @@ class Simulation:
         if not device.online:
             return
         spec = device.model.telemetry[timer]
+        schema = spec.schema
         try:
-            body = telemetry.render(spec.template, device.state)
-            telemetry.check(spec.schema.fields, body)
+            text = telemetry.render(spec.template, device.state)
+            checked = telemetry.check(schema.fields, text)
+            body = text.encode() if schema.proto is None else schema.proto.encode(checked)
         except TelemetryProblem as exc:
             self._record(
                 f"{spec.where}: model {device.model.id}: device {device.id}: "
@@ -518,9 +527,9 @@ class Simulation:
         message = Message(
             device_id=device.id,
             schema=spec.schema.name,
-            content_type="application/json",
+            content_type=schema.content_type,
             created=self._created(),
-            body=body.encode(),
+            body=body,
             model_id=device.model.id,
         )
         try:

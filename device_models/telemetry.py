@@ -6,6 +6,7 @@ Values are written so that the result stays JSON: numbers as JSON numbers, boole
 ``true``/``false``, objects and arrays as JSON, and strings with their quotes and
 backslashes escaped (the template supplies the surrounding quotes). The rendered message
 must be valid JSON, and each field of its MessageSchema must be present with its type.
+A message of Format Protobuf is then encoded with its protobuf type (see ``ProtoCatalog``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,19 @@ import base64
 import binascii
 import datetime as dt
 import functools
+import importlib
+import importlib.util
 import json
 import math
 import re
-from collections.abc import Mapping
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pytest_cirque.core.errors import TelemetryProblem
@@ -171,3 +181,271 @@ def current_time(now: dt.datetime | None = None) -> str:
     """A time in the seed's context format yyyy-MM-dd'T'HH:mm:sszzz (zzz like +00:00)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     return now.isoformat(timespec="seconds")
+
+
+# -- Protobuf ---------------------------------------------------------------------------
+#
+# A message of ``"Format": "Protobuf"`` names its message type in ``ClassName``, as the
+# original service's models do (there, a C# class: the .proto's csharp_namespace and the
+# message's name). The template still renders JSON, checked as usual; that JSON fills
+# the protobuf message, whose binary encoding is what the transports carry. The schema
+# comes from the user, never from code a model names: a .proto file (``ProtoFile`` beside
+# ClassName, or ``--proto FILE.proto``), compiled with protoc, or a compiled ``_pb2``
+# module (``--proto``/``proto=`` only, since importing one runs it).
+
+#: The content type of Protobuf telemetry, in every transport's content-type field.
+PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
+#: The content type of every other message.
+JSON_CONTENT_TYPE = "application/json"
+
+#: What a user may give as a Protobuf schema: a .proto or _pb2.py path, a module name,
+#: or an imported _pb2 module.
+ProtoSource = str | Path | ModuleType
+
+
+@dataclass(frozen=True, eq=False)
+class ProtoMessage:
+    """A protobuf message type that rendered telemetry is encoded to (and decoded from)."""
+
+    full_name: str
+    source: str  # the .proto file or module it came from, for messages
+    message_class: Any  # the generated message class
+
+    def encode(self, message: Mapping[str, Any]) -> bytes:
+        """The binary encoding of a rendered, checked message; TelemetryProblem when the
+        message and the protobuf type disagree (a field it lacks, a fraction for an int)."""
+        from google.protobuf import json_format
+
+        try:
+            filled = json_format.ParseDict(dict(message), self.message_class())
+        except json_format.ParseError as exc:
+            raise TelemetryProblem(
+                "",
+                f"does not fit protobuf {self.full_name} of {self.source} ({_first_line(exc)}); "
+                "make the MessageTemplate's fields and the .proto's agree",
+            ) from None
+        return filled.SerializeToString(deterministic=True)
+
+    def decode(self, body: bytes) -> dict[str, Any]:
+        """A received body as a dict of field name -> value (every field, defaults too)."""
+        parsed = self.message_class()
+        parsed.ParseFromString(body)
+        return _as_dict(parsed)
+
+
+def _as_dict(message: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for field_descriptor in message.DESCRIPTOR.fields:
+        value = getattr(message, field_descriptor.name)
+        if field_descriptor.message_type is not None:
+            if field_descriptor.message_type.GetOptions().map_entry:
+                value = dict(value)
+            elif _is_repeated(field_descriptor):
+                value = [_as_dict(item) for item in value]
+            else:
+                value = _as_dict(value)
+        elif _is_repeated(field_descriptor):
+            value = list(value)
+        result[field_descriptor.name] = value
+    return result
+
+
+def _is_repeated(field_descriptor: Any) -> bool:
+    is_repeated = getattr(field_descriptor, "is_repeated", None)
+    if is_repeated is not None:
+        return bool(is_repeated)
+    return bool(field_descriptor.label == field_descriptor.LABEL_REPEATED)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+class ProtoCatalog:
+    """The message types of some Protobuf schemas, looked up by a model's ClassName."""
+
+    def __init__(self, messages: list[ProtoMessage], descriptors: list[Any]) -> None:
+        self._messages = messages
+        self._descriptors = descriptors
+
+    @classmethod
+    def load(cls, sources: Iterable[ProtoSource]) -> ProtoCatalog:
+        """Every message type of the sources; TelemetryProblem naming a source that fails."""
+        messages: list[ProtoMessage] = []
+        descriptors: list[Any] = []
+        for source in sources:
+            for descriptor, origin in _load_source(source):
+                descriptors.append(descriptor)
+                messages.append(
+                    ProtoMessage(descriptor.full_name, origin, _message_class(descriptor))
+                )
+        return cls(messages, descriptors)
+
+    def extended(self, sources: Iterable[ProtoSource]) -> ProtoCatalog:
+        """This catalog and the message types of more sources (looked up first)."""
+        more = ProtoCatalog.load(sources)
+        return ProtoCatalog(
+            [*more._messages, *self._messages], [*more._descriptors, *self._descriptors]
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self._messages)
+
+    def names(self) -> list[str]:
+        return [m.full_name for m in self._messages]
+
+    def find(self, class_name: str) -> ProtoMessage | None:
+        """The message type a ClassName names: by its protobuf full name, by the .proto's
+        csharp_namespace and the message's name (what the original service's ClassName
+        is), else by the ClassName's last part when one message type alone has that name.
+        TelemetryProblem when that last part names several."""
+        pairs = list(zip(self._descriptors, self._messages, strict=True))
+        for descriptor, message in pairs:
+            if class_name in (descriptor.full_name, _csharp_name(descriptor)):
+                return message
+        short = class_name.rsplit(".", 1)[-1]
+        found = [message for descriptor, message in pairs if descriptor.name == short]
+        if len(found) > 1:
+            names = ", ".join(f"{m.full_name} ({m.source})" for m in found)
+            raise TelemetryProblem(
+                "", f"ClassName {class_name!r} could be any of {names}; write the full name"
+            )
+        return found[0] if found else None
+
+
+def _csharp_name(descriptor: Any) -> str:
+    """The C# class protoc generates for a top-level message: csharp_namespace.Name."""
+    namespace = descriptor.file.GetOptions().csharp_namespace
+    if not namespace or descriptor.containing_type is not None:
+        return ""
+    return f"{namespace}.{descriptor.name}"
+
+
+def _message_class(descriptor: Any) -> Any:
+    from google.protobuf import message_factory
+
+    return message_factory.GetMessageClass(descriptor)
+
+
+def _load_source(source: ProtoSource) -> list[tuple[Any, str]]:
+    """(message descriptor, origin) of every message type, nested ones too, of a source."""
+    if isinstance(source, ModuleType):
+        return _module_messages(source, source.__name__)
+    path = Path(source)
+    if path.suffix == ".proto":
+        return _proto_file_messages(path)
+    if path.suffix == ".py":
+        return _module_messages(_import_file(path), str(path))
+    text = str(source)
+    try:
+        module = importlib.import_module(text)
+    except ImportError as exc:
+        raise TelemetryProblem(
+            "",
+            f"{text}: not a .proto file, a _pb2.py file or an importable module ({exc}); "
+            "pass FILE.proto, FILE_pb2.py or a module name such as mypackage.truck_pb2",
+        ) from None
+    return _module_messages(module, text)
+
+
+def _import_file(path: Path) -> ModuleType:
+    if not path.is_file():
+        raise TelemetryProblem("", f"{path}: no such _pb2.py file; check the path")
+    name = f"_cirque_proto_{abs(hash(str(path.resolve())))}_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise TelemetryProblem("", f"{path}: cannot import it as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise TelemetryProblem(
+            "", f"{path}: importing it failed ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+    sys.modules[name] = module
+    return module
+
+
+def _module_messages(module: ModuleType, origin: str) -> list[tuple[Any, str]]:
+    file_descriptor = getattr(module, "DESCRIPTOR", None)
+    types = getattr(file_descriptor, "message_types_by_name", None)
+    if types is None:
+        raise TelemetryProblem(
+            "",
+            f"{origin}: not a compiled protobuf module (no DESCRIPTOR); pass the module "
+            "protoc --python_out wrote (NAME_pb2) or the .proto itself",
+        )
+    return [(d, origin) for d in _with_nested(types.values())]
+
+
+def _with_nested(descriptors: Iterable[Any]) -> list[Any]:
+    found = []
+    for descriptor in descriptors:
+        found.append(descriptor)
+        found.extend(_with_nested(descriptor.nested_types))
+    return found
+
+
+def _proto_file_messages(path: Path) -> list[tuple[Any, str]]:
+    try:
+        stat = path.stat()
+    except OSError:
+        raise TelemetryProblem("", f"{path}: no such .proto file; check the path") from None
+    return _compiled(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(path_text: str, mtime_ns: int, size: int) -> list[tuple[Any, str]]:
+    """A .proto's message types, compiled by protoc into a pool of its own (so two models'
+    schemas may reuse a name); cached while the file is unchanged."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+
+    path = Path(path_text)
+    file_set = descriptor_pb2.FileDescriptorSet()
+    file_set.ParseFromString(_run_protoc(path))
+    pool = descriptor_pool.DescriptorPool()
+    for file_proto in file_set.file:  # dependencies come first
+        pool.Add(file_proto)
+    target = pool.FindFileByName(path.name)
+    return [(d, str(path)) for d in _with_nested(target.message_types_by_name.values())]
+
+
+def _protoc_command() -> list[str] | None:
+    """protoc as grpcio-tools ships it (with the well-known types), else one on PATH."""
+    if importlib.util.find_spec("grpc_tools") is not None:
+        return [sys.executable, "-m", "grpc_tools.protoc"]
+    protoc = shutil.which("protoc")
+    return [protoc] if protoc else None
+
+
+def _run_protoc(path: Path) -> bytes:
+    command = _protoc_command()
+    if command is None:
+        raise TelemetryProblem(
+            "",
+            f"{path}: compiling a .proto needs protoc: pip install grpcio-tools (or put protoc "
+            f"on PATH), or pass the module protoc --python_out=. {path.name} writes",
+        )
+    with tempfile.TemporaryDirectory(prefix="cirque-proto-") as folder:
+        out = Path(folder) / "schema.desc"
+        result = subprocess.run(
+            [
+                *command,
+                f"--proto_path={path.parent}",
+                f"--descriptor_set_out={out}",
+                "--include_imports",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0 or not out.exists():
+            detail = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[0]
+            raise TelemetryProblem(
+                "", f"{path}: protoc could not compile it ({detail}); fix the .proto"
+            )
+        return out.read_bytes()

@@ -63,6 +63,8 @@ HOME_SPEC_KEY = pytest.StashKey["HomeSpec"]()
 HOME_NAME_KEY = pytest.StashKey["str | None"]()
 TEST_HOMES_KEY = pytest.StashKey[list["Home"]]()
 SESSION_HOME_KEY = pytest.StashKey["Home"]()
+#: A failed test's cirque sections, handed to JUnit with its teardown report.
+JUNIT_OUTPUT_KEY = pytest.StashKey[str]()
 #: Homes of home_fixture fixtures alive now, by fixture name (for failure reports).
 SCOPED_HOMES_KEY = pytest.StashKey[dict[str, "Home"]]()
 
@@ -312,6 +314,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         if homes:
             report_homes(item, report, homes)
         keep_capture(item, report, call)
+        ours = [(title, text) for title, text in report.sections if title.startswith("cirque ")]
+        if ours:
+            text = "\n\n".join(f"--- {title} ---\n{body}" for title, body in ours)
+            item.stash[JUNIT_OUTPUT_KEY] = text
+    elif call.when == "teardown" and JUNIT_OUTPUT_KEY in item.stash:
+        # JUnit writes a test's system-out from its teardown report: offer the cirque
+        # sections there as printed output, so CI systems that show JUnit show them. The
+        # terminal shows a passed teardown's output only when asked (-rP).
+        report.sections.append(("Captured stdout cirque", item.stash[JUNIT_OUTPUT_KEY]))
 
 
 def shorten_cirque_traceback(
@@ -403,7 +414,13 @@ def report_homes(item: pytest.Item, report: pytest.TestReport, homes: list[Home]
                 log = node.logs(tail=LOG_TAIL)
             except Exception as exc:
                 log = f"(log unavailable: {exc})"
-            report.sections.append((f"cirque log {home.name}/{node_name}", log or "(empty)"))
+            commands = "\n".join(str(record) for record in node.history)
+            parts = [
+                *([f"commands the test ran:\n{commands}"] if commands else []),
+                *([f"log:\n{log.rstrip()}"] if log.strip() else []),
+            ]
+            if parts:  # an empty section says nothing: leave it out
+                report.sections.append((f"cirque node {home.name}/{node_name}", "\n".join(parts)))
             written += _write(folder / f"{home.name}.{node_name}.log", log)
         written += report_wifi(home, report, folder)
         if settings.keep and not home.kept:
@@ -415,6 +432,34 @@ def report_homes(item: pytest.Item, report: pytest.TestReport, homes: list[Home]
                 report.sections.append((KEPT_SECTION, keep_home(home)))
     if written:
         report.sections.append(("cirque logs", f"written to {folder}"))
+    report.sections.insert(0, ("cirque summary", failure_summary(item, report, homes, folder)))
+    # JUnit properties: taken from the item when the test's last report is written.
+    for home in homes:
+        item.user_properties.append(("cirque_home", home.name))
+        item.user_properties.append(("cirque_nodes", ",".join(home.nodes)))
+    item.user_properties.append(("cirque_log_folder", str(folder)))
+    for path in written:
+        if path.endswith(".pcap"):
+            item.user_properties.append(("cirque_capture", path))
+
+
+def failure_summary(
+    item: pytest.Item, report: pytest.TestReport, homes: list[Home], folder: Path
+) -> str:
+    """One screen at the top of a failed test's report: what failed where, and where the
+    evidence is."""
+    lines = [f"{item.nodeid} failed in {report.when}"]
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        lines.append(f"  error: {str(crash.message).splitlines()[0][:300]}")
+    for home in homes:
+        nodes = ", ".join(f"{name} ({node.state})" for name, node in list(home.nodes.items()))
+        lines.append(f"  home {home.name}: {nodes or 'no nodes'}")
+        for name, node in list(home.nodes.items()):
+            if node.history:
+                lines.append(f"  last command in {name}: {node.history[-1]}")
+    lines.append(f"  logs, topology and captures: {folder}")
+    return "\n".join(lines)
 
 
 def will_rerun(item: pytest.Item) -> bool:
@@ -478,6 +523,7 @@ def keep_capture(item: pytest.Item, report: pytest.TestReport, call: pytest.Call
         report.sections.append(("cirque capture", f"(could not keep {capture}: {exc})"))
         return
     report.sections.append(("cirque capture", f"the air up to the failed step: {kept}"))
+    item.user_properties.append(("cirque_capture", str(kept)))
 
 
 def _write(path: Path, text: str) -> list[str]:

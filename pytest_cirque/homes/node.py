@@ -11,10 +11,12 @@ Home; what it got from its capabilities lives in its drivers.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import posixpath
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BackgroundExec", "ExecResult", "Node"]
 
+#: Commands kept per node for failure reports, and lines of output kept per command.
+EXEC_HISTORY = 20
+EXEC_OUTPUT_TAIL = 3
 #: Lines of a node's log searched by wait_for_log.
 LOG_SEARCH_TAIL = 2000
 #: Lines of a node's log attached to a failed wait.
@@ -59,6 +64,25 @@ class NodeContext:
     resolve_image: Callable[[str], str]
     #: The home's medium of a kind ("wifi", "lan"), started on first use.
     medium: Callable[[str], MediumContainer]
+
+
+@dataclass(frozen=True)
+class ExecRecord:
+    """One command a test ran in a node: what, how it ended, how long it took."""
+
+    command: str
+    exit_code: int | None  # None: timed out
+    duration_s: float
+    output_tail: str
+
+    def __str__(self) -> str:
+        ended = "timed out" if self.exit_code is None else f"exit {self.exit_code}"
+        tail = f": {self.output_tail}" if self.output_tail else ""
+        return f"$ {self.command}  ({ended}, {self.duration_s:.2f} s){tail}"
+
+
+def _command_text(cmd: str | list[str]) -> str:
+    return cmd if isinstance(cmd, str) else " ".join(cmd)
 
 
 def listening_ports(proc_net_tcp: str) -> set[int]:
@@ -96,6 +120,8 @@ class Node:
         #: role -> container id of this node's sidecars, in start order.
         self.sidecars: dict[str, str] = {}
         self._started: list[Driver[Any]] = []
+        #: The last commands run through ``exec``, for failure reports.
+        self.history: collections.deque[ExecRecord] = collections.deque(maxlen=EXEC_HISTORY)
         self._backend = context.backend
 
     def __repr__(self) -> str:
@@ -202,17 +228,29 @@ class Node:
         *,
         environment: dict[str, str] | None = None,
         user: str = "",
+        record: bool = True,
     ) -> ExecResult:
         """Run a command (a string runs through ``sh -c``). ``check=True`` raises NodeError
-        on a non-zero exit; a timeout kills the command and raises ExecTimeout."""
-        result = self._backend.exec(
-            self.container_id,
-            cmd,
-            node=self.name,
-            timeout=timeout,
-            environment=environment,
-            user=user,
-        )
+        on a non-zero exit; a timeout kills the command and raises ExecTimeout. Commands
+        are kept in ``history`` for failure reports unless ``record=False`` (polling)."""
+        started = time.monotonic()
+        try:
+            result = self._backend.exec(
+                self.container_id,
+                cmd,
+                node=self.name,
+                timeout=timeout,
+                environment=environment,
+                user=user,
+            )
+        except ExecTimeout:
+            if record:
+                self.history.append(ExecRecord(_command_text(cmd), None, timeout, "(timed out)"))
+            raise
+        if record:
+            output = _tail(result.stderr or result.stdout, EXEC_OUTPUT_TAIL)
+            duration = time.monotonic() - started
+            self.history.append(ExecRecord(result.command, result.exit_code, duration, output))
         if check and result.exit_code != 0:
             raise NodeError(
                 f"node {self.name}: command {result.command!r} exited with "
@@ -350,7 +388,9 @@ class Node:
             raise NodeError(f"node {self.name}: wait_for_port({port!r}): not a TCP port")
 
         def listening() -> bool:
-            tables = self.exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"], timeout=10)
+            tables = self.exec(
+                ["cat", "/proc/net/tcp", "/proc/net/tcp6"], timeout=10, record=False
+            )
             return port in listening_ports(tables.stdout)
 
         self.wait_until(listening, f"a listener on TCP port {port}", timeout)

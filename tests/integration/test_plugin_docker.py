@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import docker
 import pytest
@@ -102,6 +103,7 @@ def test_fails(home):
     sensor = home["sensor"]
     sensor.wait_until(lambda: "hello-from-sensor" in sensor.logs(), "the greeting", timeout=20)
     assert node_containers(home) == {"sensor": "running", "hub": "running"}
+    home["hub"].exec("echo hi-from-hub; exit 3")
     assert False, "deliberate failure"
 """
 
@@ -114,21 +116,57 @@ def test_home_lives_during_its_test_and_is_gone_after_even_on_failure(
     result.assert_outcomes(passed=1, failed=1)
     home = f"cirque-{run_id}-main-test_fails"
     # The failure report carries the topology and each node's recent log.
+    # A summary first: what failed, the home, the last command, where the evidence is.
     result.stdout.fnmatch_lines(
         [
+            "*cirque summary*",
+            "test_lifecycle.py::test_fails failed in call",
+            "  error: AssertionError: deliberate failure*",
+            f"  home {home}: sensor (running), hub (running)",
+            "  last command in hub: $ echo hi-from-hub; exit 3  (exit 3, *s): hi-from-hub",
+            "  logs, topology and captures: *cirque-logs*test_lifecycle.py_test_fails",
             f"*cirque topology {home}*",
             f"home {home} (running)",
-            f"*cirque log {home}/sensor*",
+            f"*cirque node {home}/sensor*",
+            "log:",
             "hello-from-sensor",
-            f"*cirque log {home}/hub*",
+            f"*cirque node {home}/hub*",
+            "commands the test ran:",
+            "$ echo hi-from-hub; exit 3  (exit 3, *s): hi-from-hub",
             "*cirque logs*",
             "written to *cirque-logs*test_lifecycle.py_test_fails",
         ]
     )
+    # The hub printed nothing: no empty log section for it.
+    assert "(empty)" not in result.stdout.str()
     folder = pytester.path / "cirque-logs" / "test_lifecycle.py_test_fails"
     assert "hello-from-sensor" in (folder / f"{home}.sensor.log").read_text()
     assert "node hub" in (folder / f"{home}.topology.txt").read_text()
     assert not (pytester.path / "cirque-logs" / "test_lifecycle.py_test_passes").exists()
+    assert run_objects(client, run_id) == []
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["serial", "xdist"])
+def test_junit_carries_the_home_the_paths_and_the_sections(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str, xdist: bool
+) -> None:
+    pytester.makepyfile(test_lifecycle=LIFECYCLE)
+    args = ["--junitxml=report.xml", "-o", "junit_logging=all", "-k", "test_fails"]
+    result = run_inner(pytester, run_id, *args, *(["-n", "1"] if xdist else []))
+    result.assert_outcomes(failed=1)
+    case = ElementTree.parse(pytester.path / "report.xml").find(".//testcase[@name='test_fails']")
+    assert case is not None
+    properties = {(p.get("name"), p.get("value")) for p in case.iter("property")}
+    home = f"cirque-{run_id}-{'gw0' if xdist else 'main'}-test_fails"
+    assert ("cirque_home", home) in properties
+    assert ("cirque_nodes", "sensor,hub") in properties
+    folders = [value for name, value in properties if name == "cirque_log_folder"]
+    assert len(folders) == 1 and folders[0].endswith("test_lifecycle.py_test_fails")
+    out = "".join(element.text or "" for element in case.iter("system-out"))
+    assert "--- cirque summary ---" in out and f"--- cirque topology {home} ---" in out
+    assert "hello-from-sensor" in out
+    # The terminal shows each section once, not again as printed output.
+    assert "Captured stdout cirque" not in result.stdout.str()
     assert run_objects(client, run_id) == []
 
 
