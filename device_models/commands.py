@@ -114,7 +114,8 @@ def add_commands(subparsers: Any) -> None:
     add_broker_command(actions)
 
 
-def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_validate(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout  # looked up per call, so a redirected stdout is honoured
     try:
         catalog = proto_catalog(args.proto)  # loaded once for every file
     except DeviceModelError as exc:
@@ -144,14 +145,16 @@ def cmd_validate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def cmd_stock(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_stock(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout  # looked up per call, so a redirected stdout is honoured
     for name, path in stock_models().items():
-        model = load_model(path, allow_outside=args.allow_outside)
+        model = load_model(path)  # stock scripts live beside their models
         print(f"{name:12} {model.description}", file=out)
     return 0
 
 
-def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout  # looked up per call, so a redirected stdout is honoured
     # Imported here so that `validate` works without any transport's client library.
     from pytest_cirque.device_models.simulator import Simulation, SimulationRunner
     from pytest_cirque.device_models.transports.base import make_transport

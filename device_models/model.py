@@ -23,6 +23,7 @@ import yaml
 
 from pytest_cirque.core.errors import DeviceModelError, TelemetryProblem
 from pytest_cirque.device_models import internal_scripts, telemetry
+from pytest_cirque.device_models.telemetry import ProtoCatalog, ProtoMessage, ProtoSource
 
 PROTOCOLS = ("AMQP", "MQTT", "HTTP")
 SCRIPT_TYPES = ("javascript", "internal")
@@ -79,7 +80,7 @@ class MessageSchema:
     format: str  # upper-case: JSON or PROTOBUF
     fields: Mapping[str, str]  # field name -> lower-cased type
     class_name: str = ""  # the Protobuf message type, as the model names it
-    proto: telemetry.ProtoMessage | None = None  # set for Format Protobuf
+    proto: ProtoMessage | None = None  # set for Format Protobuf
 
     @property
     def content_type(self) -> str:
@@ -153,14 +154,14 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     )
 
 
-ProtoSources = telemetry.ProtoSource | Iterable[telemetry.ProtoSource] | None
+ProtoSources = ProtoSource | Iterable[ProtoSource] | None
 
 
 def load_model(
     name_or_path: str | Path,
     *,
     allow_outside: bool = False,
-    proto: ProtoSources | telemetry.ProtoCatalog = None,
+    proto: ProtoSources | ProtoCatalog = None,
 ) -> DeviceModel:
     """Parse and validate a model file (or a stock model by name); raise its first error.
     ``allow_outside`` lets its scripts live outside the model's folder; ``proto`` gives
@@ -174,20 +175,20 @@ def load_model(
     return model
 
 
-def proto_catalog(proto: ProtoSources | telemetry.ProtoCatalog) -> telemetry.ProtoCatalog:
+def proto_catalog(proto: ProtoSources | ProtoCatalog) -> ProtoCatalog:
     """The message types of the Protobuf schemas a user gives (``--proto``, ``proto=``):
     .proto files, _pb2.py files, module names or modules, one or several. Raises a
     DeviceModelError naming the source that cannot be loaded."""
-    if isinstance(proto, telemetry.ProtoCatalog):
+    if isinstance(proto, ProtoCatalog):
         return proto
     if proto is None:
-        sources: list[telemetry.ProtoSource] = []
+        sources: list[ProtoSource] = []
     elif isinstance(proto, str | Path) or not isinstance(proto, Iterable):
         sources = [proto]
     else:
         sources = list(proto)
     try:
-        return telemetry.ProtoCatalog.load(sources)
+        return ProtoCatalog.load(sources)
     except TelemetryProblem as exc:
         raise DeviceModelError(f"protobuf schema {exc}") from None
 
@@ -196,7 +197,7 @@ def validate_model_file(
     path: str | Path,
     *,
     allow_outside: bool = False,
-    proto: ProtoSources | telemetry.ProtoCatalog = None,
+    proto: ProtoSources | ProtoCatalog = None,
 ) -> tuple[DeviceModel | None, list[DeviceModelError]]:
     """The model and every problem of the file; the model is None when there are problems.
     Script paths must stay inside the model's folder unless ``allow_outside``; ``proto``
@@ -306,7 +307,7 @@ class _Checker:
         document: Any,
         *,
         allow_outside: bool,
-        catalog: telemetry.ProtoCatalog,
+        catalog: ProtoCatalog,
     ) -> None:
         self.path = path
         self.allow_outside = allow_outside
@@ -482,6 +483,7 @@ class _Checker:
                 self.fail((*path, "Params", *sub_path), problem)
             if problems:
                 return None
+            assert isinstance(params, Mapping)  # check_params found no problem
             normalized = internal_scripts.normalize_params(script_path, params)
             return ScriptRef("internal", script_path, None, normalized, self.where((*path, "Path")))
         if params is not None and not isinstance(params, dict):
@@ -552,13 +554,19 @@ class _Checker:
         proto = None
         if message_format.upper() == "PROTOBUF" and len(self.errors) == errors_before:
             proto = self.proto_message(value, name, class_name, path)
+        elif "ProtoFile" in value and message_format.upper() != "PROTOBUF":
+            self.fail(
+                (*path, "ProtoFile"),
+                f"ProtoFile is for Format Protobuf (this message is {message_format}); "
+                'remove it or set "Format": "Protobuf"',
+            )
         if len(self.errors) > errors_before:
             return None
         return MessageSchema(name, message_format.upper(), normalized, class_name, proto)
 
     def proto_message(
         self, value: Mapping, name: str, class_name: str, path: tuple
-    ) -> telemetry.ProtoMessage | None:
+    ) -> ProtoMessage | None:
         """The protobuf type a Protobuf message's ClassName names, from the model's
         ProtoFile or the schemas the user gave; a one-line refusal when there is none."""
         if not class_name:

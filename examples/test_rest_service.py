@@ -56,10 +56,13 @@ def home_id(service: httpx.Client) -> Iterator[str]:
     service.get(f"/destroy_home/{home}")
 
 
-def device_cmd(service: httpx.Client, home: str, device: str, command: str) -> dict[str, Any]:
-    """Cirque's device_cmd: {"return_code": "0", "output": "..."}."""
+def device_cmd(
+    service: httpx.Client, home: str, device: str, command: str, timeout: float = 60
+) -> dict[str, Any]:
+    """Cirque's device_cmd: {"return_code": "0", "output": "..."}; past ``timeout`` seconds
+    the command is killed (return code "124")."""
     path = f"/device_cmd/{home}/{device}/{quote(command, safe='')}"
-    return service.get(path, params={"stream": False}).json()
+    return service.get(path, params={"stream": False, "timeout": timeout}).json()
 
 
 def stations(service: httpx.Client, home: str) -> list[str]:
@@ -114,8 +117,8 @@ def test_004_connect_to_desired_wifi_network(service: httpx.Client, home_id: str
 def test_005_device_connectivity(service: httpx.Client, home_id: str) -> None:
     addresses = {}
     for device in stations(service, home_id):
-        command = "dhclient -1 wlan0 && ip -4 -o addr show wlan0"
-        reply = device_cmd(service, home_id, device, command)
+        command = "dhclient -v -1 wlan0 && ip -4 -o addr show wlan0"
+        reply = device_cmd(service, home_id, device, command, timeout=120)
         assert reply["return_code"] == "0", reply["output"]
         leased = re.search(r"inet (\d+\.\d+\.\d+\.\d+)", reply["output"])
         assert leased is not None, reply["output"]

@@ -11,8 +11,8 @@ import importlib
 import sys
 from typing import NoReturn
 
-from pytest_cirque import __version__
 from pytest_cirque.core.errors import CirqueError
+from pytest_cirque.version import __version__
 
 #: Modules that contribute sub-commands; each defines add_commands(subparsers).
 COMMAND_MODULES = (

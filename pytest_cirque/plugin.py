@@ -22,7 +22,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -746,7 +746,7 @@ SCOPES = ("class", "module", "package", "session")
 def home_fixture(
     spec: Mapping[str, Any] | str | os.PathLike[str],
     *,
-    scope: str = "module",
+    scope: Literal["class", "module", "package", "session"] = "module",
     name: str | None = None,
 ) -> Any:
     """A fixture of one home shared by the tests of a class, module, package or session:
@@ -767,12 +767,13 @@ def home_fixture(
             problem = str(exc)
             message = problem if problem.startswith(where) else f"{where}: {problem}"
             raise setup_failure(message) from None
+        fixture = request.fixturename or "home"
         scoped = request.config.stash.setdefault(SCOPED_HOMES_KEY, {})
-        scoped[request.fixturename] = made
+        scoped[fixture] = made
         try:
             yield made
         finally:
-            scoped.pop(request.fixturename, None)
+            scoped.pop(fixture, None)
             _destroy_all([made])
 
     return shared_home
