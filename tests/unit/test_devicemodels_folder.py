@@ -178,6 +178,31 @@ def test_a_template_field_the_message_type_lacks_is_refused_at_the_template(
     assert '"heading"' in str(error)
 
 
+def test_a_proto_file_outside_the_models_folder_needs_allow_outside(tmp_path: Path) -> None:
+    folder = copy_folder(tmp_path)
+    shutil.move(folder / "proto" / "tracker.proto", tmp_path / "tracker.proto")
+    path = folder / TRACKER.name
+    path.write_text(path.read_text().replace("proto/tracker.proto", "../tracker.proto"))
+    _, errors = validate_model_file(path)
+    (error,) = errors
+    assert "ProtoFile file '../tracker.proto' is outside the model's folder" in str(error)
+    assert "or pass --allow-outside" in str(error)
+    model, errors = validate_model_file(path, allow_outside=True)
+    assert model is not None and not errors
+
+
+def test_a_proto_file_on_a_json_message_is_refused(tmp_path: Path) -> None:
+    folder = copy_folder(tmp_path)
+    path = folder / TRACKER.name
+    path.write_text(path.read_text().replace('"Format": "Protobuf"', '"Format": "JSON"'))
+    _, errors = validate_model_file(path)
+    (error,) = errors
+    assert f":{line_of(path, 'ProtoFile')}: " in str(error)
+    assert 'ProtoFile is for Format Protobuf (this message is JSON); remove it or set "Format"' in (
+        str(error)
+    )
+
+
 # --- ClassName lookup and the codec -----------------------------------------------------
 
 
