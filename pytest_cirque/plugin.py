@@ -468,8 +468,11 @@ def will_rerun(item: pytest.Item) -> bool:
     plugin = item.config.pluginmanager.getplugin("rerunfailures")
     if plugin is None or not hasattr(plugin, "get_reruns_count"):
         return False
-    reruns = plugin.get_reruns_count(item) or 0
-    return int(getattr(item, "execution_count", 0)) <= int(reruns)
+    reruns = plugin.get_reruns_count(item)
+    attempt = getattr(item, "execution_count", None)
+    if not reruns or attempt is None:  # no reruns asked for: this attempt is the last
+        return False
+    return int(attempt) <= int(reruns)
 
 
 def report_wifi(home: Home, report: pytest.TestReport, folder: Path) -> list[str]:
