@@ -2,11 +2,13 @@
 
 ``WiFi`` makes the node a station: it gets a ``wlan0`` with no carrier and the
 wpa_supplicant control interface at /var/run/wpa_supplicant/wlan0 (served by a small relay
-the node runs, from the home's radio volume mounted read-only at /run/cirque-radio), so
-the node's own software (wpa_cli, wpa_ctrl) scans, associates and reconnects as on real
-hardware; the carrier comes up once associated, and the node's own DHCP client takes a
-lease from the AP. A WiFi device has no Ethernet: the node leaves the home's wired LAN
-unless ``lan: true``. Parameters: ``position`` (metres, [x, y] or [x, y, z]), ``mac``, ``lan``.
+the node runs as its wpa_supplicant, from the home's radio volume mounted read-only at
+/run/cirque-radio, whose bin folder comes first on the node's PATH with iw and iwlist),
+so the node's own software (wpa_cli, wpa_ctrl, a restart with killall) scans, associates
+and reconnects as on real hardware; the carrier comes up once associated, and the
+node's own DHCP client (dhclient, dhcpcd) takes a lease from the AP. A WiFi device has
+no Ethernet: the node leaves the home's wired LAN unless ``lan: true``. Parameters:
+``position`` (metres, [x, y] or [x, y, z]), ``mac``, ``lan``.
 
 ``WiFiAP`` makes the node an access point: ``ssid``, ``psk`` (WPA2-PSK, 8..63
 characters; none for an open network), ``channel``, ``hidden``, ``subnet`` (its wlan0
@@ -48,6 +50,8 @@ MEDIUM = WIFI_MEDIUM
 INTERFACE = WIFI_INTERFACE
 CONTROL_SOCKET = WIFI_CONTROL_SOCKET
 MODES = ("router", "bridge")
+#: A Debian image's PATH, after which a station node finds its WiFi tools' directory.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: Where an AP's own subnet may lie: the private blocks of RFC 1918. Loopback, link-local
 #: or public addresses on a home's WiFi would shadow the host's or the world's.
 PRIVATE_BLOCKS = tuple(
@@ -119,6 +123,12 @@ class WiFi(Radio):
         # Read-only: the relay program that serves the node's control socket and the
         # medium's stations socket it connects to (with the station's own token).
         config.home_volumes[STATIONS_VOLUME] = (STATIONS_DIR, True)
+        # Its wpa_supplicant, iw and iwlist (the relay program under those names) come
+        # before the image's own, which cannot drive a simulated radio.
+        config.environment["PATH"] = f"{STATIONS_DIR}/bin:{DEFAULT_PATH}"
+        # dhcpcd wants promote_secondaries on its interface and writes it when it is off,
+        # which a container's read-only /proc/sys refuses: wlan0 inherits it on instead.
+        config.sysctls["net.ipv4.conf.default.promote_secondaries"] = "1"
         if not self.lan:
             config.lan_segment = None
 

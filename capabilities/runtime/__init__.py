@@ -5,6 +5,7 @@ Capabilities whose whole effect is in the container's creation options have none
 """
 
 from pytest_cirque.capabilities.runtime import (  # noqa: F401  (each module registers its driver)
+    thread,
     traffic_control,
     wifi,
     xvnc,

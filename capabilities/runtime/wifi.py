@@ -3,8 +3,10 @@ point, and what the node got (an AP's subnet and address). See capabilities/mode
 for what can be asked for; the radio itself lives in the medium, outside the nodes.
 
 A station's control socket is served in its node by cirque-wpa-ctrl, run by the node
-itself from the home's read-only radio volume: it binds /var/run/wpa_supplicant/wlan0
-there and relays to the medium's stations socket. It proves which station it serves with
+itself from the home's read-only radio volume under the name wpa_supplicant (as the
+node's software starts and stops it): it binds /var/run/wpa_supplicant/wlan0 there,
+relays to the medium's stations socket and gives the station the networks of
+/etc/wpa_supplicant/wpa_supplicant.conf. It proves which station it serves with
 a token the driver makes and writes into the node, readable by the node's root only.
 """
 
@@ -12,15 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import posixpath
 import secrets
 from typing import Any, Protocol, cast
 
 from pytest_cirque.capabilities.model.wifi import INTERFACE, MEDIUM, Radio, WiFi, WiFiAP
 from pytest_cirque.capabilities.runtime.base import Driver, NodeRuntime, drives
 from pytest_cirque.core.errors import CirqueError, NodeError
-from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.radios.relay.endpoint import mac_for
-from pytest_cirque.radios.relay.protocol import STATIONS_SOCKET, WPA_CTRL_DIR, WPA_CTRL_PROGRAM
+from pytest_cirque.radios.relay.protocol import WPA_CTRL_DIR, WPA_CTRL_PROGRAM
 
 #: Where an AP's subnet is taken from when the spec gives none: 192.168.50.0/24, .51, ...
 AUTO_SUBNETS = ipaddress.ip_network("192.168.0.0/16")
@@ -32,16 +34,21 @@ BRIDGE = "br-wifi"
 #: child process inherits it; mode 0600, so only the node's root reads it. Straight in
 #: /var/lib, which images have: one copy into the node, no directory to make first.
 TOKEN_FILE = f"/var/lib/cirque-wpa-ctrl-{INTERFACE}.token"
-#: How long the node's relay may take to bind its socket and be accepted by the medium.
+#: How long the node's wpa_supplicant may take to serve its socket and give the station
+#: its networks.
 RELAY_START_TIMEOUT_S = 30.0
+#: The station's configuration file, as the original's nodes had it (update_config=1, so
+#: SAVE_CONFIG writes it); the wpa_supplicant the driver starts reads it.
+CONF_FILE = "/etc/wpa_supplicant/wpa_supplicant.conf"
+DEFAULT_CONF = f"ctrl_interface={WPA_CTRL_DIR}\\nupdate_config=1\\n"
+#: The node relay program under wpa_supplicant's name (a link in the radio volume).
+WPA_SUPPLICANT = f"{posixpath.dirname(WPA_CTRL_PROGRAM)}/wpa_supplicant"
 
 
 class _StationNode(NodeRuntime, Protocol):
     """What the station driver uses of a node beyond NodeRuntime (the home's Node has it)."""
 
     def put_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None: ...
-
-    def exec_background(self, cmd: str | list[str]) -> Any: ...
 
 
 class _RadioDriver(Driver[Any]):
@@ -83,8 +90,8 @@ class _RadioDriver(Driver[Any]):
 
 @drives(WiFi)
 class StationDriver(_RadioDriver):
-    """A WiFi station: wlan0 without carrier, the station in the medium, and the relay in
-    the node that serves its control socket."""
+    """A WiFi station: wlan0 without carrier, the station in the medium, and the node's
+    wpa_supplicant (the relay under that name) that serves its control socket."""
 
     capability: WiFi
 
@@ -92,55 +99,28 @@ class StationDriver(_RadioDriver):
         super().__init__(capability)
         #: The station's secret, kept across restarts (the node keeps its file too).
         self.token = secrets.token_hex(16)
-        #: The node's relay process (an exec), while it runs.
-        self.relay: Any = None
 
     def start(self, node: NodeRuntime) -> None:
         medium, mac = self.attach(node, carrier=False)
         station = cast(_StationNode, node)
         station.put_file(TOKEN_FILE, self.token + "\n", mode=0o600)
         medium.as_wifi().add_station(node.name, mac=mac, token=self.token, ifname=INTERFACE)
-        self.relay = station.exec_background(
-            [
-                WPA_CTRL_PROGRAM,
-                "-i",
-                INTERFACE,
-                "-C",
-                WPA_CTRL_DIR,
-                "--medium",
-                STATIONS_SOCKET,
-                "--token-file",
-                TOKEN_FILE,
-            ]
+        # As a device's own init would: a configuration file (kept when the node has one)
+        # and wpa_supplicant started on it, so the node's software may stop it with killall
+        # and start it again. -B returns once it serves the control socket.
+        script = (
+            f"[ -e {CONF_FILE} ] || {{ mkdir -p {posixpath.dirname(CONF_FILE)} && "
+            f"printf '{DEFAULT_CONF}' > {CONF_FILE}; }} && "
+            f"exec {WPA_SUPPLICANT} -B -i {INTERFACE} -c {CONF_FILE} -C {WPA_CTRL_DIR}"
         )
-        self._wait_for_relay(node, medium)
-
-    def _wait_for_relay(self, node: NodeRuntime, medium: Any) -> None:
-        """Until the relay serves the socket (the medium accepted its token); a relay that
-        exits first is a NodeError with its own words."""
-        relay = self.relay
-
-        def serving() -> bool:
-            if "serving" in relay.stdout:
-                return True
-            if not relay.running:
-                said = (relay.stderr or relay.stdout).strip().splitlines()
-                raise NodeError(
-                    f"node {node.name}: the WiFi control socket relay ({WPA_CTRL_PROGRAM}) "
-                    f"exited: {said[-1] if said else 'no output'}; check the node's "
-                    f"/var/run/wpa_supplicant and the medium's log"
-                )
-            return False
-
-        wait_until(
-            serving,
-            f"node {node.name}'s WiFi control socket relay to serve {WPA_CTRL_DIR}/{INTERFACE}",
-            RELAY_START_TIMEOUT_S,
-            log=lambda: medium.log(tail=20),
-            ignore=(),
-            # Its "serving" line is read locally as it comes: poll that often.
-            max_interval=0.05,
-        )
+        result = node.exec(["sh", "-c", script], timeout=RELAY_START_TIMEOUT_S)
+        if result.exit_code != 0:
+            said = (result.stderr or result.stdout).strip().splitlines()
+            raise NodeError(
+                f"node {node.name}: its wpa_supplicant ({WPA_SUPPLICANT}) did not start: "
+                f"{said[-1] if said else f'exit {result.exit_code}'}; check the node's "
+                f"{CONF_FILE} and the WiFi medium's log"
+            )
 
 
 @drives(WiFiAP)

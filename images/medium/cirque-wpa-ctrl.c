@@ -18,7 +18,15 @@
  * nothing of what it carries, holds no capability and exits when the medium hangs up.
  *
  * Options follow wpa_supplicant's where they mean the same (-i, -C); the rest are long
- * options, so wpa_supplicant's own flags stay free for the front-end this may become.
+ * options, so wpa_supplicant's own flags stay free.
+ *
+ * Run under other names (argv[0]), the same binary is the node's WiFi tools, because
+ * device software and test scripts call those by name (see cirque-wifi-tools.c):
+ *   wpa_supplicant  this relay, started the way wpa_supplicant is (-B -i -c -f -t -d -P),
+ *                   which gives the station the configuration file's networks, logs its
+ *                   events and takes them back when stopped;
+ *   iw, iwlist      scan results and link state, in those tools' formats, asked of the
+ *                   control socket like any other client.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -46,7 +54,15 @@
 /* How long the medium may take to accept the token. */
 #define HELLO_TIMEOUT_MS 10000
 
-enum { FRAME_HELLO = 'H', FRAME_ACCEPTED = 'A', FRAME_DATAGRAM = 'D', FRAME_FAILED = 'F' };
+/* FRAME_CONFIG (medium -> relay): a client asked SAVE_CONFIG; the payload is the network
+ * blocks to write, the address the client's, which gets the OK or FAIL. */
+enum {
+    FRAME_HELLO = 'H',
+    FRAME_ACCEPTED = 'A',
+    FRAME_DATAGRAM = 'D',
+    FRAME_FAILED = 'F',
+    FRAME_CONFIG = 'C'
+};
 
 struct options {
     const char *ifname;     /* -i: the interface, the socket's name */
@@ -70,6 +86,13 @@ struct inbox {
 };
 
 static volatile sig_atomic_t stopping;
+/* How long relay() waits for anything before it returns (-1: for ever). */
+static int relay_timeout_ms = -1;
+/* Set by the wpa_supplicant front-end: what it does besides relaying. */
+struct supplicant;
+static struct supplicant *front_end;
+static int front_end_datagram(int medium, const struct frame *frame);
+static int front_end_save(int ctrl, int medium, const struct frame *frame);
 static char ctrl_path[MAX_ADDRESS + 1];
 static struct stat ctrl_identity;
 static int ctrl_bound;
@@ -349,8 +372,12 @@ static int deliver(int ctrl, int medium, const struct frame *frame) {
     struct sockaddr_un to;
     char reason[64];
     int len;
+    if (frame->type == FRAME_CONFIG)
+        return front_end_save(ctrl, medium, frame);
     if (frame->type != FRAME_DATAGRAM || frame->address_len == 0)
         return 0; /* nothing this relay knows how to deliver */
+    if (front_end && front_end_datagram(medium, frame))
+        return 0; /* the front-end's own reply or event */
     memset(&to, 0, sizeof(to));
     to.sun_family = AF_UNIX;
     memcpy(to.sun_path, frame->address, frame->address_len);
@@ -378,7 +405,12 @@ static int relay(int ctrl, int medium, struct inbox *in) {
             fprintf(stderr, PROGRAM ": the medium sent a malformed frame; stopping\n");
             return 1;
         }
-        if (poll(fds, 2, -1) < 0) {
+        if (stopping)
+            break; /* what was read finished the front-end's exchange */
+        got = poll(fds, 2, relay_timeout_ms);
+        if (got == 0)
+            return 0;
+        if (got < 0) {
             if (errno == EINTR)
                 continue;
             return 1;
@@ -396,7 +428,7 @@ static int relay(int ctrl, int medium, struct inbox *in) {
     return 0;
 }
 
-int main(int argc, char **argv) {
+static int relay_main(int argc, char **argv) {
     static struct inbox in;
     struct options opt;
     struct sigaction sa;
@@ -430,3 +462,5 @@ int main(int argc, char **argv) {
     unserve_ctrl();
     return status;
 }
+
+#include "cirque-wifi-tools.c"

@@ -45,6 +45,10 @@ class StaleNetwork(EngineError):
     only a daemon restart clears)."""
 
 
+class NotFound(CirqueError):
+    """No such home or device (the service answers 404 / NOT_FOUND)."""
+
+
 class ImageError(CirqueError):
     """An image is unknown, or building it failed."""
 

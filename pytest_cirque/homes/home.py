@@ -24,17 +24,19 @@ from pytest_cirque.homes import cleanup
 from pytest_cirque.homes.networks import HomeNetworks
 from pytest_cirque.homes.node import Node, NodeContext, home_volume_name
 from pytest_cirque.radios.client.container import MediumContainer
-from pytest_cirque.radios.relay.protocol import STATIONS_VOLUME
+from pytest_cirque.radios.relay.protocol import STATIONS_VOLUME, THREAD_VOLUME
 from pytest_cirque.spec import NETWORK_IPVLAN, SEGMENT_ROOM, HomeSpec, NodeSpec
 
 #: How many containers are created, started or removed at once.
 PARALLELISM = 8
 
 #: The media a home can own, by kind: (phy of the link model, shared airtime budget,
-#: whether it runs the WiFi layer: access points, stations and their control sockets).
-MEDIA: dict[str, tuple[str, bool, bool]] = {
-    "wifi": ("802.11g", True, True),
-    "lan": ("wired", False, False),
+#: the layer it runs: "wifi" for access points, stations and their control sockets,
+#: "thread" for OpenThread's simulated 802.15.4 radios, "" for none).
+MEDIA: dict[str, tuple[str, bool, str]] = {
+    "wifi": ("802.11g", True, "wifi"),
+    "lan": ("wired", False, ""),
+    "thread": ("802.15.4", True, "thread"),
 }
 
 
@@ -252,28 +254,33 @@ class Home:
         return errors
 
     def medium(self, kind: str) -> MediumContainer:
-        """The home's medium of ``kind`` ("wifi", "lan"), started on first use. Every node
-        attached to one kind shares it; it is removed after the nodes."""
+        """The home's medium of ``kind`` ("wifi", "lan", "thread"), started on first use.
+        Every node attached to one kind shares it; it is removed after the nodes."""
         if kind not in MEDIA:
             raise SpecError(f"home {self.name}: unknown medium {kind!r}; known: {', '.join(MEDIA)}")
         with self._media_lock:
             medium = self.media.get(kind)
             if medium is None:
                 self._check_usable()
-                phy, airtime, wifi = MEDIA[kind]
+                phy, airtime, layer = MEDIA[kind]
+                wifi, thread = layer == "wifi", layer == "thread"
                 stations = self.volume(STATIONS_VOLUME) if wifi else None
                 medium = MediumContainer(
                     self.backend,
                     name=identity.object_name(self.name, "_medium", kind),
-                    image=self.resolve_image("medium"),
+                    # A Thread medium runs from the image that has OpenThread, which it
+                    # hands to its nodes through the home's Thread volume.
+                    image=self.resolve_image("thread" if thread else "medium"),
                     labels=self.identity.labels(self.name, identity.ROLE_MEDIUM),
                     phy=phy,
                     airtime=airtime,
                     wifi=wifi,
                     stations_volume=stations,
+                    thread=thread,
+                    thread_volume=self.volume(THREAD_VOLUME) if thread else None,
                 )
                 medium.start()
-                if wifi:
+                if wifi or thread:
                     # Always on, so a failure can show what was on the air (save_capture).
                     medium.start_capture("air.pcap")
                 self.media[kind] = medium

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
-from pytest_cirque.core.errors import CirqueError, ExecTimeout, ImageError, SpecError
+from pytest_cirque.core.errors import CirqueError, ExecTimeout, ImageError, NotFound, SpecError
 from pytest_cirque.service.peers import Gate
 from pytest_cirque.service.proto import capability_pb2, device_pb2, service_pb2, service_pb2_grpc
-from pytest_cirque.service.registry import NotFound, ServiceHomes, check_timeout
+from pytest_cirque.service.registry import ServiceHomes, check_timeout
 
 #: Threads serving gRPC calls at once (each may wait on Docker for a while).
 WORKERS = 16

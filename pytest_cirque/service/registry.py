@@ -16,7 +16,7 @@ from typing import Any
 
 from pytest_cirque.capabilities.model.wifi import WiFiAP
 from pytest_cirque.core.docker_backend import ExecResult
-from pytest_cirque.core.errors import CirqueError, ExecTimeout, SpecError, one_line
+from pytest_cirque.core.errors import CirqueError, ExecTimeout, NotFound, SpecError, one_line
 from pytest_cirque.homes.home import Home
 from pytest_cirque.homes.node import Node
 from pytest_cirque.homes.session import Cirque
@@ -32,10 +32,6 @@ STREAM_INTERVAL_S = 0.05
 ALL_LINES = 1 << 30
 #: Our capability names that Cirque spelled otherwise.
 CIRQUE_CAPABILITY_NAMES = {"XVNC": "Xvnc"}
-
-
-class NotFound(CirqueError):
-    """No such home or device in this service."""
 
 
 @dataclass

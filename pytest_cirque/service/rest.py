@@ -19,11 +19,10 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from pytest_cirque.core.errors import CirqueError, ExecTimeout, ImageError, SpecError
+from pytest_cirque.core.errors import CirqueError, ExecTimeout, ImageError, NotFound, SpecError
 from pytest_cirque.service.peers import Gate
 from pytest_cirque.service.registry import (
     DEFAULT_COMMAND_TIMEOUT_S,
-    NotFound,
     ServiceHomes,
     check_tail,
     check_timeout,

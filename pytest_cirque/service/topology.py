@@ -56,8 +56,9 @@ MISSING = {
     "bluetooth": "a simulated Bluetooth radio (Cirque used the host's BlueZ btvirt), which "
     "this version does not have",
 }
-#: Cirque's keys that only its Thread capability read; Thread itself is refused by its
-#: model until it lands, so without Thread these are dropped as Cirque ignored them.
+#: Cirque's keys that only its Thread capability read. Our Thread decides what it can
+#: honour: ``rcp_mode`` is handed to it; the petition and daemon choice have no meaning
+#: here (one Thread medium per home, OpenThread's own daemon) and are dropped.
 THREAD_KEYS = ("rcp_mode", "thread_petition", "thread_daemon")
 #: Keys of an access point device beyond Cirque's: its network's name and passphrase.
 AP_KEYS = ("ssid", "psk")
@@ -194,6 +195,11 @@ def translate_device(
 
     node: dict[str, Any] = {"image": image}
     capabilities = _capabilities(place, config.get("capability"), is_ap)
+    if config.get("rcp_mode"):
+        capabilities = [
+            {"Thread": {"rcp_mode": True}} if isinstance(c, str) and c.lower() == "thread" else c
+            for c in capabilities
+        ]
     if is_ap:
         ssid = config.get("ssid") or new_ssid()
         psk = config.get("psk") or new_psk()

@@ -45,6 +45,7 @@ from pytest_cirque.radios.relay.link_model import PHYS
 from pytest_cirque.radios.relay.protocol import (
     KEEP,
     STATIONS_DIR,
+    THREAD_DIR,
     WIFI_INTERFACE,
     CaptureStart,
     CaptureStop,
@@ -65,6 +66,7 @@ from pytest_cirque.radios.relay.protocol import (
 )
 
 if TYPE_CHECKING:
+    from pytest_cirque.radios.client.thread import ThreadClient
     from pytest_cirque.radios.client.wifi import WifiClient
 
 R = TypeVar("R", bound=Reply)
@@ -161,9 +163,13 @@ class MediumContainer:
         airtime: bool = True,
         wifi: bool = False,
         stations_volume: str | None = None,
+        thread: bool = False,
+        thread_volume: str | None = None,
     ) -> None:
         """``stations_volume``: with ``wifi``, the home's radio volume, where the station
-        nodes (which mount it read-only) find the relay program and the stations socket."""
+        nodes (which mount it read-only) find the relay program and the stations socket.
+        ``thread_volume``: with ``thread`` (an image with OpenThread: ``thread``), the home's
+        Thread volume, into which the medium copies OpenThread for its nodes."""
         missing = set(identity.OWNERSHIP) - set(labels)
         if missing:
             raise SpecError(f"medium {name}: labels lack {', '.join(sorted(missing))}")
@@ -176,6 +182,8 @@ class MediumContainer:
         self.airtime = airtime
         self.wifi = wifi
         self.stations_volume = stations_volume if wifi else None
+        self.thread = thread
+        self.thread_volume = thread_volume if thread else None
         self.labels = {**labels, identity.MEDIUM: name}
         self.container_id: str | None = None
         self.volume: str | None = None
@@ -208,6 +216,11 @@ class MediumContainer:
             if self.stations_volume is not None:
                 command += ["--stations-dir", STATIONS_DIR]
                 volumes[self.stations_volume] = STATIONS_DIR
+            if self.thread:
+                command.append("--thread")
+            if self.thread_volume is not None:
+                command += ["--thread-dir", THREAD_DIR]
+                volumes[self.thread_volume] = THREAD_DIR
             with _where(f"medium {self.name}"):
                 self.container_id = self.backend.create_helper(
                     self.name,
@@ -434,6 +447,13 @@ class MediumContainer:
         from pytest_cirque.radios.client.wifi import WifiClient
 
         return WifiClient(self)
+
+    def as_thread(self) -> ThreadClient:
+        """This medium's Thread ops (radio ids, the home's dataset), typed; SpecError when
+        the medium was not started with ``thread=True``."""
+        from pytest_cirque.radios.client.thread import ThreadClient
+
+        return ThreadClient(self)
 
     def topology_lines(self, kind: str) -> list[str]:
         """This medium in a home's topology summary: its endpoints, and for WiFi each

@@ -39,6 +39,9 @@ from pytest_cirque.radios.relay.protocol import WIFI_INTERFACE
 
 #: Level of ordinary events (wpa_supplicant's MSG_INFO); a monitor starts at this level.
 MSG_INFO = 3
+#: Level of debug lines (MSG_DEBUG): only monitors that asked for them (LEVEL 2, as the
+#: node's wpa_supplicant does with -d for its log) get them.
+MSG_DEBUG = 2
 #: wpa_supplicant answers in a 4096-byte buffer; list replies stop at the last whole line.
 REPLY_SIZE = 4096
 #: Reads per handle_io() call, so one flooding relay cannot stall the loop.
@@ -105,6 +108,19 @@ _EXTRA_TOKENS = {
 _MODELLED = frozenset(
     {"ssid", "psk", "key_mgmt", "scan_ssid", "disabled", "priority", "bssid", "id_str"}
 )
+#: GET_CAPABILITY's answers: what this simulated station supports, in wpa_supplicant's words.
+CAPABILITIES = {
+    "eap": "",
+    "pairwise": "CCMP TKIP NONE",
+    "group": "CCMP TKIP",
+    "key_mgmt": "NONE IEEE8021X WPA-EAP WPA-PSK",
+    "proto": "RSN WPA",
+    "auth_alg": "OPEN SHARED LEAP",
+    "modes": "",
+    "tdls": "",
+}
+#: The 2.4 GHz channels a station scans (GET_CAPABILITY channels/freq).
+CHANNELS_24GHZ = tuple(range(1, 14))
 #: wpa_supplicant derives the WPS UUID from the MAC address under this name space.
 _WPS_UUID_NAMESPACE = bytes.fromhex("526480f8c99b4be5a65558ed5f5d6084")
 
@@ -524,6 +540,35 @@ class NetworkTable:
         network.id_str = data.decode("utf-8", "surrogateescape")
         return True
 
+    def config_text(self) -> str:
+        """The networks as SAVE_CONFIG writes them after the file's globals: each block
+        with the values that differ from the defaults, the psk in clear (the node's file
+        holds it anyway)."""
+        blocks = []
+        for network in self:
+            lines = []
+            if network.ssid is not None:
+                lines.append(f"ssid={write_string_value(network.ssid)}")
+            if network.scan_ssid:
+                lines.append("scan_ssid=1")
+            if network.bssid:
+                lines.append(f"bssid={network.bssid}")
+            if network.psk is not None:
+                hex_psk = len(network.psk) == 64 and hex_bytes(network.psk) is not None
+                lines.append(f"psk={network.psk}" if hex_psk else f'psk="{network.psk}"')
+            if network.key_mgmt != DEFAULT_KEY_MGMT:
+                lines.append(f"key_mgmt={network.key_mgmt}")
+            for name, value in network.extra.items():
+                lines.append(f"{name}={value}")
+            if network.priority:
+                lines.append(f"priority={network.priority}")
+            if network.id_str:
+                lines.append(f"id_str={write_string_value(network.id_str.encode())}")
+            if network.disabled:
+                lines.append("disabled=1")
+            blocks.append("\nnetwork={\n" + "".join(f"\t{line}\n" for line in lines) + "}\n")
+        return "".join(blocks)
+
     def _set_extra(self, network: Network, name: str, value: str) -> bool:
         tokens = _EXTRA_TOKENS.get(name)
         if tokens is not None:
@@ -716,6 +761,8 @@ class CtrlInterface:
         self.listeners: list[Callable[[str, int], None]] = []
         self._start = clock()
         self._disconnected = False
+        #: STA_AUTOCONNECT: whether the station reconnects by itself after a loss.
+        self.autoconnect = True
 
     @property
     def disconnected(self) -> bool:
@@ -787,7 +834,8 @@ class CtrlInterface:
             "DISCONNECT": self._disconnect,
             "RECONNECT": self._reconnect,
             "REASSOCIATE": self._reassociate,
-            "SAVE_CONFIG": lambda: "FAIL\n",  # no configuration file (update_config=0)
+            # Only the node has the file: the socket hands SAVE_CONFIG to the node's relay.
+            "SAVE_CONFIG": lambda: "FAIL\n",
             "SIGNAL_POLL": self._signal_poll,
             "ATTACH": lambda: "FAIL\n",  # only a socket knows who is asking
             "DETACH": lambda: "FAIL\n",
@@ -805,6 +853,9 @@ class CtrlInterface:
             ("REMOVE_NETWORK ", self._remove_network),
             ("LIST_NETWORKS ", self._list_networks),
             ("BSSID ", self._bssid),
+            ("BSS ", self._bss),
+            ("GET_CAPABILITY ", self._get_capability),
+            ("STA_AUTOCONNECT ", self._sta_autoconnect),
             ("INTERFACES", lambda _args: f"{self.ifname}\n"),
             ("LEVEL ", lambda _args: "FAIL\n"),
             ("ATTACH ", lambda _args: "FAIL\n"),
@@ -852,6 +903,56 @@ class CtrlInterface:
                 f"{ssid_txt(bss.ssid)}\n"
             )
         return _capped(lines)
+
+    def _bss(self, args: str) -> str:
+        """BSS <id>|<bssid>|FIRST|LAST|NEXT-<id>|PREV-<id>: one BSS of the scan results, in
+        wpa_supplicant's name=value form; an empty reply when there is none (as there).
+        Ids are positions in SCAN_RESULTS."""
+        results = self.driver.scan_results()
+        index: int | None = None
+        what = args.split(" ", 1)[0]
+        if what == "FIRST":
+            index = 0
+        elif what == "LAST":
+            index = len(results) - 1
+        elif what.startswith("NEXT-"):
+            index = c_atoi(what[5:]) + 1
+        elif what.startswith("PREV-"):
+            index = c_atoi(what[5:]) - 1
+        elif parse_mac(what) is not None:
+            found = [i for i, bss in enumerate(results) if mac_txt(bss.bssid) == parse_mac(what)]
+            index = found[0] if found else None
+        elif what.isdigit():
+            index = int(what)
+        if index is None or not 0 <= index < len(results):
+            return ""
+        bss = results[index]
+        rsn = bss.flags != "[ESS]"
+        link = self.driver.status()
+        return (
+            f"id={index}\nbssid={mac_txt(bss.bssid)}\nfreq={bss.frequency}\nbeacon_int=100\n"
+            f"capabilities=0x{0x0411 if rsn else 0x0401:04x}\nqual=0\nnoise=-92\n"
+            f"level={bss.signal_dbm}\ntsf=0000000000000000\nage=0\n"
+            f"ie={bss_ies(bss.ssid, bss.frequency, rsn).hex()}\nflags={bss.flags}\n"
+            f"ssid={ssid_txt(bss.ssid)}\nsnr={bss.signal_dbm + 92}\nest_throughput=54000\n"
+            + ("associated=1\n" if link.bssid and mac_txt(link.bssid) == mac_txt(bss.bssid) else "")
+        )
+
+    def _get_capability(self, args: str) -> str:
+        """GET_CAPABILITY <field> [strict]: what this station supports; FAIL for others."""
+        field_name = args.split(" ", 1)[0]
+        if field_name in CAPABILITIES:
+            return CAPABILITIES[field_name]  # no newline, as wpa_supplicant
+        if field_name == "channels":
+            return "Mode[B] Channels: " + " ".join(str(c) for c in CHANNELS_24GHZ) + "\n"
+        if field_name == "freq":
+            lines = [f" {c} = {2407 + 5 * c} MHz" for c in CHANNELS_24GHZ]
+            return "Mode[B] Channels:\n" + "\n".join(lines) + "\n"
+        return "FAIL\n"
+
+    def _sta_autoconnect(self, args: str) -> str:
+        self.autoconnect = c_atoi(args) != 0
+        return "OK\n"
 
     def _signal_poll(self) -> str:
         link = self.driver.status()
@@ -998,6 +1099,17 @@ class CtrlInterface:
         return "OK\n"
 
 
+def bss_ies(ssid: bytes, frequency: int, rsn: bool) -> bytes:
+    """The information elements BSS shows (ie=): SSID, rates, DS parameter set and, for a
+    WPA2 network, RSN (CCMP, PSK)."""
+    channel = max(0, (frequency - 2407) // 5) if frequency < 5000 else (frequency - 5000) // 5
+    ies = bytes([0, len(ssid)]) + ssid
+    ies += bytes.fromhex("0108828490960c121824") + bytes([3, 1, channel & 0xFF])
+    if rsn:
+        ies += bytes.fromhex("30140100000fac040100000fac040100000fac020c00")
+    return ies
+
+
 def masked(command: str) -> str:
     """A command for the log: the value of a secret variable replaced by [REMOVED]."""
     if command.startswith("SET_NETWORK "):
@@ -1034,6 +1146,10 @@ FRAME_ACCEPTED = b"A"
 FRAME_DATAGRAM = b"D"
 #: relay -> medium: sending to that address failed; the payload is "<errno> <text>".
 FRAME_FAILED = b"F"
+#: medium -> relay: the client at that address asked SAVE_CONFIG; the payload is the
+#: network blocks. The relay writes them after its file's globals (when update_config=1)
+#: and answers the client OK or FAIL: only the node has the configuration file.
+FRAME_CONFIG = b"C"
 #: sizeof(sun_path): the longest address a Unix socket has.
 MAX_ADDRESS = 108
 #: wpa_ctrl's datagram limit: the relay refuses longer datagrams, and so does the medium.
@@ -1205,9 +1321,26 @@ class ControlSocket:
                 monitor.level = c_atoi(command[len("LEVEL ") :])
             reply = "OK\n" if monitor is not None else "FAIL\n"
             self._log_socket_command(command, reply)
+        elif command == "SAVE_CONFIG":
+            self._log_socket_command(command, "(written by the node's wpa_supplicant)")
+            self._send(Frame(FRAME_CONFIG, address, self._config_payload()))
+            return
         else:
             reply = self.interface.handle(command)
         self._reply(address, reply)
+
+    def _config_payload(self) -> bytes:
+        """The network blocks for SAVE_CONFIG: whole blocks that fit in one frame."""
+        out = b""
+        for block in self.interface.networks.config_text().split("\nnetwork={"):
+            if not block:
+                continue
+            data = ("\nnetwork={" + block).encode("utf-8", "surrogateescape")
+            if len(out) + len(data) > MAX_DATAGRAM:
+                self.interface.note("SAVE_CONFIG: networks over 4096 bytes left out")
+                break
+            out += data
+        return out
 
     def _attach(self, address: bytes) -> str:
         if not address:

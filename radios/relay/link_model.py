@@ -51,6 +51,8 @@ class Phy:
     frame_overhead_us: float
     #: Bytes a frame gains on the air over its Ethernet form (MAC header, LLC/SNAP, FCS).
     air_header_bytes: int
+    #: How far below the sensitivity a receiver stops hearing anything at all.
+    out_of_range_margin_db: float = 10.0
 
 
 #: 802.11g at 54 Mbit/s on channel 6 indoors: about 31 Mbit/s of 1500-byte payload at
@@ -68,18 +70,22 @@ PHY_80211G = Phy(
     air_header_bytes=22,
 )
 
-#: IEEE 802.15.4 at 2.4 GHz (Thread): 250 kbit/s, sensitive receivers, short frames.
+#: IEEE 802.15.4 at 2.4 GHz (Thread): 250 kbit/s on every channel. Two radios up to 50 m
+#: apart hear each other without loss; the loss rises from about 60 m, and beyond 78 m
+#: (under 80 m) nothing is heard at all. Sizes are PSDUs; a frame gains its 6-byte
+#: preamble, start delimiter and length (SHR, PHR), and costs a CCA and a turnaround.
 PHY_802154 = Phy(
     name="802.15.4",
     frequency_mhz=2440.0,
     tx_power_dbm=0.0,
     path_loss_exponent=3.0,
-    sensitivity_dbm=-100.0,
-    loss_slope_db=1.5,
+    sensitivity_dbm=-96.0,
+    loss_slope_db=0.25,
     data_rate_mbps=0.25,
     basic_rate_mbps=0.25,
-    frame_overhead_us=1000.0,
-    air_header_bytes=0,
+    frame_overhead_us=320.0,
+    air_header_bytes=6,
+    out_of_range_margin_db=1.0,
 )
 
 #: A switched wired LAN: no range, no shared airtime (run it with ``airtime=False``), so
@@ -101,7 +107,8 @@ PHYS = {phy.name: phy for phy in (PHY_80211G, PHY_802154, PHY_WIRED)}
 
 #: Loss probabilities below this count as zero, so nearby nodes are exactly lossless.
 NEGLIGIBLE_LOSS = 1e-6
-#: How far below the sensitivity a receiver stops hearing anything at all.
+#: How far below the sensitivity a receiver stops hearing anything at all (the default
+#: of Phy.out_of_range_margin_db).
 OUT_OF_RANGE_MARGIN_DB = 10.0
 
 
@@ -221,6 +228,8 @@ class LinkModel:
         #: When the last frame on each direction arrives; later frames never overtake it.
         self._last_arrival: dict[tuple[str, str], float] = {}
         self._channel = TokenBucket(rate=1.0, burst=0.002)  # seconds of airtime per second
+        #: The airtime of each radio channel, when frames name theirs (802.15.4 channels).
+        self._channels: dict[int, TokenBucket] = {}
 
     # --- topology -------------------------------------------------------------------
 
@@ -319,7 +328,7 @@ class LinkModel:
     def radio_loss(self, a: str, b: str) -> float:
         """Probability that a frame from a is lost at b because of the signal alone."""
         margin = self.rssi_dbm(a, b) - self.phy.sensitivity_dbm
-        if margin < -OUT_OF_RANGE_MARGIN_DB:
+        if margin < -self.phy.out_of_range_margin_db:
             return 1.0
         exponent = margin / self.phy.loss_slope_db
         if exponent > 50:  # far above the sensitivity (and math.exp would overflow)
@@ -350,9 +359,11 @@ class LinkModel:
     # --- frames ---------------------------------------------------------------------
 
     def transmit(
-        self, src: str, size: int, now: float, broadcast: bool = False
+        self, src: str, size: int, now: float, broadcast: bool = False, channel: int | None = None
     ) -> float | Decision:
-        """Wait before ``src`` gets the frame on the air, or a drop Decision."""
+        """Wait before ``src`` gets the frame on the air, or a drop Decision. A frame that
+        names its radio ``channel`` spends that channel's airtime only: radios on other
+        channels transmit at the same time."""
         node = self._node(src)
         max_wait = self.queue_ms / 1000
         wait = 0.0
@@ -362,9 +373,10 @@ class LinkModel:
                 return DROP_QUEUE_FULL
             wait = node_wait
         if self.airtime:
-            air_wait = self._channel.reserve(
-                self.airtime_s(size, broadcast), now + wait, max_wait - wait
-            )
+            air = self._channel
+            if channel is not None:
+                air = self._channels.setdefault(channel, TokenBucket(rate=1.0, burst=0.002))
+            air_wait = air.reserve(self.airtime_s(size, broadcast), now + wait, max_wait - wait)
             if air_wait is None:
                 return DROP_QUEUE_FULL
             wait += air_wait

@@ -509,7 +509,7 @@ class Medium:
         if handler is None:
             raise SpecError(
                 f"medium: op {request.OP!r} is not served by a {type(self).__name__} "
-                "(WiFi ops need a medium started with --wifi)"
+                "(WiFi ops need a medium started with --wifi, Thread ops --thread)"
             )
         return handler(request, fds)  # type: ignore[return-value]
 
@@ -696,6 +696,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with --wifi: the radio volume, where station nodes find the relay program "
         "and its stations socket",
     )
+    serve.add_argument("--thread", action="store_true", help="run the Thread layer (802.15.4)")
+    serve.add_argument(
+        "--thread-dir",
+        help="with --thread: the home's Thread volume, where Thread nodes find OpenThread",
+    )
     ask = commands.add_parser("request", help="send one JSON control request, print the reply")
     ask.add_argument("message")
     ask.add_argument("--socket", default=DEFAULT_SOCKET)
@@ -713,6 +718,10 @@ def main(argv: list[str] | None = None) -> int:
         from pytest_cirque.radios.relay.wifi import WifiMedium  # needs python3-cryptography
 
         medium: Medium = WifiMedium(model, args.socket, stations_dir=args.stations_dir)
+    elif args.thread:
+        from pytest_cirque.radios.relay.thread import ThreadMedium
+
+        medium = ThreadMedium(model, args.socket, binaries_dir=args.thread_dir)
     else:
         medium = Medium(model, args.socket)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

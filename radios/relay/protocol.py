@@ -38,6 +38,20 @@ STATIONS_VOLUME: Final = "radio"
 STATIONS_DIR: Final = "/run/cirque-radio"
 STATIONS_SOCKET: Final = f"{STATIONS_DIR}/stations.sock"
 WPA_CTRL_PROGRAM: Final = f"{STATIONS_DIR}/bin/cirque-wpa-ctrl"
+#: The medium kind every Thread node of a home shares; the interface that carries a node's
+#: simulated radio (its ot-rcp's UDP datagrams, nothing else) and the one ot-daemon makes.
+THREAD_MEDIUM: Final = "thread"
+THREAD_RADIO_INTERFACE: Final = "ot-radio0"
+THREAD_INTERFACE: Final = "wpan0"
+THREAD_CONTROL_SOCKET: Final = f"/run/openthread-{THREAD_INTERFACE}.sock"
+#: The home's Thread volume: OpenThread's binaries, copied in by the Thread medium (which
+#: mounts it read-write at THREAD_DIR), read-only in every Thread node at THREAD_NODE_DIR.
+THREAD_VOLUME: Final = "thread"
+THREAD_DIR: Final = "/run/cirque-thread"
+THREAD_NODE_DIR: Final = "/opt/cirque-thread"
+THREAD_BIN_DIR: Final = f"{THREAD_NODE_DIR}/bin"
+#: Node ids of the simulated radio (ot-rcp's argument): 1..THREAD_MAX_NODES per medium.
+THREAD_MAX_NODES: Final = 128
 
 
 class Keep:
@@ -318,6 +332,39 @@ class LogLines(Reply):
     lines: list[str]
 
 
+@dataclass(frozen=True)
+class ThreadNodeId(Reply):
+    #: The node's simulated radio id (1..THREAD_MAX_NODES), the same for a name every time.
+    node_id: int
+
+
+@dataclass(frozen=True)
+class ThreadDataset(Reply):
+    """A Thread network's operational dataset (hex fields without 0x, as ot-ctl prints)."""
+
+    network_name: str
+    channel: int
+    panid: int
+    extended_panid: str
+    network_key: str
+    mesh_local_prefix: str
+    pskc: str
+
+
+@dataclass(frozen=True)
+class ThreadRadio(Reply):
+    """One Thread radio on the medium: its id and the channel it last sent on."""
+
+    node_id: int
+    channel: int | None
+    frames: int
+
+
+@dataclass(frozen=True)
+class ThreadStatus(Reply):
+    radios: dict[str, ThreadRadio] = field(default_factory=dict)
+
+
 # --- requests --------------------------------------------------------------------------
 
 R = TypeVar("R", bound=Reply)
@@ -504,6 +551,7 @@ class SetMedium(Request[Done]):
     basic_rate_mbps: float | Keep = KEEP
     frame_overhead_us: float | Keep = KEEP
     air_header_bytes: int | Keep = KEEP
+    out_of_range_margin_db: float | Keep = KEEP
 
     def changes(self) -> dict[str, Any]:
         return _plain(self)
@@ -585,3 +633,26 @@ class StationLog(Request[LogLines]):
 
     OP = "wifi_log"
     name: str
+
+
+# --- the ops of a Thread medium --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GetThreadNodeId(Request[ThreadNodeId]):
+    """The simulated radio id of the node named ``name`` (given once, kept for the name)."""
+
+    OP = "thread_node_id"
+    name: str
+
+
+@dataclass(frozen=True)
+class GetThreadDataset(Request[ThreadDataset]):
+    """The home's Thread dataset: chosen at random once, by the medium."""
+
+    OP = "thread_dataset"
+
+
+@dataclass(frozen=True)
+class GetThreadStatus(Request[ThreadStatus]):
+    OP = "thread_status"

@@ -44,6 +44,7 @@ from pytest_cirque.radios.relay.ctrl_iface import (
     EV_SCAN_STARTED,
     FRAME_ACCEPTED,
     FRAME_HELLO,
+    MSG_DEBUG,
     ControlSocket,
     CtrlInterface,
     Frame,
@@ -124,6 +125,8 @@ MAX_HELLOS = 32
 TOKEN_LENGTHS = range(16, 129)
 #: Where the medium image keeps the node relay it hands out (images/medium/Dockerfile).
 WPA_CTRL_SOURCE = "/usr/local/lib/cirque/cirque-wpa-ctrl"
+#: The names under which the node relay program is a station node's WiFi tools.
+WIFI_TOOLS = ("wpa_supplicant", "iw", "iwlist")
 
 #: IEEE 802.11 reason codes used here.
 REASON_UNSPECIFIED = 1
@@ -773,6 +776,14 @@ class Station:
             self.medium.log(f"station {self.name}: EAPOL from {mac_text(src)} refused: {exc}")
             return
         if reply is not None:
+            # The handshake's steps as wpa_supplicant -d logs them (message 1 is answered
+            # by 2, message 3, which completes it, by 4).
+            message = 3 if self.supplicant.complete else 1
+            self.interface.event(
+                f"WPA: RX message {message} of 4-Way Handshake from {mac_text(src)} (ver=2)",
+                MSG_DEBUG,
+            )
+            self.interface.event(f"WPA: Sending EAPOL-Key {message + 1}/4", MSG_DEBUG)
             self.medium.send_radio(self.endpoint, ethernet(src, self.mac, EAPOL_ETHERTYPE, reply))
         if self.supplicant.complete and self.state != "COMPLETED":
             self.event(ev_key_negotiation_completed(mac_text(src)))
@@ -949,6 +960,14 @@ class WifiMedium(Medium):
             shutil.copyfile(program, staged)
             os.chmod(staged, 0o555)
             os.replace(staged, f"{directory}/bin/cirque-wpa-ctrl")
+            # The same program is the station node's wpa_supplicant, iw and iwlist, by
+            # name: that directory comes first on a station node's PATH.
+            for tool in WIFI_TOOLS:
+                link = f"{directory}/bin/{tool}"
+                if not os.path.islink(link):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(link)
+                    os.symlink("cirque-wpa-ctrl", link)
         else:
             self._log(f"stations: no node relay at {program}; nodes must bring their own")
         path = f"{directory}/stations.sock"

@@ -233,7 +233,6 @@ def test_malformed_body_is_400(client: httpx.Client, body: bytes, expected: str)
     ("topology", "expected"),
     [
         ({"n": {"type": "base", "capability": ["Bluetooth"]}}, "Bluetooth radio"),
-        ({"n": {"type": "base", "capability": ["Thread"]}}, "Thread"),
         ({"n": {"type": "base", "capability": ["Teleport"]}}, "unknown capability"),
         ({"n": {"type": "base", "capability": ["WiFi"]}}, "wifi medium"),
         ({"n": {"type": "base", "mount_pairs": [["/etc", "/host-etc"]]}}, "--allow-host-mounts"),
@@ -361,11 +360,14 @@ def test_grpc_home_through_the_generated_stubs(served: Served) -> None:
                     home_id=home,
                     specification=device_pb2.DeviceSpecification(
                         device_type="generic_node_image",
-                        thread_capability=capability_pb2.ThreadCapability(),
+                        mount_capability=capability_pb2.MountCapability(
+                            mount_pairs=[capability_pb2.MountPair(host_path="/", target_path="/h")]
+                        ),
                     ),
                 )
             )
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "--allow-host-mounts" in refused.value.details()
         stub.GetCirqueDeviceLog(
             service_pb2.GetCirqueDeviceLogRequest(home_id=home, device_id=ap.device_id, tail=5)
         )

@@ -24,7 +24,7 @@ from pytest_cirque.capabilities.model.wifi import WiFi
 from pytest_cirque.capabilities.model.xvnc import XVNC
 from pytest_cirque.capabilities.runtime import xvnc as xvnc_module
 from pytest_cirque.capabilities.runtime.base import Driver, driver_for
-from pytest_cirque.core.errors import CapabilityUnavailable, NodeError, SpecError, WaitTimeout
+from pytest_cirque.core.errors import NodeError, SpecError, WaitTimeout
 
 WHERE = "home.yaml:3 node 'sensor'"
 
@@ -467,16 +467,21 @@ def test_the_wifi_station_declares_its_interface_and_control_socket():
     )
 
 
-def test_the_thread_slot_is_declared_but_unavailable():
+def test_a_thread_node_gets_wpan0_its_daemon_socket_and_openthread_on_its_path():
     assert (Thread.medium, Thread.interface, Thread.control_socket) == (
         "thread",
         "wpan0",
         "/run/openthread-wpan0.sock",
     )
-    with pytest.raises(CapabilityUnavailable) as error:
-        build(Thread.name)
-    message = one_line(error)
-    assert "not available in this version" in message and Thread.name in message
+    thread = build(Thread.name)
+    assert (thread.commissioned, thread.mode, thread.dataset) == (True, "rdn", {})
+    config = configured(thread)
+    assert config.cap_add == ["NET_ADMIN"]
+    assert config.devices == ["/dev/net/tun:/dev/net/tun:rwm"]
+    assert config.home_volumes == {"thread": ("/opt/cirque-thread", True)}
+    assert config.environment["PATH"].startswith("/opt/cirque-thread/bin:")
+    assert driven(Thread.name).name == "Thread"
+    assert type(driven(Thread.name)).__name__ == "ThreadDriver"
 
 
 def test_xvnc_sidecars_share_the_node_namespace_and_publish_on_loopback():

@@ -13,8 +13,10 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import re
 import selectors
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -1157,3 +1159,230 @@ def test_events_reach_a_real_wpa_cli_action_script(loop: Loop, node: Node, tmp_p
         if watcher.poll() is None:
             watcher.kill()
             watcher.wait()
+
+
+# --- what device software asks beyond the basics ------------------------------------------
+
+
+def test_bss_capabilities_and_autoconnect(ctrl: CtrlInterface, station: FakeStation) -> None:
+    station.results = [
+        ScanResult(AP, 2437, -48, scan_flags("WPA2-PSK"), b"home"),
+        ScanResult("02:00:00:00:02:00", 2412, -70, "[ESS]", b"cafe"),
+    ]
+    connect(station, 0)
+    first = ctrl.handle("BSS 0")
+    assert first.startswith(f"id=0\nbssid={AP}\nfreq=2437\nbeacon_int=100\ncapabilities=0x0411\n")
+    assert "\nlevel=-48\n" in first and "\nflags=[WPA2-PSK-CCMP][ESS]\nssid=home\n" in first
+    # The IEs: SSID, rates, DS parameter set (channel 6) and RSN with CCMP and PSK.
+    ie = bytes.fromhex(first.split("\nie=")[1].split("\n")[0])
+    assert ie.startswith(b"\x00\x04home") and b"\x03\x01\x06" in ie and b"\x00\x0f\xac\x02" in ie
+    assert "associated=1" in first
+    assert ctrl.handle("BSS FIRST") == first == ctrl.handle(f"BSS {AP.upper()}")
+    last = ctrl.handle("BSS LAST")
+    assert last == ctrl.handle("BSS NEXT-0") and "capabilities=0x0401" in last
+    assert "ssid=cafe" in last and "associated" not in last
+    assert ctrl.handle("BSS PREV-1") == first
+    assert run(ctrl, "BSS 2", "BSS NEXT-1", "BSS 02:00:00:00:09:00", "BSS nonsense") == [""] * 4
+    assert run(ctrl, "GET_CAPABILITY pairwise", "GET_CAPABILITY key_mgmt strict") == [
+        "CCMP TKIP NONE", "NONE IEEE8021X WPA-EAP WPA-PSK",
+    ]  # fmt: skip
+    assert ctrl.handle("GET_CAPABILITY channels").startswith("Mode[B] Channels: 1 2 3 ")
+    assert " 6 = 2437 MHz\n" in ctrl.handle("GET_CAPABILITY freq")
+    assert ctrl.handle("GET_CAPABILITY fips") == "FAIL\n"
+    assert run(ctrl, "STA_AUTOCONNECT 0") == ["OK\n"] and not ctrl.autoconnect
+    assert run(ctrl, "STA_AUTOCONNECT 1") == ["OK\n"] and ctrl.autoconnect
+
+
+def test_save_config_blocks_are_what_wpa_supplicant_writes(ctrl: CtrlInterface) -> None:
+    hex_psk = "ab" * 32
+    run(ctrl, "ADD_NETWORK", 'SET_NETWORK 0 ssid "home"', 'SET_NETWORK 0 psk "password123"')
+    run(ctrl, "SET_NETWORK 0 key_mgmt WPA-PSK", "ENABLE_NETWORK 0", "ADD_NETWORK")
+    run(ctrl, "SET_NETWORK 1 ssid 63c3a9", f"SET_NETWORK 1 psk {hex_psk}")
+    run(ctrl, "SET_NETWORK 1 priority 5", "SET_NETWORK 1 scan_ssid 1")
+    assert ctrl.networks.config_text() == (
+        '\nnetwork={\n\tssid="home"\n\tpsk="password123"\n\tkey_mgmt=WPA-PSK\n}\n'
+        f"\nnetwork={{\n\tssid=63c3a9\n\tscan_ssid=1\n\tpsk={hex_psk}\n\tpriority=5\n"
+        "\tdisabled=1\n}\n"
+    )
+
+
+def test_save_config_goes_to_the_relay_with_the_blocks(relay: FakeRelay) -> None:
+    relay.served.interface.handle("ADD_NETWORK")
+    relay.served.interface.handle('SET_NETWORK 0 ssid "home"')
+    assert relay.send(Frame(FRAME_DATAGRAM, b"/c", b"SAVE_CONFIG"))
+    frame = relay.receive()
+    assert frame.kind == b"C" and frame.address == b"/c"
+    assert frame.payload == b'\nnetwork={\n\tssid="home"\n\tdisabled=1\n}\n'
+
+
+# --- the node's wpa_supplicant, iw and iwlist: the relay program under those names --------
+
+HEX_PSK = "c1a6c1e6f2b5a8f2d3ff0e4f1c3e1b0d9e3c4f6a7b8c9d0e1f2a3b4c5d6e7f80"
+TIMESTAMPED = re.compile(r"^\d{10}\.\d{6}: ")
+
+
+def tool(node: Node, name: str) -> Path:
+    """The relay program under a tool's name (the radio volume has such links)."""
+    link = node.root / name
+    if not link.exists():
+        link.symlink_to(node.program)
+    return link
+
+
+def supplicant(node: Node, conf: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tool(node, "wpa_supplicant")), "-B", "-i", "wlan0", "-c", str(conf), *extra,
+         "--medium", str(node.medium), "--token-file", str(node.token)],
+        capture_output=True, text=True, timeout=DEADLINE_S, check=False,
+    )  # fmt: skip
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@needs_wpa_cli
+def test_wpa_supplicant_gives_the_station_its_file_logs_and_lets_go(
+    node: Node, ctrl: CtrlInterface, station: FakeStation
+) -> None:
+    conf = node.root / "wpa.conf"
+    conf.write_text(
+        f"ctrl_interface=DIR={node.ctrl_dir} GROUP=netdev\nupdate_config=1\n"
+        # What wpa_passphrase appends, then a block written by hand.
+        f'network={{\n\tssid="home"\n\t#psk="correct horse"\n\tpsk={HEX_PSK}\n}}\n'
+        'network={\n  ssid="cafe"\n  psk="password123"\n  key_mgmt=WPA-PSK\n  scan_ssid=1\n'
+        "  priority=5\n  disabled=1\n}\n"
+    )
+    log, pidfile = node.root / "wpa.log", node.root / "wpa.pid"
+    loop = Loop(ctrl, node.medium)
+    try:
+        started = supplicant(node, conf, "-f", str(log), "-t", "-dd", "-P", str(pidfile))
+        assert started.returncode == 0, started.stderr
+        assert started.stdout == "Successfully initialized wpa_supplicant\n"
+        pid = int(pidfile.read_text())
+        assert Path(f"/proc/{pid}/comm").read_text() == "wpa_supplicant\n"  # killall finds it
+        home, cafe = loop.call(lambda: [ctrl.networks.get(0), ctrl.networks.get(1)])
+        assert (home.ssid, home.psk, home.disabled) == (b"home", HEX_PSK, False)
+        assert (cafe.ssid, cafe.psk, cafe.disabled) == (b"cafe", "password123", True)
+        assert (cafe.priority, cafe.scan_ssid, cafe.key_mgmt) == (5, True, "WPA-PSK")
+        assert "networks_changed" in loop.call(lambda: list(station.calls))
+        # Events reach the -f log with -t's timestamps, debug ones too with -dd.
+        loop.call(lambda: ctrl.event(ev_key_negotiation_completed(AP), level=2))
+        loop.call(lambda: ctrl.event(ev_connected(AP, 0)))
+        wait_for(lambda: "CTRL-EVENT-CONNECTED" in log.read_text(), "the event in the log")
+        lines = log.read_text().splitlines()
+        assert all(TIMESTAMPED.match(line) for line in lines), lines
+        assert any(line.endswith(": Successfully initialized wpa_supplicant") for line in lines)
+        assert lines[-2].endswith(f": wlan0: WPA: Key negotiation completed with {AP} "
+                                  "[PTK=CCMP GTK=CCMP]")  # fmt: skip
+        assert lines[-1].endswith(f": wlan0: {ev_connected(AP, 0)}")
+        # SAVE_CONFIG: the file's globals, then the station's networks.
+        assert wpa_cli(node, "set_network", "1", "priority", "7") == "OK\n"
+        assert wpa_cli(node, "save_config") == "OK\n"
+        assert conf.read_text() == (
+            f"ctrl_interface=DIR={node.ctrl_dir} GROUP=netdev\nupdate_config=1\n"
+            f'\nnetwork={{\n\tssid="home"\n\tpsk={HEX_PSK}\n}}\n'
+            '\nnetwork={\n\tssid="cafe"\n\tscan_ssid=1\n\tpsk="password123"\n'
+            "\tkey_mgmt=WPA-PSK\n\tpriority=7\n\tdisabled=1\n}\n"
+        )
+        # Stopped as killall stops it: the station leaves and forgets the networks.
+        del station.calls[:]
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: gone(pid), "wpa_supplicant to exit")
+        assert loop.call(lambda: (list(station.calls), len(ctrl.networks))) == (
+            ["disconnect", "networks_changed"], 0,
+        )  # fmt: skip
+        assert not (node.ctrl_dir / "wlan0").exists() and not pidfile.exists()
+        assert log.read_text().splitlines()[-1].endswith(": wlan0: CTRL-EVENT-TERMINATING")
+        # Started again (a restart script), it ends the hold the stop left.
+        assert supplicant(node, conf).returncode == 0
+        assert loop.call(lambda: station.calls[-1]) == "reconnect"
+        assert loop.call(lambda: len(ctrl.networks)) == 2
+    finally:
+        loop.stop()
+
+
+def test_wpa_supplicant_refuses_what_the_real_one_refuses(node: Node, ctrl: CtrlInterface) -> None:
+    missing = supplicant(node, node.root / "none.conf")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith(f"Failed to open config file '{node.root}/none.conf'")
+    broken = node.root / "broken.conf"
+    broken.write_text('network={\n\tssid="home"\n\tnonsense\n}\n')
+    failed = supplicant(node, broken)
+    assert failed.returncode == 1 and failed.stderr.startswith("Line 3: a network line without")
+    broken.write_text('network={\n\tssid="home"\n')
+    assert "without its closing '}'" in supplicant(node, broken).stderr
+    usage = subprocess.run(
+        [str(tool(node, "wpa_supplicant")), "-B"], capture_output=True, text=True, timeout=30
+    )
+    assert usage.returncode == 1 and "give one interface (-i wlan0)" in usage.stderr
+
+
+@needs_wpa_cli
+def test_save_config_needs_update_config(node: Node, ctrl: CtrlInterface) -> None:
+    conf = node.root / "wpa.conf"
+    conf.write_text(f"ctrl_interface={node.ctrl_dir}\n")
+    loop = Loop(ctrl, node.medium)
+    try:
+        assert supplicant(node, conf).returncode == 0
+        assert wpa_cli(node, "save_config") == "FAIL\n"
+        assert conf.read_text() == f"ctrl_interface={node.ctrl_dir}\n"
+    finally:
+        loop.stop()
+
+
+def run_tool(node: Node, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tool(node, name)), *args], capture_output=True, text=True, timeout=DEADLINE_S,
+        check=False, env={**os.environ, "WPA_CTRL_DIR": str(node.ctrl_dir)},
+    )  # fmt: skip
+
+
+def test_iw_and_iwlist_answer_in_their_own_formats(
+    node: Node, loop: Loop, station: FakeStation
+) -> None:
+    station.results = [
+        ScanResult(AP, 2437, -48, scan_flags("WPA2-PSK"), b"home"),
+        ScanResult("02:00:00:00:02:00", 2412, -120, "[ESS]", b"cafe"),
+    ]
+    assert run_tool(node, "iw", "dev", "wlan0", "link").stdout == "Not connected.\n"
+    dump = run_tool(node, "iw", "dev", "wlan0", "scan", "dump").stdout
+    assert dump.startswith(f"BSS {AP}(on wlan0)\n\tfreq: 2437\n")
+    assert (
+        "\tsignal: -48.00 dBm\n" in dump and "\tSSID: home\n\tDS Parameter set: channel 6\n" in dump
+    )
+    assert "\tRSN:\t * Version: 1\n" in dump and "\t\t * Authentication suites: PSK\n" in dump
+    assert dump.count("RSN:") == 1 and "BSS 02:00:00:00:02:00(on wlan0)\n" in dump
+    loop.call(lambda: connect(station, 0))
+    link = run_tool(node, "iw", "dev", "wlan0", "link").stdout
+    assert link.startswith(f"Connected to {AP} (on wlan0)\n\tSSID: home\n\tfreq: 2437\n"
+                           "\tsignal: -48 dBm\n")  # fmt: skip
+    assert (
+        f"BSS {AP}(on wlan0) -- associated\n"
+        in run_tool(node, "iw", "wlan0", "scan", "dump").stdout
+    )
+    # iwlist scans afresh: it waits for the scan's end, as with a real radio.
+    with subprocess.Popen(
+        [str(tool(node, "iwlist")), "wlan0", "scanning"], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "WPA_CTRL_DIR": str(node.ctrl_dir)},
+    ) as iwlist:  # fmt: skip
+        wait_for(lambda: loop.call(lambda: "request_scan" in station.calls), "iwlist's scan")
+        loop.call(lambda: loop.ctrl.event(EV_SCAN_RESULTS))
+        out, _ = iwlist.communicate(timeout=DEADLINE_S)
+    assert iwlist.returncode == 0
+    assert out.startswith(f"wlan0     Scan completed :\n          Cell 01 - Address: {AP}\n"
+                          "                    Channel:6\n"
+                          "                    Frequency:2.437 GHz (Channel 6)\n"
+                          "                    Quality=62/70  Signal level=-48 dBm  \n"
+                          "                    Encryption key:on\n"
+                          '                    ESSID:"home"\n')  # fmt: skip
+    assert "IE: IEEE 802.11i/WPA2 Version 1\n" in out
+    assert "Cell 02 - Address: 02:00:00:00:02:00\n" in out and "Quality=0/70" in out
+    assert 'Encryption key:off\n                    ESSID:"cafe"' in out
+    wrong = run_tool(node, "iwlist", "wlan0", "rate")
+    assert wrong.returncode == 1 and wrong.stderr.startswith("Usage: iwlist")
+    nobody = run_tool(node, "iw", "dev", "wlan1", "link")
+    assert nobody.returncode != 0 and "No such device" in nobody.stderr

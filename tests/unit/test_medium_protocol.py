@@ -32,6 +32,9 @@ from pytest_cirque.radios.relay.protocol import (
     Detach,
     Done,
     EndpointStatus,
+    GetThreadDataset,
+    GetThreadNodeId,
+    GetThreadStatus,
     GetWifiStatus,
     MediumStatus,
     Move,
@@ -51,6 +54,7 @@ from pytest_cirque.radios.relay.protocol import (
     error_reply,
     make_request,
 )
+from pytest_cirque.radios.relay.thread import ThreadMedium
 from pytest_cirque.radios.relay.wifi import WifiMedium
 
 #: One request of every op, with its fields set away from their defaults.
@@ -73,6 +77,9 @@ EXAMPLES = [
     GetWifiStatus(),
     StationCtrl(name="sta", command="STATUS"),
     StationLog(name="sta"),
+    GetThreadNodeId(name="n1"),
+    GetThreadDataset(),
+    GetThreadStatus(),
 ]
 
 
@@ -205,13 +212,18 @@ def test_replies_decode_typed_and_refusals_raise_their_error_class() -> None:
 def test_the_relays_tables_serve_every_op(tmp_path: Path) -> None:
     plain = Medium(LinkModel(), str(tmp_path / "plain.sock"), log=lambda _line: None)
     wifi = WifiMedium(LinkModel(), str(tmp_path / "wifi.sock"), log=lambda _line: None)
+    thread = ThreadMedium(LinkModel(), str(tmp_path / "thread.sock"), log=lambda _line: None)
     try:
         wifi_ops = {op for op in REQUESTS if op.startswith("wifi_")}
-        assert {cls.OP for cls in plain.handlers()} == set(REQUESTS) - wifi_ops
-        assert {cls.OP for cls in wifi.handlers()} == set(REQUESTS)
+        thread_ops = {op for op in REQUESTS if op.startswith("thread_")}
+        layer_ops = wifi_ops | thread_ops
+        assert {cls.OP for cls in plain.handlers()} == set(REQUESTS) - layer_ops
+        assert {cls.OP for cls in wifi.handlers()} == set(REQUESTS) - thread_ops
+        assert {cls.OP for cls in thread.handlers()} == set(REQUESTS) - wifi_ops
     finally:
         plain.close()
         wifi.close()
+        thread.close()
 
 
 def test_the_relay_container_gets_least_privilege() -> None:

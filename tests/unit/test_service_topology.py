@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cirque.core.errors import CapabilityUnavailable, SpecError
+from pytest_cirque.core.errors import SpecError
 from pytest_cirque.service import topology
 from pytest_cirque.service.grpc_api import device_config, device_message, parse_peer
 from pytest_cirque.service.peers import Gate, peer_uid
@@ -97,9 +97,9 @@ def test_bluetooth_refused_in_one_line_naming_what_is_missing() -> None:
     assert "Bluetooth" in message and "radio" in message and "\n" not in message
 
 
-def test_thread_refused_by_its_model() -> None:
-    with pytest.raises(CapabilityUnavailable):
-        parse({"n": {"type": "base", "capability": ["Thread"], "rcp_mode": True}})
+def test_cirques_thread_node_is_a_thread_node() -> None:
+    spec = parse({"n": {"type": "base", "capability": ["Thread"], "rcp_mode": True}})
+    assert [c.name for c in spec.nodes["n"].capabilities] == ["Thread"]
 
 
 @pytest.mark.parametrize(
