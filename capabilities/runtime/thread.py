@@ -54,10 +54,12 @@ def daemon_command(node_id: int) -> list[str]:
         f"spinel+hdlc+forkpty://{THREAD_BIN_DIR}/ot-rcp"
         f"?forkpty-arg=-L{THREAD_RADIO_INTERFACE}&forkpty-arg={node_id}"
     )
-    # The posix platform keeps its settings under its working directory.
+    # The posix platform keeps its settings under its working directory. The shell stays
+    # as ot-daemon's parent (no exec): ot-daemon ends itself when its parent goes, and the
+    # process that starts an exec in a container goes right after starting it.
     script = (
         f"mkdir -p {SETTINGS_DIR} && cd {SETTINGS_DIR} && "
-        f"exec {THREAD_BIN_DIR}/ot-daemon -I {THREAD_INTERFACE} {shlex.quote(radio)}"
+        f"{THREAD_BIN_DIR}/ot-daemon -I {THREAD_INTERFACE} {shlex.quote(radio)}; exit $?"
     )
     return ["sh", "-c", script]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -27,6 +28,13 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from pytest_cirque.core.errors import TransportError
 
 from .base import DeliveryCounts, DeviceRoster, Message, Transport, metadata, settle
+
+# aiormq logs every failed connection attempt at ERROR level. With no logging set up,
+# Python prints those to stderr, a dozen lines before our own one-line error. A handler
+# on the libraries' loggers keeps that fallback quiet; logging a user configures still
+# receives the records through propagation.
+for _library in ("aiormq", "aio_pika"):
+    logging.getLogger(_library).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractConnection, AbstractExchange

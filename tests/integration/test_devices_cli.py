@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pytest_cirque.device_models.brokers import free_port
 
 DATA = Path(__file__).parent.parent / "unit" / "data"
@@ -73,8 +75,10 @@ def test_run_shows_a_fleet_on_a_real_broker(mqtt_broker, telemetry):
     assert len(telemetry.select()) == sent  # nothing more, nothing less
 
 
-def test_run_against_no_broker_fails_in_one_line():
-    url = f"mqtt://127.0.0.1:{free_port()}"
+@pytest.mark.parametrize("scheme", ["mqtt", "amqp"])
+def test_run_against_no_broker_fails_in_one_line(scheme: str) -> None:
+    """Nothing but our line on stderr: no library's log lines before it."""
+    url = f"{scheme}://127.0.0.1:{free_port()}"
     result = cirque("devices", "run", "--model", "light", "--broker", url, "--duration", "1")
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
