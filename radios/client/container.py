@@ -325,7 +325,8 @@ class MediumContainer:
             raise NodeError(f"{where}: the medium is not running; start() it first")
         command = ["python3", "-m", "pytest_cirque.radios.relay.endpoint", "--name", endpoint]
         command += ["--ifname", ifname, "--socket", SOCKET, "--carrier", "on" if carrier else "off"]
-        command += ["--position", ",".join(str(float(c)) for c in position)]
+        # One word: a negative first coordinate would read as an option otherwise.
+        command.append("--position=" + ",".join(str(float(c)) for c in position))
         for address in addresses:
             command += ["--address", address]
         if mac:

@@ -84,6 +84,22 @@ DEFAULT_KEY_MGMT = "WPA-PSK WPA-EAP"
 #: key_mgmt values that authenticate with the network's psk.
 PSK_KEY_MGMT = frozenset({"WPA-PSK", "FT-PSK", "WPA-PSK-SHA256"})
 #: Network variables whose values are secrets: hidden in the control log and GET_NETWORK.
+#: Commands that only read the station's state: a helper polling them is not logged.
+READ_ONLY_COMMANDS = frozenset(
+    {
+        "STATUS",
+        "STATUS-VERBOSE",
+        "LIST_NETWORKS",
+        "SCAN_RESULTS",
+        "PING",
+        "SIGNAL_POLL",
+        "BSS",
+        "GET_NETWORK",
+        "IFNAME",
+        "INTERFACES",
+        "GET_CAPABILITY",
+    }
+)
 SECRET_FIELDS = frozenset(
     {"psk", "password", "sae_password", "wep_key0", "wep_key1", "wep_key2", "wep_key3"}
 )
@@ -809,18 +825,24 @@ class CtrlInterface:
 
     # --- commands -----------------------------------------------------------------
 
-    def handle(self, command: str) -> str:
-        """One command to its reply text; never raises."""
-        self.history.append(f"{self._stamp()} > {masked(command)}")
+    def handle(self, command: str, *, from_helper: bool = False) -> str:
+        """One command to its reply text; never raises. The log keeps what the node's
+        software asked; a test helper's commands are marked, and its polling (commands
+        that only read) is left out, so a failure report shows the device, not us."""
+        record = not (from_helper and command.split(" ", 1)[0] in READ_ONLY_COMMANDS)
+        mark = "helper " if from_helper else ""
+        if record:
+            self.history.append(f"{self._stamp()} {mark}> {masked(command)}")
         try:
             reply = self._dispatch(command)
         except Exception as exc:  # the driver failed: the client sees FAIL, the log why
             self.note(f"{command.split(' ', 1)[0]!r} failed: {type(exc).__name__}: {exc}")
             reply = "FAIL\n"
-        lines = reply.splitlines()
-        first = lines[0] if lines else ""
-        more = f" [+{len(lines) - 1} lines]" if len(lines) > 1 else ""
-        self.history.append(f"{self._stamp()} < {first}{more}")
+        if record:
+            lines = reply.splitlines()
+            first = lines[0] if lines else ""
+            more = f" [+{len(lines) - 1} lines]" if len(lines) > 1 else ""
+            self.history.append(f"{self._stamp()} {mark}< {first}{more}")
         return reply
 
     def _dispatch(self, command: str) -> str:

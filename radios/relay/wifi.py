@@ -1275,7 +1275,8 @@ class WifiMedium(Medium):
 
     def _station_ctrl(self, request: StationCtrl, fds: list[int]) -> CtrlReply:
         """One control-interface command, as the node's wpa_cli would send it."""
-        return CtrlReply(reply=self._station(request.name).interface.handle(request.command))
+        station = self._station(request.name)
+        return CtrlReply(reply=station.interface.handle(request.command, from_helper=True))
 
     def _station_log(self, request: StationLog, fds: list[int]) -> LogLines:
         return LogLines(lines=list(self._station(request.name).interface.history))

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 ORIGINAL_FLOW = "ot-ctl panid 0x1234 && ot-ctl ifconfig up && ot-ctl thread start"
 #: Generous: forming takes seconds, a lone node gives up attaching after some more.
 FORM_TIMEOUT_S = 120.0
+HEX = set("0123456789abcdef")
 
 
 @pytest.fixture
@@ -75,9 +76,10 @@ def wait_state(node: Node, *states: str) -> str:
 
 
 def neighbours(node: Node) -> set[str]:
-    """Extended MAC addresses in the node's neighbour table."""
+    """Extended MAC addresses in the node's neighbour table (16 hex digits in a cell)."""
     rows = ctl(node, "neighbor", "table").splitlines()
-    return {cells[-2] for row in rows if len(cells := [c.strip() for c in row.split("|")]) > 8}
+    cells = {cell.strip() for row in rows for cell in row.split("|")}
+    return {cell for cell in cells if len(cell) == 16 and all(c in HEX for c in cell)}
 
 
 def extaddr(node: Node) -> str:

@@ -338,7 +338,13 @@ def test_the_wifi_client_is_typed(client: MediumContainer, relay: WifiMedium) ->
     assert bssid == "02:00:00:00:00:01"
     wifi.add_station("sta", mac="02:00:00:00:00:02", token="0123456789abcdef" * 2)
     assert wifi.ctrl("sta", "PING") == "PONG\n"
-    assert wifi.log("sta")[-1].endswith("< PONG")
+    assert wifi.ctrl("sta", "DISCONNECT") == "OK\n"
+    # The helper's commands are marked in the log; its polling (PING) is left out.
+    assert wifi.log("sta")[-2:] == [
+        wifi.log("sta")[-2].split(" helper ")[0] + " helper > DISCONNECT",
+        wifi.log("sta")[-1].split(" helper ")[0] + " helper < OK",
+    ]
+    assert not any("PING" in line for line in wifi.log("sta"))
     status = wifi.status()
     assert isinstance(status, WifiStatus)
     assert status.aps["ap"].ssid == "home" and status.aps["ap"].security == "WPA2-PSK"
