@@ -24,7 +24,12 @@ from pytest_cirque.homes import cleanup
 from pytest_cirque.homes.networks import HomeNetworks
 from pytest_cirque.homes.node import Node, NodeContext, home_volume_name
 from pytest_cirque.radios.client.container import MediumContainer
-from pytest_cirque.radios.relay.protocol import STATIONS_VOLUME, THREAD_VOLUME
+from pytest_cirque.radios.relay.protocol import (
+    STATIONS_VOLUME,
+    THREAD_MAX_NODES,
+    THREAD_MEDIUM,
+    THREAD_VOLUME,
+)
 from pytest_cirque.spec import NETWORK_IPVLAN, SEGMENT_ROOM, HomeSpec, NodeSpec
 
 #: How many containers are created, started or removed at once.
@@ -189,7 +194,8 @@ class Home:
 
     def _check_room(self, new_nodes: list[Node]) -> None:
         """Refuse, before anything is created, more nodes on a LAN segment than its /24
-        subnet holds (hybrid networks take the host LAN's addresses: not counted)."""
+        subnet holds (hybrid networks take the host LAN's addresses: not counted), or more
+        Thread nodes than the Thread medium has radio ids."""
         count: dict[tuple[str, str], int] = {}
         for node in [*self.nodes.values(), *new_nodes]:
             segment = node.config.lan_segment
@@ -197,6 +203,16 @@ class Home:
                 continue
             key = (node.spec.docker_network, segment)
             count[key] = count.get(key, 0) + 1
+        radios = sum(
+            1
+            for node in [*self.nodes.values(), *new_nodes]
+            if any(c.medium == THREAD_MEDIUM for c in node.capabilities)
+        )
+        if radios > THREAD_MAX_NODES:
+            raise SpecError(
+                f"home {self.name}: {radios} Thread nodes, and a Thread medium holds "
+                f"{THREAD_MAX_NODES} radios; split them over several homes"
+            )
         for (network, segment), nodes in count.items():
             if nodes > SEGMENT_ROOM:
                 raise SpecError(

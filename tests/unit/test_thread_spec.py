@@ -102,3 +102,16 @@ def test_ot_daemon_runs_its_radio_on_ot_radio0_with_the_node_id():
         "/opt/cirque-thread/bin/ot-daemon -I wpan0 'spinel+hdlc+forkpty:///opt/cirque-thread/"
         "bin/ot-rcp?forkpty-arg=-Lot-radio0&forkpty-arg=7'"
     ) in command[2]
+
+
+def test_more_thread_nodes_than_a_medium_holds_are_refused_before_anything_is_made():
+    from tests.unit.test_home_node import FakeBackend, make_home
+
+    backend = FakeBackend()
+    home, _ = make_home(backend, {f"n{i}": {"capabilities": ["Thread"]} for i in range(129)})
+    with pytest.raises(SpecError) as error:
+        home.build()
+    message = str(error.value)
+    assert "129 Thread nodes, and a Thread medium holds 128 radios" in message
+    assert "\n" not in message
+    assert backend.calls == [] and not backend.containers
