@@ -138,6 +138,10 @@ def test_the_original_flow_forms_one_network_that_pings_and_is_captured(make_hom
     medium = home.medium("thread")
     radios = medium.as_thread().status().radios
     assert {radios["n1"].node_id, radios["n2"].node_id} == {1, 2}
+    # tcpdump in the medium decodes what was on the air as 802.15.4 frames.
+    lines = medium.read_capture(medium.status().capture or "").splitlines()
+    decoded = [line for line in lines if line[:1].isdigit()]  # one per frame, then its bytes
+    assert decoded and all("IEEE 802.15.4" in line for line in decoded)
     capture = medium.save_capture(tmp_path / "air.pcap")
     assert capture is not None
     header = capture.read_bytes()[:24]
@@ -147,9 +151,6 @@ def test_the_original_flow_forms_one_network_that_pings_and_is_captured(make_hom
     for frame in frames:
         assert len(frame) >= 5 and frame[0] & 0x07 in (0, 1, 2, 3)  # beacon, data, ack, cmd
         assert crc16_kermit(frame[:-2]) == int.from_bytes(frame[-2:], "little")
-    # tcpdump in the medium decodes what is on the air now as 802.15.4 frames.
-    decoded = medium.read_capture(medium.status().capture or "").splitlines()
-    assert decoded and all("IEEE 802.15.4" in line for line in decoded if line[:1].isdigit())
 
 
 def test_a_restarted_node_comes_back_to_its_network(make_home):
