@@ -650,7 +650,15 @@ class MqttTransport(Transport):
                     else:
                         connection.client.reconnect()
                     await asyncio.wait_for(connection.connected.wait(), self.connect_timeout)
-                    await self._subscribed(connection.subscribing)
+                    try:
+                        await self._subscribed(connection.subscribing)
+                    except TimeoutError:
+                        if connection.connected.is_set():
+                            raise  # connected, yet no SUBACK: try again
+                        # Dropped after the broker accepted it (another connection took
+                        # its client id, or the broker went): it did connect, and the
+                        # reconnect logic owns it from here, which names a take-over.
+                        return
         except (OSError, TimeoutError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             connection.last_error = (
