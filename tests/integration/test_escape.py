@@ -148,6 +148,19 @@ def test_the_wifi_medium_is_contained(homes: Homes) -> None:
     assert "Network is unreachable" in output  # no network at all
 
 
+def test_the_thread_medium_is_contained(homes: Homes) -> None:
+    """A Thread home's medium follows the same rule: no host powers, no network."""
+    thread_home = homes.service.create_home({"t": {"capabilities": ["Thread"]}}, name="thread")
+    medium = thread_home.media["thread"]
+    host_config = (homes.service.backend.inspect(medium.container_id or "") or {})["HostConfig"]
+    assert host_config["PidMode"] in ("", "private")
+    assert host_config["CapAdd"] in (None, [])
+    assert host_config["CapDrop"] == ["ALL"]
+    assert host_config["NetworkMode"] == "none"
+    assert not host_config["Privileged"]
+    assert_contained(homes.probe(medium.container_id or "", "thread medium"), "the Thread medium")
+
+
 def test_an_attach_helper_is_contained(homes: Homes) -> None:
     """A helper made as attach() makes one, in the AP node (which has a LAN)."""
     medium, node = homes.medium, homes.home["ap"]
