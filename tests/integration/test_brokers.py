@@ -253,6 +253,14 @@ threading.Event().wait()  # until killed
 """
 
 
+def private_tmp(tmp_path: Path) -> dict[str, str]:
+    """An environment whose temporary folder is this test's own: run folders made there
+    are seen by no other session's reap (which would end the broker first)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir(exist_ok=True)
+    return {**os.environ, "TMPDIR": str(folder), "CIRQUE_NO_WATCHDOG": "1"}
+
+
 def start_victim(
     tmp_path: Path, source: str, *args: str
 ) -> tuple[subprocess.Popen[bytes], list[str]]:
@@ -265,7 +273,7 @@ def start_victim(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         # Not the watchdog's business here: the test checks what reap does on its own.
-        env={**os.environ, "CIRQUE_NO_WATCHDOG": "1"},
+        env=private_tmp(tmp_path),
     )
 
     def started() -> list[str] | None:
@@ -296,6 +304,7 @@ def test_a_host_broker_left_by_kill_9_is_ended_and_its_folder_removed(tmp_path: 
             text=True,
             timeout=120,
             check=False,
+            env=private_tmp(tmp_path),
         )
         assert result.returncode == 0, result.stderr
         assert f"removed process {pid}" in result.stdout.splitlines()

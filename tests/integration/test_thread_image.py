@@ -106,7 +106,9 @@ def test_ot_daemon_over_a_simulated_rcp_makes_wpan0_and_answers_ot_ctl(
         devices=["/dev/net/tun:/dev/net/tun:rwm"],
     ) as node:
         radio = "spinel+hdlc+forkpty:///usr/local/bin/ot-rcp?forkpty-arg=-Leth0&forkpty-arg=64"
-        node.exec_run(["ot-daemon", "-I", "wpan0", radio], detach=True)
+        # A shell stays ot-daemon's parent: ot-daemon ends itself when its parent goes, and
+        # the process a detached exec starts goes at once (as the Thread driver does it).
+        node.exec_run(["sh", "-c", f"ot-daemon -I wpan0 '{radio}'; true"], detach=True)
 
         def daemon_answers() -> str | None:
             code, state = output_of(node, f"test -S {DAEMON_SOCKET} && ot-ctl state")
