@@ -1,12 +1,13 @@
 """A home: its nodes and networks, created together and always removed together.
 
 Creation order: validate (the spec was parsed), resolve images, let capabilities
-configure each node, create the networks the nodes need, create and start the
-containers in parallel, each followed at once by its segment guard (networks.segment_guard,
-from a NET_ADMIN-only helper in that node's own network namespace), then start
-capabilities. A failure at any point removes what was made and raises one line. Teardown runs in
-reverse, never stops half-way (also on Ctrl-C), and reports every problem in one line
-at the end.
+configure each node, check the segments' room, create the networks and volumes the nodes
+need, create and start the containers in parallel, each followed at once by its segment
+guard (networks.segment_guard, from a NET_ADMIN-only helper in that node's own network
+namespace), start capabilities, then wait for what the nodes' ``wait_for`` asks. A
+failure at any point removes what was made and raises one line. Teardown runs in
+reverse, never stops half-way (also on Ctrl-C), and reports every problem in one line at
+the end.
 """
 
 from __future__ import annotations
