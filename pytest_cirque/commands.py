@@ -1,5 +1,5 @@
 """The `cirque` sub-commands for homes and images: doctor, images build, ls, exec, logs,
-shell, down, reap.
+shell, capture, down, reap.
 
 They find homes by their Docker labels (see identity.py), so they work on the homes of
 any pytest run on this host: live ones, kept ones, and the leftovers of dead ones.
@@ -20,6 +20,11 @@ from pytest_cirque.core.errors import CirqueError, NodeError
 
 if TYPE_CHECKING:
     from pytest_cirque.core.docker_backend import Backend, DockerObject
+    from pytest_cirque.radios.client.container import MediumContainer
+
+
+#: The media `cirque capture` can follow (a home's media, homes.home.MEDIA).
+CAPTURE_MEDIA = ("wifi", "lan", "thread")
 
 
 def add_commands(subparsers: Any) -> None:
@@ -53,6 +58,26 @@ def add_commands(subparsers: Any) -> None:
     shell.add_argument("home")
     shell.add_argument("node")
     shell.set_defaults(func=cmd_shell)
+
+    capture = subparsers.add_parser(
+        "capture",
+        help="stream what is on a home's medium as pcap, from its first frame until Ctrl-C",
+    )
+    capture.add_argument("home")
+    capture.add_argument(
+        "--medium",
+        choices=CAPTURE_MEDIA,
+        default="wifi",
+        help="wifi: 802.11 with radiotap; lan: Ethernet; thread: 802.15.4 (default wifi)",
+    )
+    capture.add_argument(
+        "-w",
+        dest="output",
+        required=True,
+        metavar="FILE",
+        help="the pcap file, or - for stdout: cirque capture HOME -w - | wireshark -k -i -",
+    )
+    capture.set_defaults(func=cmd_capture)
 
     down = subparsers.add_parser("down", help="remove a home and everything it owns")
     down.add_argument("home")
@@ -203,6 +228,57 @@ def cmd_shell(args: argparse.Namespace) -> int:
     shell = "bash" if has_bash else DEFAULT_SHELL
     os.execv(docker_cli, shell_command(container.id, shell, docker=docker_cli))
     return 0  # not reached
+
+
+def find_medium(backend: Backend, home_name: str, kind: str) -> MediumContainer:
+    """The running medium of that kind of a home, or a one-line error saying why not."""
+    from pytest_cirque.radios.client.container import MediumContainer
+
+    home = find_home(backend, home_name)["home"]
+    # Named as Home.medium() names it.
+    name = identity.object_name(home, "_medium", kind)
+    found = backend.containers(
+        [f"{identity.MEDIUM}={name}", f"{identity.ROLE}={identity.ROLE_MEDIUM}"]
+    )
+    if not found and kind == "lan":
+        raise CirqueError(
+            f"home {home} has no lan medium to capture: its wired LAN is a Docker bridge, "
+            "which only the host's network namespace sees and cirque takes no host powers; "
+            "a node with TrafficControl puts its LAN link on the lan medium"
+        )
+    if not found:
+        raise CirqueError(f"home {home} has no {kind} medium (none of its nodes uses {kind})")
+    if found[0].state != "running":
+        raise NodeError(f"the {kind} medium of home {home} is {found[0].state}, not running")
+    return MediumContainer.of_container(backend, found[0])
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    medium = find_medium(engine(), args.home, args.medium)
+    to_stdout = args.output == "-"
+    try:
+        output = sys.stdout.buffer if to_stdout else open(args.output, "wb")  # noqa: SIM115
+    except OSError as exc:
+        raise CirqueError(f"capture: cannot write {args.output}: {exc.strerror}") from None
+    records = medium.follow_capture()
+    try:
+        for chunk in records:
+            output.write(chunk)
+            output.flush()
+    except KeyboardInterrupt:  # Ctrl-C is how a capture ends
+        pass
+    except BrokenPipeError:  # the reader (Wireshark) went away
+        return 0
+    finally:
+        records.close()
+        if not to_stdout:
+            output.close()
+    if not to_stdout:
+        print(
+            f"cirque capture: the air of the {args.medium} medium is in {args.output}",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import posixpath
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -582,6 +582,21 @@ class Backend:
             command=_command_text(cmd),
             node=node,
         )
+
+    def exec_stream(
+        self, container: str, cmd: Sequence[str], *, node: str
+    ) -> Generator[bytes, None, None]:
+        """Run a command and yield its stdout as it comes, in chunks, until it ends;
+        closing the iterator kills it (a follower such as ``tail -f`` never ends)."""
+        exec_id = self._exec_create(container, cmd, node, None, "")
+        try:
+            with _engine(f"reading the output of {_command_text(cmd)!r} in {node}", NodeError):
+                for out, _err in self.api.exec_start(exec_id, stream=True, demux=True):
+                    if out:
+                        yield out
+        finally:
+            if self.exec_running(exec_id):
+                self.kill_exec(container, exec_id, node=node, command=_command_text(cmd))
 
     def exec_background(
         self, container: str, cmd: str | Sequence[str], *, node: str

@@ -31,17 +31,19 @@ import contextlib
 import ipaddress
 import json
 import re
+import secrets
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_cirque.core import errors, identity
-from pytest_cirque.core.docker_backend import Backend, ExecSession
+from pytest_cirque.core.docker_backend import Backend, DockerObject, ExecSession
 from pytest_cirque.core.errors import ImageError, NodeError, SpecError, WaitTimeout
 from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.radios.relay.link_model import PHYS
+from pytest_cirque.radios.relay.pcap import PcapStream, complete_records
 from pytest_cirque.radios.relay.protocol import (
     KEEP,
     STATIONS_DIR,
@@ -85,6 +87,11 @@ ATTACH_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
 TCPDUMP_TIMEOUT_S = 60.0
 _ENVIRONMENT = {"PYTHONPATH": CODE_DIR, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def run_volume(medium: str) -> str:
+    """The volume of a medium's control socket and captures."""
+    return f"{medium}-run"
 
 
 def relay_code() -> dict[str, bytes]:
@@ -189,17 +196,27 @@ class MediumContainer:
         self.volume: str | None = None
         self._session: ExecSession | None = None
         self._session_lock = threading.Lock()
-        self._captures = 0
         #: Subnets handed out by claim_subnet, by owner.
         self._subnets_lock = threading.Lock()
         self._subnets: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
+
+    @classmethod
+    def of_container(cls, backend: Backend, container: DockerObject) -> MediumContainer:
+        """The medium a running relay container serves, found by its labels (as the CLI
+        finds a home's media): requests and captures work; it was not started here."""
+        labels = container.labels
+        name = labels.get(identity.MEDIUM, container.name)
+        medium = cls(backend, name=name, image="", labels=labels)
+        medium.container_id = container.id
+        medium.volume = run_volume(name)
+        return medium
 
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self) -> MediumContainer:
         """Create the volume and the relay container, and wait until it serves."""
         labels = {**self.labels, identity.ROLE: identity.ROLE_MEDIUM}
-        volume = f"{self.name}-run"
+        volume = run_volume(self.name)
         try:
             with _where(f"medium {self.name}"):
                 found = self.backend.create_labelled_volume(volume, labels)
@@ -565,27 +582,55 @@ class MediumContainer:
 
     def fetch(self, path: str, destination: str | Path) -> Path:
         """Copy a file (e.g. a capture) out of the medium container to ``destination``."""
+        target = Path(destination)
+        target.write_bytes(self._read(path))
+        return target
+
+    def _read(self, path: str) -> bytes:
         if self.container_id is None:
             raise NodeError(f"medium {self.name}: not running; start() it first")
         data = self.backend.get_file(self.container_id, path)
         if data is None:
             raise NodeError(f"medium {self.name}: no file {path} in the medium container")
-        target = Path(destination)
-        target.write_bytes(data)
-        return target
+        return data
 
     def save_capture(self, destination: str | Path) -> Path | None:
-        """Copy the running capture to ``destination`` and go on capturing (into a new
-        file): a failing test keeps what was on the air up to now. None without one."""
+        """Copy the running capture, the whole air since it started, to ``destination``
+        while it goes on (a last record being written is left out): a failing test keeps
+        everything up to now in one file, and a later save holds this one's frames too.
+        None without a capture."""
         path = self.status().capture
         if not path:
             return None
-        self.stop_capture()
+        target = Path(destination)
+        target.write_bytes(complete_records(self._read(path)))
+        return target
+
+    def follow_capture(self) -> Generator[bytes, None, None]:
+        """The running capture from its first frame, then each frame as the medium writes
+        it (pcap bytes cut at whole records), for as long as the caller iterates: closing
+        the iterator ends the follower in the container. With no capture running, one is
+        started for that long."""
+        if self.container_id is None:
+            raise NodeError(f"medium {self.name}: not running; start() it first")
+        path = self.status().capture
+        started = None
+        if not path:
+            path = started = self.start_capture(f"follow-{secrets.token_hex(4)}.pcap")
+        records = PcapStream()
+        # tail follows the file as it grows (inotify): no polling here or in the relay.
+        chunks = self.backend.exec_stream(
+            self.container_id, ["tail", "-c", "+1", "-f", path], node=f"medium {self.name}"
+        )
         try:
-            return self.fetch(path, destination)
+            for chunk in chunks:
+                whole = records.feed(chunk)
+                if whole:
+                    yield whole
         finally:
-            self._captures += 1
-            self.start_capture(f"air-{self._captures}.pcap")
+            chunks.close()
+            if started is not None and self.status().capture == started:
+                self.stop_capture()
 
     def cpu_seconds(self) -> float:
         """CPU time the relay's container has used so far (its cgroup's count), for

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 
 from pytest_cirque.core.errors import CirqueError, SpecError
 from pytest_cirque.radios.relay.link_model import PHYS, Decision, LinkModel
-from pytest_cirque.radios.relay.pcap import PcapWriter
+from pytest_cirque.radios.relay.pcap import LINKTYPE_ETHERNET, PcapWriter
 from pytest_cirque.radios.relay.protocol import (
     Attach,
     CaptureStart,
@@ -188,6 +188,9 @@ class _Request:
 class Medium:
     """The relay loop and its control requests."""
 
+    #: The pcap link type of what ``capture_frame`` writes.
+    CAPTURE_LINKTYPE = LINKTYPE_ETHERNET
+
     def __init__(
         self,
         model: LinkModel,
@@ -323,7 +326,12 @@ class Medium:
         and schedule it for each receiver that hears it."""
         now = self.clock()
         if self.capture is not None:
-            self.capture.write(frame)
+            try:
+                self.capture_frame(source, frame, receivers)
+            except Exception as exc:  # a capture must never stop the air
+                self.drops["capture failed"] += 1
+                if self.drops["capture failed"] == 1:
+                    self._log(f"capture: frame not written: {type(exc).__name__}: {exc}")
         broadcast = bool(frame[0] & 1)
         waited = self.model.transmit(source.name, len(frame), now, broadcast)
         if isinstance(waited, Decision):
@@ -340,6 +348,12 @@ class Medium:
             else:
                 entry = (now + decision.delay, next(self._sequence), receiver, frame)
                 heapq.heappush(self._due, entry)
+
+    def capture_frame(self, source: Endpoint, frame: bytes, receivers: list[Endpoint]) -> None:
+        """Write one transmission to the running capture: here the Ethernet frame as it
+        is; a subclass writes what its radio would put on the air instead."""
+        assert self.capture is not None
+        self.capture.write(frame)
 
     def _hold(self, endpoint: Endpoint, seconds: float) -> None:
         """Stop reading ``endpoint`` for ``seconds``: back-pressure on its node."""
@@ -624,7 +638,7 @@ class Medium:
     def _capture_start(self, request: CaptureStart, fds: list[int]) -> Done:
         if self.capture is not None:
             self.capture.close()
-        self.capture = PcapWriter(request.path)
+        self.capture = PcapWriter(request.path, linktype=self.CAPTURE_LINKTYPE)
         self._log(f"capture: started to {request.path}")
         return Done()
 

@@ -18,8 +18,12 @@ firmware would do, for every endpoint given a WiFi role:
 Management frames travel as Ethernet frames of the local experimental ethertype 0x88B5
 (an 802.11 management subtype, a status and the SSID, channel and RSN elements) and the
 handshake as standard EAPOL-Key frames (0x888E): both cross the link model like data,
-so range, loss and latency apply to them, and a capture shows them in order. Nodes never
-see them: their wlan0 carries data frames only, after association.
+so range, loss and latency apply to them. Nodes never see them: their wlan0 carries data
+frames only, after association.
+
+The capture is 802.11 with radiotap all the same: each transmission is translated as it
+is captured (``dot11``) into the frame a real radio would have sent, data protected by
+CCMP with the keys the handshake installed, so Wireshark decodes and decrypts it.
 """
 
 from __future__ import annotations
@@ -60,6 +64,17 @@ from pytest_cirque.radios.relay.ctrl_iface import (
     ev_sme_authenticating,
     ev_trying_to_associate,
 )
+from pytest_cirque.radios.relay.dot11 import (
+    FROM_DS,
+    LINKTYPE_IEEE802_11_RADIOTAP,
+    TO_DS,
+    Air,
+    Key,
+    Signal,
+    frequency_mhz,
+    llc,
+    management_body,
+)
 from pytest_cirque.radios.relay.medium import Endpoint, Handler, Medium, Timer
 from pytest_cirque.radios.relay.protocol import (
     WPA_CTRL_DIR,
@@ -79,6 +94,7 @@ from pytest_cirque.radios.relay.protocol import (
 )
 from pytest_cirque.radios.relay.wpa import (
     EAPOL_ETHERTYPE,
+    GTK_KEY_ID,
     Authenticator,
     HandshakeError,
     Supplicant,
@@ -94,6 +110,8 @@ MGMT_VERSION = 1
 IPV4_ETHERTYPE = 0x0800
 ARP_ETHERTYPE = 0x0806
 BROADCAST = b"\xff" * 6
+#: The channel a capture gives a frame that no AP's channel places (an AP's default).
+DEFAULT_CHANNEL = 6
 
 BEACON_INTERVAL_S = 0.1024
 #: A station that hears no beacon of its AP for this long has lost it.
@@ -204,15 +222,6 @@ def ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
 #: The 20 MHz channels an access point may use: 2.4 GHz 1..14, and the 5 GHz channels
 #: of the UNII bands (36-64, 100-144, 149-165 in steps of 4).
 CHANNELS = frozenset([*range(1, 15), *range(36, 65, 4), *range(100, 145, 4), *range(149, 166, 4)])
-
-
-def frequency_mhz(channel: int) -> int:
-    """Centre frequency of a 2.4 GHz (1..14) or 5 GHz channel."""
-    if channel == 14:
-        return 2484
-    if 1 <= channel <= 13:
-        return 2407 + 5 * channel
-    return 5000 + 5 * channel
 
 
 def mac_text(mac: bytes) -> str:
@@ -924,8 +933,12 @@ class WifiMedium(Medium):
     there and serves ``stations.sock``: each connection must present a station's token
     first, and is then that station's control socket and nothing else."""
 
+    CAPTURE_LINKTYPE = LINKTYPE_IEEE802_11_RADIOTAP
+
     def __init__(self, *args: Any, stations_dir: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: What the capture shows of the radios' own state (sequence and packet numbers).
+        self.dot11 = Air()
         self.aps: dict[str, ApRadio] = {}
         self.stations: dict[str, Station] = {}
         self._by_radio_mac: dict[bytes, ApRadio | Station] = {}
@@ -1177,6 +1190,89 @@ class WifiMedium(Medium):
             self.transmit(ap.endpoint, frame, others)
         if frame[0] & 1 or not others:
             super().deliver(ap.endpoint, frame)
+
+    # --- capture --------------------------------------------------------------------
+
+    def capture_frame(self, source: Endpoint, frame: bytes, receivers: list[Endpoint]) -> None:
+        """Write a transmission as the 802.11 frame a real radio sends, once per channel
+        it goes on. The antenna signal is the strongest receiver's (the addressee's, for
+        unicast): what a monitor beside the best-placed listener would measure."""
+        assert self.capture is not None
+        for channel, heard in self._capture_channels(source, receivers).items():
+            signal = max((self.model.rssi_dbm(source.name, r.name) for r in heard), default=None)
+            self.capture.write(self._dot11_frame(source, frame, channel, signal))
+
+    def _capture_channels(
+        self, source: Endpoint, receivers: list[Endpoint]
+    ) -> dict[int, list[Endpoint]]:
+        """The channel a transmission goes on, with who hears it there: an AP's own, a
+        station's BSS's; a scanning station probes every channel an AP listens on."""
+        ap, station = self.aps.get(source.name), self.stations.get(source.name)
+        if ap is not None:
+            return {ap.channel: receivers}
+        if station is not None and station.target is not None:
+            return {station.target.channel: receivers}
+        listeners: dict[int, list[Endpoint]] = {}
+        for receiver in receivers:
+            if receiver.name in self.aps:
+                listeners.setdefault(self.aps[receiver.name].channel, []).append(receiver)
+        return listeners or {DEFAULT_CHANNEL: receivers}
+
+    def _dot11_frame(
+        self, source: Endpoint, frame: bytes, channel: int, signal_dbm: float | None
+    ) -> bytes:
+        """One transmission as radiotap + 802.11 (see ``dot11``)."""
+        phy = self.model.phy
+        dst, src = frame[0:6], frame[6:12]
+        (ethertype,) = struct.unpack_from("!H", frame, 12)
+        ap, station = self.aps.get(source.name), self.stations.get(source.name)
+        if ethertype == MGMT_ETHERTYPE:
+            mgmt = Mgmt.decode(frame[14:])
+            joined = ap is not None and mgmt.subtype == Subtype.ASSOC_RESP and not mgmt.status
+            body = management_body(
+                mgmt.subtype,
+                from_ap=ap is not None,
+                status=mgmt.status,
+                ssid=mgmt.ssid,
+                channel=mgmt.channel or channel,
+                rsn=mgmt.rsn,
+                tsf_us=self.dot11.tsf_us(src, self.clock()) if ap is not None else 0,
+                aid=self.dot11.aid(src, dst) if joined else 0,
+            )
+            bssid = src if ap is not None else dst  # a broadcast probe: the wildcard BSSID
+            basic = Signal(channel, phy.basic_rate_mbps, signal_dbm)
+            return self.dot11.management(mgmt.subtype, dst, src, bssid, body, basic)
+        if ap is not None:
+            flags, addresses = FROM_DS, (dst, ap.bssid, src)
+        elif station is not None:
+            bss = station.bss or (station.target.bssid if station.target else dst)
+            flags, addresses = TO_DS, (bss, station.mac, dst)
+        else:  # an endpoint of no role: a frame outside any BSS
+            flags, addresses = 0, (dst, src, BROADCAST)
+        unicast = not addresses[0][0] & 1
+        rate = phy.data_rate_mbps if unicast else phy.basic_rate_mbps
+        key = None if ethertype == EAPOL_ETHERTYPE else self._capture_key(ap, station, dst)
+        return self.dot11.data(flags, addresses, llc(frame), Signal(channel, rate, signal_dbm), key)
+
+    @staticmethod
+    def _capture_key(ap: ApRadio | None, station: Station | None, dst: bytes) -> Key | None:
+        """The CCMP key a data frame goes out with: the station's PTK; the AP's PTK with
+        the addressed station, or its group key. None on an open network and before the
+        4-way handshake installed the keys."""
+        if station is not None:
+            supplicant = station.supplicant
+            if supplicant is None or not supplicant.complete or supplicant.ptk is None:
+                return None
+            return Key(supplicant.ptk.tk)
+        if ap is None or ap.psk is None:
+            return None
+        if dst[0] & 1:
+            return Key(ap.gtk, GTK_KEY_ID)
+        client = ap.clients.get(dst)
+        authenticator = client.authenticator if client is not None else None
+        if authenticator is None or not authenticator.complete or authenticator.ptk is None:
+            return None
+        return Key(authenticator.ptk.tk)
 
     # --- endpoints ------------------------------------------------------------------
 
