@@ -485,6 +485,68 @@ def wifi_medium_check(backend: Backend, image: str) -> Check:
     )
 
 
+def thread_check(backend: Backend, images_root: Path | None = None) -> Check:
+    """Whether Thread nodes can run here: the thread image is built, and a helper given
+    what a Thread node gets (NET_ADMIN and /dev/net/tun, no network) runs OpenThread's
+    daemon over a simulated radio until ``ot-ctl`` answers. Removed after."""
+    from pytest_cirque.core.waiting import wait_until
+
+    meaning = "Thread nodes run the real OpenThread stack (ot-daemon, ot-ctl, ot-rcp)"
+    status = image_builder.image_status(backend, "thread", images_root=images_root)
+    if not status.present or not status.tag:
+        return Check(
+            "thread",
+            MISSING,
+            "the thread image is not built",
+            "Thread works once it is: it builds on first use (OpenThread, minutes), or now "
+            "with: cirque images build thread",
+            "Docker API",
+        )
+    method = "helper container from the thread image (NET_ADMIN, /dev/net/tun, no network)"
+    run = identity.RunIdentity.create(worker="doctor")
+    home_id = run.home_id("doctor")
+    radio = "spinel+hdlc+forkpty:///usr/local/bin/ot-rcp?forkpty-arg=-Llo&forkpty-arg=1"
+    container = ""
+    try:
+        container = backend.create_container(
+            identity.object_name(home_id, "thread"),
+            status.tag,
+            labels=run.labels(home_id, identity.ROLE_NETADMIN),
+            entrypoint=["sh", "-c", f"cd /tmp && exec ot-daemon -I wpan0 '{radio}'"],
+            command=[],
+            network_mode="none",
+            # As a Thread node: ot-daemon makes wpan0, a TUN device, and sets its addresses.
+            cap_add=["NET_ADMIN"],
+            devices=["/dev/net/tun:/dev/net/tun:rwm"],
+            sysctls={"net.ipv6.conf.all.disable_ipv6": "0"},
+        )
+        backend.start(container)
+
+        def answers() -> str | None:
+            result = backend.exec(container, ["ot-ctl", "version"], node="doctor", timeout=10)
+            return result.stdout.splitlines()[0] if result.exit_code == 0 else None
+
+        version = wait_until(
+            answers,
+            "ot-daemon in the doctor's helper to answer ot-ctl",
+            PROBE_TIMEOUT_S,
+            log=lambda: backend.logs(container, tail=20),
+        )
+    except CirqueError as exc:
+        return Check(
+            "thread",
+            ERROR,
+            f"OpenThread did not run: {str(exc).splitlines()[0]}",
+            "no Thread nodes: the engine refused NET_ADMIN or /dev/net/tun, or ot-daemon "
+            "failed (see its log with: cirque images build thread, then this check again)",
+            method,
+        )
+    finally:
+        if container:
+            backend.remove_container(container)
+    return Check("thread", OK, f"available: {version}", meaning, method)
+
+
 # --- the other checks -------------------------------------------------------------------
 
 
@@ -718,6 +780,8 @@ def run_checks(
         checks.append(kernel_check(feature, host, probes.get(feature.name)))
     if backend is not None and probes and probe_image is not None:
         checks.append(wifi_medium_check(backend, probe_image))
+    if backend is not None:
+        checks.append(thread_check(backend, images_root))
     checks.append(mmdebstrap_check())
     checks.append(nofile_check())
     checks.append(script_engine_check())

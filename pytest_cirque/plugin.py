@@ -31,8 +31,10 @@ from pytest_cirque.core.errors import CirqueError, ProvisioningError, SpecError
 
 if TYPE_CHECKING:
     from pytest_cirque.homes.home import Home
+    from pytest_cirque.homes.node import Node
     from pytest_cirque.homes.session import Cirque
     from pytest_cirque.spec import HomeSpec
+    from pytest_cirque.thread import ThreadNetwork
     from pytest_cirque.wifi import AccessPoint
 
 #: Marker name -> "signature: description", as pytest's ``markers`` ini lines want them.
@@ -44,15 +46,14 @@ MARKERS: dict[str, str] = {
     "wifi": "wifi(*, stations=None, **ap): the test's home has a WiFi medium; `stations` "
     "names the nodes that get the WiFi capability, `ap` (ssid, psk, channel, hidden, mode, "
     "subnet, position) configures the `wifi_ap` fixture's access point",
-    "thread": "thread(**options): the test needs simulated Thread radios (not available yet)",
+    "thread": "thread(*, nodes=None, channel=None, panid=None, form=True): the nodes named "
+    "(default: the home's Thread nodes, or all its nodes when none has Thread) get the Thread "
+    "capability on one network (channel, PAN ID); with `form` the network is formed (a "
+    "leader, the rest routers or children) before the test starts",
 }
 
-#: Radio markers that are registered but cannot be honoured in this version.
 #: Radio media whose tests carry the marker of the same name (added when missing).
 RADIO_MARKERS = ("wifi", "thread")
-UNAVAILABLE_RADIOS = {
-    "thread": "simulated Thread radios are not available in this version",
-}
 
 #: Title of the report section that says how to reach a kept home.
 KEPT_SECTION = "cirque kept home"
@@ -100,9 +101,23 @@ def capabilities_marker(*capabilities: str | Mapping[str, Any], nodes: list[str]
     return capabilities, None if nodes is None else list(nodes)
 
 
-def radio_marker(**options: Any) -> dict[str, Any]:
-    """Arguments of ``@pytest.mark.thread``."""
-    return options
+def thread_marker(
+    *,
+    nodes: list[str] | None = None,
+    channel: int | None = None,
+    panid: int | str | None = None,
+    form: bool = True,
+) -> tuple[list[str] | None, dict[str, Any], bool]:
+    """Arguments of ``@pytest.mark.thread``: the Thread nodes, the network's settings
+    (checked like a Thread capability's parameters) and whether to form it."""
+    if nodes is not None and (isinstance(nodes, str) or not all(isinstance(n, str) for n in nodes)):
+        raise TypeError(f"nodes must be a list of node names, not {nodes!r}")
+    if not isinstance(form, bool):
+        raise TypeError(f"form must be True or False, not {form!r}")
+    settings = {
+        key: value for key, value in (("channel", channel), ("panid", panid)) if value is not None
+    }
+    return (None if nodes is None else list(nodes)), settings, form
 
 
 def wifi_marker(*, stations: list[str] | None = None, **ap: Any) -> tuple[list[str] | None, dict]:
@@ -155,6 +170,17 @@ def build_capability(capability: str | Mapping[str, Any], where: str) -> list[An
     return [lookup(name, where).from_params(params, where) for name, params in capability.items()]
 
 
+def check_node_names(spec: HomeSpec, nodes: list[str] | None, where: str) -> None:
+    """SpecError naming the nodes a marker names that the home does not have."""
+    unknown = sorted(set(nodes or ()) - set(spec.nodes))
+    if unknown:
+        known = ", ".join(sorted(spec.nodes))
+        raise SpecError(
+            f"{where}: nodes={unknown} are not in the home (its nodes: {known}); "
+            "name existing nodes or leave nodes out to mean all"
+        )
+
+
 def add_capabilities(
     spec: HomeSpec, capabilities: tuple[Any, ...], nodes: list[str] | None, where: str
 ) -> None:
@@ -163,13 +189,7 @@ def add_capabilities(
     A capability the node's spec already has is replaced: the marker, closer to the
     test, wins.
     """
-    unknown = sorted(set(nodes or ()) - set(spec.nodes))
-    if unknown:
-        known = ", ".join(sorted(spec.nodes))
-        raise SpecError(
-            f"{where}: nodes={unknown} are not in the home (its nodes: {known}); "
-            "name existing nodes or leave nodes out to mean all"
-        )
+    check_node_names(spec, nodes, where)
     for node_name in nodes if nodes is not None else list(spec.nodes):
         node_spec = spec.nodes[node_name]
         node_where = f"{where}: node {node_name!r}"
@@ -180,6 +200,46 @@ def add_capabilities(
                     c for c in node_spec.capabilities if c.name.lower() != name
                 ]
                 node_spec.capabilities.append(instance)
+
+
+def add_thread(
+    spec: HomeSpec, nodes: list[str] | None, settings: dict[str, Any], where: str
+) -> None:
+    """Put the named nodes on the marker's Thread network: a node that already has Thread
+    keeps its parameters and takes the marker's channel and PAN ID; the others get Thread.
+    Without names: the home's Thread nodes, or every node when none has Thread."""
+    from pytest_cirque.capabilities.model.thread import Thread
+
+    def has_thread(name: str) -> bool:
+        return any(isinstance(c, Thread) for c in spec.nodes[name].capabilities)
+
+    check_node_names(spec, nodes, where)
+    if nodes is None:
+        nodes = [name for name in spec.nodes if has_thread(name)] or list(spec.nodes)
+    for name in nodes:
+        params = next(
+            (dict(c.params) for c in spec.nodes[name].capabilities if isinstance(c, Thread)), {}
+        )
+        add_capabilities(spec, ({"Thread": {**params, **settings}},), [name], where)
+
+
+def thread_to_form(item: pytest.Item, home: Home) -> list[Any] | None:
+    """The nodes whose network ``@pytest.mark.thread(form=True)`` asks to form, in the
+    order of the spec (the first becomes leader), or None."""
+    from pytest_cirque.capabilities.model.thread import Thread
+
+    marker = written_marker(item, "thread")
+    if marker is None:
+        return None
+    nodes, _settings, form = call_marker(item, marker, thread_marker)
+    if not form:
+        return None
+    chosen = [
+        node
+        for name, node in list(home.nodes.items())
+        if (nodes is None or name in nodes) and node.driver(Thread) is not None
+    ]
+    return chosen or None
 
 
 #: Keyword of a radio marker the plugin added at collection, for selection only.
@@ -197,20 +257,17 @@ def spec_from_markers(item: pytest.Item) -> tuple[HomeSpec, str | None] | None:
 
     Raises SpecError in one line naming the test and the marker; creates nothing.
     """
-    for radio, reason in UNAVAILABLE_RADIOS.items():
-        marker = written_marker(item, radio)
-        if marker is not None:
-            call_marker(item, marker, radio_marker)
-            raise SpecError(
-                f"{item.nodeid}: @pytest.mark.{radio}: {reason}; they arrive with the radio "
-                "media, until then deselect these tests (-m 'not " + radio + "')"
-            )
     wifi = written_marker(item, "wifi")
     if wifi is not None:
         stations, ap = call_marker(item, wifi, wifi_marker)
         # The wifi_ap fixture's settings, checked now: a bad PSK fails before any home.
         where = f"{item.nodeid}: @pytest.mark.wifi"
         build_capability({"WiFiAP": {"ssid": "cirque-ap", **ap}}, where)
+    thread = written_marker(item, "thread")
+    if thread is not None:
+        thread_nodes, thread_settings, _form = call_marker(item, thread, thread_marker)
+        # The network's settings, checked now: a bad channel fails before any home.
+        build_capability({"Thread": thread_settings}, f"{item.nodeid}: @pytest.mark.thread")
     home_mark = item.get_closest_marker("home")
     capability_marks = list(item.iter_markers("capabilities"))
     checked = [call_marker(item, mark, capabilities_marker) for mark in capability_marks]
@@ -231,6 +288,8 @@ def spec_from_markers(item: pytest.Item) -> tuple[HomeSpec, str | None] | None:
         spec.media.add("wifi")
         if stations:
             add_capabilities(spec, ("WiFi",), stations, f"{item.nodeid}: @pytest.mark.wifi")
+    if thread is not None:
+        add_thread(spec, thread_nodes, thread_settings, f"{item.nodeid}: @pytest.mark.thread")
     spec.check_media()
     return spec, name
 
@@ -423,6 +482,7 @@ def report_homes(item: pytest.Item, report: pytest.TestReport, homes: list[Home]
                 report.sections.append((f"cirque node {home.name}/{node_name}", "\n".join(parts)))
             written += _write(folder / f"{home.name}.{node_name}.log", log)
         written += report_wifi(home, report, folder)
+        written += report_thread(home, report, folder)
         if settings.keep and not home.kept:
             if will_rerun(item):
                 report.sections.append(
@@ -488,8 +548,7 @@ def report_wifi(home: Home, report: pytest.TestReport, folder: Path) -> list[str
         wifi = medium.as_wifi()
         state = wifi.status()
         lines = [
-            f"ap {name}: {ap.ssid!r} {ap.security} bssid {ap.bssid} "
-            f"clients {ap.clients or '-'}"
+            f"ap {name}: {ap.ssid!r} {ap.security} bssid {ap.bssid} clients {ap.clients or '-'}"
             for name, ap in state.aps.items()
         ]
         for name, station in state.stations.items():
@@ -509,6 +568,28 @@ def report_wifi(home: Home, report: pytest.TestReport, folder: Path) -> list[str
     except CirqueError as exc:
         report.sections.append((f"cirque wifi {home.name}", f"(unavailable: {exc})"))
     return written
+
+
+def report_thread(home: Home, report: pytest.TestReport, folder: Path) -> list[str]:
+    """A Thread home's network as ``ot-ctl`` sees it (roles, neighbours, each daemon's
+    log) and the capture of its air (802.15.4, which Wireshark decodes)."""
+    from pytest_cirque import thread
+    from pytest_cirque.radios.relay.protocol import THREAD_MEDIUM
+
+    medium = home.media.get(THREAD_MEDIUM)
+    if medium is None:
+        return []
+
+    try:
+        nodes = thread.thread_nodes(home)
+        summary = "\n".join([thread.topology(nodes), *(thread.report(node) for node in nodes)])
+        report.sections.append((f"cirque thread {home.name}", summary))
+        written = _write(folder / f"{home.name}.thread.txt", summary)
+        capture = medium.save_capture(folder / f"{home.name}.thread.pcap")
+    except (CirqueError, OSError) as exc:  # the report must not fail for a half-gone home
+        report.sections.append((f"cirque thread {home.name}", f"(unavailable: {exc})"))
+        return []
+    return written + ([str(capture)] if capture is not None else [])
 
 
 def keep_capture(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
@@ -673,6 +754,11 @@ def home(request: pytest.FixtureRequest, cirque: Cirque) -> Iterator[Home]:
     except CirqueError as exc:  # an unknown image, a failed start: one line at setup
         raise setup_failure(f"{request.node.nodeid}: {exc}") from None
     try:
+        to_form = thread_to_form(request.node, made)
+        if to_form:
+            from pytest_cirque import thread
+
+            thread.form(to_form)
         yield made
     finally:
         _destroy_all([made])
@@ -741,6 +827,42 @@ def wifi_ap(request: pytest.FixtureRequest, home: Home, wifi_ap_factory) -> Acce
         return wifi_ap_factory("ap", **settings)
     except SpecError as exc:
         raise setup_failure(f"{request.node.nodeid}: wifi_ap: {exc}") from None
+
+
+@pytest.fixture
+def thread_network(request: pytest.FixtureRequest, home: Home) -> ThreadNetwork:
+    """The Thread network of the test's home: its dataset (``.dataset``), its nodes, and
+    their roles now (``.leader``, ``.routers``, ``.children``, ``.roles()``). Formed before
+    the test by ``@pytest.mark.thread`` (form=True, the default); else ``.form()`` forms
+    it."""
+    from pytest_cirque import thread
+
+    try:
+        return thread.network(home)
+    except CirqueError as exc:
+        raise setup_failure(f"{request.node.nodeid}: thread_network: {exc}") from None
+
+
+@pytest.fixture
+def thread_node_factory(request: pytest.FixtureRequest, home: Home) -> Callable[..., Node]:
+    """Add a Thread node to the test's home: ``thread_node_factory(name, start=True,
+    image=None, **thread)`` with the Thread capability's parameters (position, mode,
+    commissioned, channel, ...). With ``start`` it starts Thread and waits until the node
+    is attached (leader, router or child). A bad parameter raises SpecError and adds
+    nothing."""
+    from pytest_cirque import thread
+
+    def make(name: str, start: bool = True, image: str | None = None, **params: Any) -> Node:
+        spec: dict[str, Any] = {"capabilities": [{"Thread": params}]}
+        if image is not None:
+            spec["image"] = image
+        node = home.add_node(name, spec)
+        if start:
+            thread.start(node)
+            thread.wait_for_state(node, thread.ATTACHED)
+        return node
+
+    return make
 
 
 SCOPES = ("class", "module", "package", "session")

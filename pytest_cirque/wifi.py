@@ -21,6 +21,8 @@ from pytest_cirque.capabilities.runtime.wifi import AccessPointDriver
 from pytest_cirque.core import ownership
 from pytest_cirque.core.errors import CirqueError, NodeError, ProvisioningError, WaitTimeout
 from pytest_cirque.core.waiting import wait_until
+from pytest_cirque.homes.ping import PingResult
+from pytest_cirque.homes.ping import ping as node_ping
 from pytest_cirque.radios.relay.protocol import WIFI_INTERFACE as INTERFACE
 from pytest_cirque.radios.relay.protocol import WIFI_MEDIUM as MEDIUM
 
@@ -60,17 +62,6 @@ class AccessPoint:
 
 
 @dataclass
-class PingResult:
-    sent: int
-    received: int
-    rtt_ms: list[float] = field(default_factory=list)
-
-    @property
-    def loss(self) -> float:
-        return 1.0 - self.received / self.sent if self.sent else 1.0
-
-
-@dataclass
 class ProvisionReport:
     """What ``provision`` did: each step's duration in seconds, and where it ended."""
 
@@ -104,9 +95,7 @@ def ctrl(station: Node, command: str) -> str:
 
 def status(station: Node) -> dict[str, str]:
     """The station's STATUS as a dict (wpa_state, bssid, ssid, ip_address, ...)."""
-    return dict(
-        line.split("=", 1) for line in ctrl(station, "STATUS").splitlines() if "=" in line
-    )
+    return dict(line.split("=", 1) for line in ctrl(station, "STATUS").splitlines() if "=" in line)
 
 
 def control_log(station: Node, tail: int = CONTROL_LOG_TAIL) -> str:
@@ -122,9 +111,7 @@ def access_point(node: Node) -> AccessPoint:
     """The access point behind a node with the WiFiAP capability."""
     driver = node.driver(WiFiAP)
     if not isinstance(driver, AccessPointDriver):
-        raise NodeError(
-            f"node {node.name} is not an access point; give it the WiFiAP capability"
-        )
+        raise NodeError(f"node {node.name} is not an access point; give it the WiFiAP capability")
     info = wifi_of(node).status().aps.get(node.name)
     if info is None:
         raise NodeError(f"node {node.name}: its access point is not on the WiFi medium")
@@ -202,9 +189,7 @@ def best_result(text: str, ssid: str) -> dict[str, Any] | None:
     return max(matches, key=lambda r: r["signal"]) if matches else None
 
 
-def configure_network(
-    station: Node, ssid: str, psk: str | None, hidden: bool = False
-) -> int:
+def configure_network(station: Node, ssid: str, psk: str | None, hidden: bool = False) -> int:
     """Add a network block for ``ssid`` (WPA2-PSK, or open without ``psk``); its id."""
     network_id = ctrl(station, "ADD_NETWORK").strip()
     if not network_id.isdigit():
@@ -268,8 +253,9 @@ def associate(
     if not isinstance(result, dict):
         state = status(station).get("wpa_state", "?")
         raise _failure(
-            station, "associate", f"not associated with {ssid!r} within {timeout:g} s "
-            f"(wpa_state={state})"
+            station,
+            "associate",
+            f"not associated with {ssid!r} within {timeout:g} s (wpa_state={state})",
         )
     return result
 
@@ -314,16 +300,7 @@ def ping(
     deadline_s: float | None = None,
 ) -> PingResult:
     """Ping ``target`` from the station; fails when more than ``max_loss`` (0..1) is lost."""
-    # -W (wait per reply), not -w (a deadline): with -w, ping stops once it has ``count``
-    # replies and counts requests still in flight as lost.
-    deadline = deadline_s or count * interval + 5
-    command = ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "2"]
-    result = station.exec([*command, target], timeout=deadline + 10)
-    sent = re.search(r"(\d+) packets transmitted, (\d+) received", result.stdout)
-    rtts = [float(m) for m in re.findall(r"time=([\d.]+) ms", result.stdout)]
-    outcome = PingResult(int(sent.group(1)), int(sent.group(2)), rtts) if sent else PingResult(
-        count, 0
-    )
+    outcome = node_ping(station, target, count, interval, deadline_s=deadline_s)
     if outcome.loss > max_loss:
         raise _failure(
             station,

@@ -83,6 +83,10 @@ class Capability:
             raise SpecError(f"{subject(where, cls.name)} takes no parameters (got {unknown})")
         return cls()
 
+    def check_node(self, where: str, image: str, docker_network: str) -> None:
+        """Refuse (one SpecError line) a node this capability cannot serve: its image (the
+        spec's name) or its ``docker_network``. Called before anything is created."""
+
     def configure(self, config: ContainerConfig, node_name: str) -> None:
         """Add to the container's creation options."""
 

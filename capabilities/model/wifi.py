@@ -124,8 +124,10 @@ class WiFi(Radio):
         # medium's stations socket it connects to (with the station's own token).
         config.home_volumes[STATIONS_VOLUME] = (STATIONS_DIR, True)
         # Its wpa_supplicant, iw and iwlist (the relay program under those names) come
-        # before the image's own, which cannot drive a simulated radio.
-        config.environment["PATH"] = f"{STATIONS_DIR}/bin:{DEFAULT_PATH}"
+        # before the image's own, which cannot drive a simulated radio; in front of what
+        # another capability put first (Thread's ot-ctl), not instead of it.
+        path = config.environment.get("PATH", DEFAULT_PATH)
+        config.environment["PATH"] = f"{STATIONS_DIR}/bin:{path}"
         # dhcpcd wants promote_secondaries on its interface and writes it when it is off,
         # which a container's read-only /proc/sys refuses: wlan0 inherits it on instead.
         config.sysctls["net.ipv4.conf.default.promote_secondaries"] = "1"

@@ -40,8 +40,10 @@ class NodeRuntime(Protocol):
         """The node's IPv4 address on the home LAN."""
         ...
 
-    def exec(self, cmd: str | list[str], timeout: float = 30, check: bool = False) -> ExecResult:
-        """Run a command inside the node."""
+    def exec(
+        self, cmd: str | list[str], timeout: float = 30, check: bool = False, *, record: bool = True
+    ) -> ExecResult:
+        """Run a command inside the node (kept in its history unless ``record=False``)."""
         ...
 
     def run_netadmin(self, script: str, timeout: float = 30) -> ExecResult:

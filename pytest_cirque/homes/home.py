@@ -4,7 +4,8 @@ Creation order: validate (the spec was parsed), resolve images, let capabilities
 configure each node, check the segments' room, create the networks and volumes the nodes
 need, create and start the containers in parallel, each followed at once by its segment
 guard (networks.segment_guard, from a NET_ADMIN-only helper in that node's own network
-namespace), start capabilities, then wait for what the nodes' ``wait_for`` asks. A
+namespace), start capabilities, route the LAN nodes to what a node routes for them (a
+Thread border router's prefix), then wait for what the nodes' ``wait_for`` asks. A
 failure at any point removes what was made and raises one line. Teardown runs in
 reverse, never stops half-way (also on Ctrl-C), and reports every problem in one line at
 the end.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from pytest_cirque.capabilities.runtime.thread import LanRouter
 from pytest_cirque.core import identity
 from pytest_cirque.core.docker_backend import Backend, run_parallel
 from pytest_cirque.core.errors import CirqueError, NodeError, SpecError, one_line
@@ -142,6 +144,7 @@ class Home:
             home_id=self.name,
             resolve_image=self.resolve_image,
             medium=self.medium,
+            rewire=lambda node: self._route_lans([node]),
         )
 
     def _build(self, specs: list[NodeSpec]) -> None:
@@ -182,6 +185,7 @@ class Home:
                 run_parallel([n.post_start for n in with_capabilities], PARALLELISM),
                 "starting capabilities",
             )
+            self._route_lans(new_nodes)
             waiting = [n for n in new_nodes if n.spec.wait_for is not None]
             self._raise_first(
                 run_parallel([n.wait_for_spec for n in waiting], PARALLELISM),
@@ -192,6 +196,44 @@ class Home:
             if errors:
                 self.context.on_cleanup_problems(self.name, errors)
             raise
+
+    def _route_lans(self, nodes: list[Node]) -> None:
+        """Give every node on the LAN network of a node that routes prefixes for it (a
+        Thread border router) a route to them through that node's LAN address, for the
+        pairs that involve ``nodes``. Each comes from a NET_ADMIN-only helper in the
+        node's own network namespace (Node.run_netadmin): LAN nodes need no privilege."""
+        present = list(self.nodes.values())
+        routes: dict[str, list[str]] = {}
+        for router in present:
+            prefixes = [
+                prefix
+                for driver in router.drivers
+                if isinstance(driver, LanRouter)
+                for prefix in driver.lan_routes()
+            ]
+            if not prefixes or router.network is None or not router.ipv6:
+                continue
+            for peer in present:
+                if (
+                    peer is router
+                    or peer.network is None
+                    or peer.network.name != router.network.name
+                    or (router not in nodes and peer not in nodes)
+                ):
+                    continue
+                routes.setdefault(peer.name, []).extend(
+                    f"ip -6 route replace {prefix} via {router.ipv6[0]}\n" for prefix in prefixes
+                )
+        self._raise_first(
+            run_parallel(
+                [
+                    partial(self.nodes[name].run_netadmin, "".join(lines), output=False)
+                    for name, lines in routes.items()
+                ],
+                PARALLELISM,
+            ),
+            "routing LAN nodes to a Thread border router",
+        )
 
     def _check_room(self, new_nodes: list[Node]) -> None:
         """Refuse, before anything is created, more nodes on a LAN segment than its /24

@@ -64,6 +64,9 @@ class NodeContext:
     resolve_image: Callable[[str], str]
     #: The home's medium of a kind ("wifi", "lan"), started on first use.
     medium: Callable[[str], MediumContainer]
+    #: Told when a node's network namespace was set up again (a restart), so the home
+    #: redoes what it wires between nodes (routes to a Thread border router's prefix).
+    rewire: Callable[[Node], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,8 +133,10 @@ class Node:
     # ---- lifecycle (called by the home) ---------------------------------------------
 
     def prepare(self) -> None:
-        """Let every capability add to the container's creation options."""
+        """Let every capability check the node and add to the container's creation options."""
         for capability in self.capabilities:
+            where = f"{self.spec.where or f'node {self.name}'} capability {capability.name}"
+            capability.check_node(where, self.spec.image, self.spec.docker_network)
             capability.configure(self.config, self.name)
 
     def create(self, network: Network | None, idle_command: bool) -> None:
@@ -356,6 +361,8 @@ class Node:
                     f"{driver.name} failed to set up again after a restart "
                     f"({type(exc).__name__}: {exc})"
                 ) from exc
+        if self.context.rewire is not None:
+            self.context.rewire(self)
 
     def wait_until(self, predicate: Callable[[], Any], what: str, timeout: float = 30) -> Any:
         """Poll ``predicate()`` (no arguments) until it returns something truthy, and

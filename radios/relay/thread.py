@@ -60,8 +60,9 @@ UDP = 17
 CHANNELS = range(11, 27)
 #: The longest PSDU 802.15.4 allows (aMaxPhyPacketSize).
 MAX_PSDU = 127
-#: The OpenThread binaries the medium hands to its nodes, and where its image has them.
-BINARIES = ("ot-daemon", "ot-ctl", "ot-rcp")
+#: The OpenThread binaries the medium hands to its nodes (and cirque-rcp-tty, the serial
+#: line of a node in RCP mode), and where its image has them.
+BINARIES = ("ot-daemon", "ot-ctl", "ot-rcp", "cirque-rcp-tty")
 BINARIES_SOURCE = "/usr/local/bin"
 
 

@@ -168,3 +168,13 @@ def test_the_engine_can_run_a_wifi_medium(checks: dict[str, doctor.Check]) -> No
         "a medium hands nodes its relay on a read-only volume",
     )
     assert "a medium with no capabilities" in check.method
+
+
+def test_thread_is_reported_available_once_its_image_is_built(
+    client: docker.DockerClient,
+) -> None:
+    image_builder.ensure_image(client, "thread")
+    check = {c.name: c for c in doctor.run_checks(client)}["thread"]
+    assert check.status == doctor.OK, check
+    # The daemon really ran: the version is what ot-ctl answered.
+    assert check.detail.startswith("available: OPENTHREAD/openthread-sys-0.4.0; POSIX")

@@ -296,9 +296,14 @@ def test_sigint_while_a_test_waits_tears_everything_down(
             home["a"].wait_until(lambda: False, "Ctrl-C", timeout=600)
         """
     )
+    # -X faulthandler: should the inner run not end, SIGABRT makes it print every thread's
+    # stack, so the failure shows where it hangs. Its stdin is not the xdist worker's
+    # (which carries the worker's channel to the controller).
+    command = [sys.executable, "-X", "faulthandler", "-m", "pytest", "-p", "no:cacheprovider"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--testrunuid", run_id],
+        [*command, "--testrunuid", run_id],
         cwd=pytester.path,
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -312,7 +317,12 @@ def test_sigint_while_a_test_waits_tears_everything_down(
             log=lambda: f"nodes so far: {run_nodes(client, run_id)}",
         )
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=120)
+        try:
+            output, _ = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            output, _ = process.communicate(timeout=30)
+            pytest.fail(f"pytest had not ended 120 s after SIGINT; its threads:\n{output}")
     finally:
         if process.poll() is None:
             process.kill()
@@ -460,6 +470,61 @@ def test_wifi_marker_fixture_and_failure_report(
     result = run_inner(pytester, run_id, "-k", "without_medium")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*node sta: capability WiFi needs the home's wifi medium*"])
+    assert run_objects(client, run_id) == []
+
+
+THREAD = """
+import pytest
+from pytest_cirque import thread
+
+
+@pytest.mark.thread(channel=21, panid=0x1234)
+@pytest.mark.home({"n1": {}, "n2": {}})
+def test_formed(home, thread_network, thread_node_factory):
+    assert thread_network.dataset.channel == 21
+    assert thread_network.leader.name == "n1"
+    assert thread_network.roles()["n2"] in ("router", "child")
+    n3 = thread_node_factory("n3", position=[20, 0], channel=21, panid=0x1234)
+    assert thread.state(n3) in ("router", "child")
+    assert thread.ping(n3, home["n1"]).received == 3
+    print("TOPOLOGY", thread_network.topology())
+
+
+@pytest.mark.thread(form=False)
+@pytest.mark.home({"n1": {}})
+def test_not_formed(thread_network):
+    assert thread_network.roles() == {"n1": "disabled"}
+
+
+@pytest.mark.thread
+@pytest.mark.home({"n1": {}, "n2": {}})
+def test_fails_after_forming(home):
+    assert False, "deliberate failure"
+"""
+
+
+def test_thread_marker_fixtures_and_failure_report(
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str
+) -> None:
+    pytester.makepyfile(test_thread=THREAD)
+    result = run_inner(pytester, run_id, "-m", "thread", "-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, failed=1)
+    home = f"cirque-{run_id}-main-test_fails_after_forming"
+    result.stdout.fnmatch_lines(
+        [
+            "TOPOLOGY thread network *: channel 21, PAN ID 0x1234, *",
+            "  n1: leader, rloc16 0x*, partition *; neighbours: *n2 (*",
+            f"*cirque thread {home}*",
+            "  n1: leader, *",
+            "--- thread node n2 ---",
+            "ot-ctl state: [rc]*",  # router or child
+        ]
+    )
+    folder = pytester.path / "cirque-logs" / "test_thread.py_test_fails_after_forming"
+    pcap = (folder / f"{home}.thread.pcap").read_bytes()
+    assert pcap[:4] == b"\xd4\xc3\xb2\xa1" and int.from_bytes(pcap[20:24], "little") == 195
+    assert len(pcap) > 1000  # the frames that formed the network
+    assert "n1: leader" in (folder / f"{home}.thread.txt").read_text()
     assert run_objects(client, run_id) == []
 
 

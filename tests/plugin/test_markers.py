@@ -13,7 +13,7 @@ def test_markers_are_registered_with_descriptions(pytester: pytest.Pytester) -> 
             "@pytest.mark.home(spec, [*], name=None): the nodes of the test's `home` fixture*",
             "@pytest.mark.capabilities([*]capabilities, nodes=None): add capabilities*",
             "@pytest.mark.wifi([*], stations=None, [*][*]ap): the test's home has a WiFi medium*",
-            "@pytest.mark.thread([*][*]options): *Thread*",
+            "@pytest.mark.thread([*], nodes=None, channel=None, panid=None, form=True): *Thread*",
         ]
     )
 
@@ -40,29 +40,6 @@ def test_strict_markers_accepts_the_radio_markers_and_m_selects_them(
     result = pytester.runpytest("--strict-markers", "--collect-only", "-q", "-m", "wifi")
     result.stdout.fnmatch_lines(["*::test_wifi", "*1/3 tests collected (2 deselected)*"])
     assert result.ret == 0
-
-
-@pytest.mark.parametrize("radio", ["thread"])
-def test_radio_markers_fail_setup_in_one_line(pytester: pytest.Pytester, radio: str) -> None:
-    pytester.makepyfile(
-        f"""
-        import pytest
-
-        @pytest.mark.{radio}(channel=6)
-        def test_radio():
-            raise AssertionError("the test body must not run")
-        """
-    )
-    result = pytester.runpytest("--strict-markers")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
-        [
-            f"test_radio_markers_fail_setup_in_one_line.py::test_radio: @pytest.mark.{radio}: "
-            "simulated * radios are not available in this version*"
-        ]
-    )
-    result.stdout.no_fnmatch_line("*Traceback*")
-    result.stdout.no_fnmatch_line("*the test body must not run*")
 
 
 BAD_MARKERS = [
@@ -92,6 +69,24 @@ BAD_MARKERS = [
         "@pytest.mark.capabilities('LanAccess', node=['hub'])",
         "@pytest.mark.capabilities: got an unexpected keyword argument 'node'",
     ),
+    (
+        "@pytest.mark.thread(channel=30)",
+        "@pytest.mark.thread: capability Thread field 'channel': must be an 802.15.4 channel*",
+    ),
+    (
+        "@pytest.mark.thread(panid='0x1ffff')",
+        "@pytest.mark.thread: capability Thread field 'panid': must be a 16-bit PAN ID*",
+    ),
+    (
+        "@pytest.mark.thread(nodes='hub')",
+        "@pytest.mark.thread: nodes must be a list of node names, not 'hub'",
+    ),
+    (
+        "@pytest.mark.thread(nodes=['hub', 'nope'])",
+        "@pytest.mark.thread: nodes=[[]'nope'[]] are not in the home (its nodes: hub)*",
+    ),
+    ("@pytest.mark.thread(form='yes')", "@pytest.mark.thread: form must be True or False*"),
+    ("@pytest.mark.thread('hub')", "@pytest.mark.thread: takes 0 positional arguments*"),
 ]
 
 

@@ -208,3 +208,62 @@ def test_docker_unreachable_fails_setup_in_one_line(
         ["Docker engine unreachable at unix:///nonexistent/docker.sock*; start Docker*"]
     )
     result.stdout.no_fnmatch_line("*Traceback*")
+
+
+THREAD_RECORDING_CONFTEST = """
+import pytest
+
+class RecordingService:
+    def create_home(self, spec, name=None):
+        for node_name, node in spec.nodes.items():
+            threads = [c for c in node.capabilities if c.name == "Thread"]
+            params = threads[0].params if threads else None
+            if params:
+                params = {k: params[k] for k in sorted(params) if k in ("channel", "panid", "mode")}
+            print(f"CREATED {node_name}: {params}")
+        return Home()
+
+class Home:
+    name = "recorded"
+    nodes = {}
+    def destroy(self):
+        pass
+
+@pytest.fixture(scope="session")
+def cirque():
+    return RecordingService()
+"""
+
+
+def test_thread_marker_puts_the_nodes_on_one_network(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(THREAD_RECORDING_CONFTEST)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.home({"a": {}, "b": {}})
+        @pytest.mark.thread(channel=20)
+        def test_every_node(home):
+            pass
+
+        @pytest.mark.home({"a": {"capabilities": [{"Thread": {"mode": "-"}}]}, "b": {}})
+        @pytest.mark.thread(panid=0x1234)
+        def test_the_thread_nodes_keep_their_own_parameters(home):
+            pass
+
+        @pytest.mark.home({"a": {}, "b": {}})
+        @pytest.mark.thread(nodes=["b"])
+        def test_named(home):
+            pass
+        """
+    )
+    result = pytester.runpytest("-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    assert created_lines(result) == [
+        "CREATED a: {'channel': 20, 'mode': 'rdn'}",
+        "CREATED b: {'channel': 20, 'mode': 'rdn'}",
+        "CREATED a: {'mode': '-', 'panid': 4660}",
+        "CREATED b: None",
+        "CREATED a: None",
+        "CREATED b: {'mode': 'rdn'}",
+    ]
