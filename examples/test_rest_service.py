@@ -1,18 +1,22 @@
 """Cirque's REST API, used the way Cirque's own Flask example used it.
 
 A program written against Cirque's service creates a home from a topology, looks up its
-devices, reads the access point's SSID and PSK and drives the devices with shell commands
-over HTTP. Under pytest the ``cirque_service`` fixture serves that API from this process
-(one service per xdist worker); set CIRQUE_SERVICE_URL to talk to a `cirque serve` instead.
+devices, and drives them with shell commands over HTTP: it forms a Thread network with
+ot-ctl, scans for the access point with iwlist, joins it as a device's init would
+(wpa_passphrase into the configuration file, killall wpa_supplicant, start it again),
+takes a lease with dhcpcd and pings the other station. Under pytest the
+``cirque_service`` fixture serves that API from this process (one service per xdist
+worker); set CIRQUE_SERVICE_URL to talk to a `cirque serve` instead.
 
-The topology is Cirque's, minus Thread (refused until the Thread medium lands). The
-stations scan for the AP and join it with their own wpa_cli, as on a device; the AP's
-SSID and PSK were made up by the service, as Cirque's were.
+The topology is Cirque's, unchanged; the AP's SSID and PSK were made up by the service,
+as Cirque's were. Where Cirque's example slept a fixed time, this one waits for what it
+was waiting for.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -26,15 +30,19 @@ DEVICE_CONFIG = {
     "device0": {
         "type": "Generic Node",
         "base_image": "generic_node_image",
-        "capability": ["WiFi", "Interactive"],
+        "capability": ["WiFi", "Thread", "Interactive"],
+        "rcp_mode": True,
     },
     "device1": {
         "type": "GenericNode",
         "base_image": "generic_node_image",
-        "capability": ["WiFi", "Interactive"],
+        "capability": ["WiFi", "Thread", "Interactive"],
+        "rcp_mode": True,
     },
     "wifi-ap": {"type": "wifi_ap", "base_image": "mac80211_ap_image"},
 }
+CONF = "/etc/wpa_supplicant/wpa_supplicant.conf"
+LEASED = re.compile(r"wlan0: leased (\d+\.\d+\.\d+\.\d+) for (\d+) seconds")
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +61,12 @@ def home_id(service: httpx.Client) -> Iterator[str]:
     home = reply.json()
     yield home
     service.get(f"/destroy_home/{home}")
+
+
+@pytest.fixture(scope="module")
+def addresses() -> dict[str, str]:
+    """Each station's leased address, as test_006 finds them."""
+    return {}
 
 
 def device_cmd(
@@ -78,36 +92,72 @@ def test_002_created_devices(service: httpx.Client, home_id: str) -> None:
     assert {device["type"] for device in devices} == {"wifi_ap", "GenericNode", "Generic Node"}
 
 
-def test_003_scan_available_wifi_network(service: httpx.Client, home_id: str) -> None:
+def test_003_connect_to_thread_network(service: httpx.Client, home_id: str) -> None:
+    nodes = stations(service, home_id)
+    for device in nodes:
+        form = "ot-ctl panid 0x1234 && ot-ctl ifconfig up && ot-ctl thread start"
+        assert device_cmd(service, home_id, device, f"bash -c '{form}'")["return_code"] == "0"
+
+    def roles() -> set[str]:
+        return {
+            device_cmd(service, home_id, device, "ot-ctl state")["output"].split()[0]
+            for device in nodes
+        }
+
+    def formed() -> bool:
+        found = roles()
+        return "leader" in found and bool(found & {"router", "child"})
+
+    wait_until(formed, "a Thread leader and a router or child", 120)
+
+
+def test_004_scan_available_wifi_network(service: httpx.Client, home_id: str) -> None:
     ssid, _ = service.get(f"/wifi_ssid_psk/{home_id}").json()
     for device in stations(service, home_id):
-        assert device_cmd(service, home_id, device, "wpa_cli -i wlan0 scan")["output"] == "OK\n"
-        wait_until(
-            lambda device=device: (
-                ssid
-                in device_cmd(service, home_id, device, "wpa_cli -i wlan0 scan_results")["output"]
-            ),
-            f"{device} to see {ssid}",
-            30,
-        )
+        scan = device_cmd(service, home_id, device, "iwlist wlan0 scanning")["output"]
+        assert re.search(r'\s+ESSID:"(.+)"', scan).group(1) == ssid  # type: ignore[union-attr]
 
 
-def test_004_connect_to_desired_wifi_network(service: httpx.Client, home_id: str) -> None:
+def test_005_connect_to_desired_wifi_network(service: httpx.Client, home_id: str) -> None:
     ssid, psk = service.get(f"/wifi_ssid_psk/{home_id}").json()
     for device in stations(service, home_id):
-        join = (
-            "wpa_cli -i wlan0 add_network && "
-            f"wpa_cli -i wlan0 set_network 0 ssid '\"{ssid}\"' && "
-            f"wpa_cli -i wlan0 set_network 0 psk '\"{psk}\"' && "
-            "wpa_cli -i wlan0 enable_network 0"
-        )
-        assert device_cmd(service, home_id, device, join)["return_code"] == "0"
+        for command in (
+            f"sh -c 'wpa_passphrase {ssid} {psk} >> {CONF}'",
+            "killall wpa_supplicant",
+            f"wpa_supplicant -B -i wlan0 -c {CONF} -f /var/log/wpa_supplicant.log -t -dd",
+        ):
+            reply = device_cmd(service, home_id, device, command)
+            assert reply["return_code"] == "0", f"{command}: {reply}"
     for device in stations(service, home_id):
         wait_until(
             lambda device=device: (
                 "wpa_state=COMPLETED"
                 in device_cmd(service, home_id, device, "wpa_cli -i wlan0 status")["output"]
             ),
-            f"{device} to associate with {ssid}",
+            f"{device} to join {ssid}",
             30,
         )
+
+
+def test_006_device_connectivity(
+    service: httpx.Client, home_id: str, addresses: dict[str, str]
+) -> None:
+    for device in stations(service, home_id):
+        reply = device_cmd(service, home_id, device, "dhcpcd wlan0")
+        assert reply["return_code"] == "0", reply
+        leased = LEASED.search(reply["output"])
+        assert leased, reply
+        addresses[device] = leased.group(1)
+    first, second = list(addresses)
+    ping = device_cmd(service, home_id, first, f"ping -c 3 {addresses[second]}")["output"]
+    assert re.search(r"(\d+)% packet loss", ping).group(1) != "100"  # type: ignore[union-attr]
+
+
+def test_007_stations_reach_the_access_point(
+    service: httpx.Client, home_id: str, addresses: dict[str, str]
+) -> None:
+    ap = service.get(f"/device_state/{home_id}/wifi-ap").json()
+    gateway = ap["capability"]["WiFiAP"]["address"]  # its wlan0, the stations' router
+    for device in addresses:
+        reply = device_cmd(service, home_id, device, f"ping -c 3 {gateway}")
+        assert reply["return_code"] == "0", reply

@@ -5,7 +5,9 @@ a device specification becomes the Cirque device config the REST topology would 
 so both front ends accept and refuse the same things. Status codes: NOT_FOUND for an
 unknown home or device, INVALID_ARGUMENT for a refused specification, ABORTED with the
 output for a command that exits non-zero (as Cirque did), DEADLINE_EXCEEDED for one
-killed at its time limit, PERMISSION_DENIED for a caller the gate refuses.
+killed at its time limit, PERMISSION_DENIED for a caller the gate refuses. A command's
+time limit is the call's deadline (``timeout=`` on the stub call); a call without one gets
+the service's default, as a REST call without ``?timeout=`` does.
 """
 
 from __future__ import annotations
@@ -21,10 +23,18 @@ from google.protobuf import empty_pb2
 from pytest_cirque.core.errors import CirqueError, ExecTimeout, ImageError, NotFound, SpecError
 from pytest_cirque.service.peers import Gate
 from pytest_cirque.service.proto import capability_pb2, device_pb2, service_pb2, service_pb2_grpc
-from pytest_cirque.service.registry import ServiceHomes, check_timeout
+from pytest_cirque.service.registry import (
+    DEFAULT_COMMAND_TIMEOUT_S,
+    MAX_COMMAND_TIMEOUT_S,
+    ServiceHomes,
+)
 
 #: Threads serving gRPC calls at once (each may wait on Docker for a while).
 WORKERS = 16
+#: What of a call's deadline is kept to kill a command and answer before the caller gives
+#: up, and the least time a command is given however near the deadline.
+DEADLINE_MARGIN_S = 0.5
+MIN_COMMAND_TIMEOUT_S = 0.1
 
 R = TypeVar("R")
 
@@ -51,6 +61,8 @@ def device_config(spec: device_pb2.DeviceSpecification) -> dict[str, Any]:
             config["weave_config_target_path"] = spec.weave_capability.target_path
     if spec.HasField("thread_capability"):
         capabilities.append("Thread")
+        if spec.thread_capability.rcp_mode:
+            config["rcp_mode"] = True
     if spec.HasField("wifi_capability"):
         capabilities.append("WiFi")
     if spec.HasField("xvnc_capability"):
@@ -92,7 +104,11 @@ def device_message(device: dict[str, Any]) -> device_pb2.CirqueDevice:
     if "LanAccess" in capabilities:
         spec.lan_access_capability.SetInParent()
     if "Thread" in capabilities:
-        spec.thread_capability.SetInParent()
+        spec.thread_capability.CopyFrom(
+            capability_pb2.ThreadCapability(
+                rcp_mode=bool(capabilities["Thread"].get("rcp_mode", False))
+            )
+        )
     if "Xvnc" in capabilities:
         xvnc = capabilities["Xvnc"]
         spec.xvnc_capability.CopyFrom(
@@ -106,7 +122,7 @@ def device_message(device: dict[str, Any]) -> device_pb2.CirqueDevice:
         spec.trafficcontrol_capability.CopyFrom(
             capability_pb2.TrafficControlCapability(
                 latency_ms=int(traffic.get("latencyMs") or 0),
-                loss_rate=float(traffic.get("loss") or 0),
+                loss_rate=round(float(traffic.get("loss") or 0)),
             )
         )
     if "Mount" in capabilities:
@@ -137,6 +153,14 @@ def device_message(device: dict[str, Any]) -> device_pb2.CirqueDevice:
             psk=description.get("psk") or "",
         ),
     )
+
+
+def command_time_limit(remaining: float | None) -> float:
+    """A command's time limit: what is left of the call's deadline (the command is killed
+    just before the caller gives up), else the service's default."""
+    if remaining is None:
+        return DEFAULT_COMMAND_TIMEOUT_S
+    return min(max(remaining - DEADLINE_MARGIN_S, MIN_COMMAND_TIMEOUT_S), MAX_COMMAND_TIMEOUT_S)
 
 
 def _status(exc: CirqueError) -> grpc.StatusCode:
@@ -192,7 +216,7 @@ class CirqueServicer(service_pb2_grpc.CirqueServiceServicer):
 
     @guarded
     def ExecuteDeviceCommand(self, request: Any, context: Any) -> Any:
-        timeout = check_timeout(request.timeout_s or None)
+        timeout = command_time_limit(context.time_remaining())
         result = self.homes.run(request.home_id, request.device_id, request.command, timeout)
         output = result.stdout + result.stderr
         if result.exit_code != 0:

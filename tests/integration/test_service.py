@@ -8,7 +8,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,14 +15,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import grpc
 import httpx
 import pytest
 
-from pytest_cirque.core import identity
-from pytest_cirque.core.docker_backend import Backend, connect
 from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.service.proto import (
     capability_pb2,
@@ -32,10 +28,9 @@ from pytest_cirque.service.proto import (
     service_pb2_grpc,
 )
 
+from .service_client import CLIENT_TIMEOUT_S, Served, cmd, create, objects_of_home
+
 TOKEN = "a-token-of-twenty-chars"
-#: A safety net against a hung server, not a time bound of any test.
-CLIENT_TIMEOUT_S = 300.0
-START_WAIT_S = 300.0
 CLEANUP_WAIT_S = 120.0
 FLASK_TOPOLOGY = {
     "device0": {
@@ -47,52 +42,6 @@ FLASK_TOPOLOGY = {
     "wifi-ap": {"type": "wifi_ap", "base_image": "mac80211_ap_image"},
 }
 ONE_NODE = {"n": {"type": "generic_node_image"}}
-
-
-def objects_of_home(home_id: str) -> list[str]:
-    found = Backend(connect()).find([f"{identity.HOME}={home_id}"])
-    return sorted(f"{o.kind}:{o.name}" for o in found)
-
-
-class Served:
-    """A `cirque serve` process of the test, and how to reach it."""
-
-    def __init__(self, log: Path, *args: str) -> None:
-        self.log = log
-        self.stderr = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_cirque.cli", "serve", "--port", "0", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self.stderr,
-            start_new_session=True,
-        )
-        self.owner = identity.Owner(
-            socket.gethostname(), self.proc.pid, identity.process_start_time(self.proc.pid) or "0"
-        )
-        banner = wait_until(self._banner, "cirque serve to print its address", START_WAIT_S)
-        self.url: str = banner.group(1)
-        self.grpc_target: str | None = banner.group(3)
-
-    def _banner(self) -> re.Match[str] | None:
-        text = self.log.read_text()
-        if self.proc.poll() is not None:
-            raise AssertionError(f"cirque serve exited with {self.proc.returncode}: {text}")
-        return re.search(r"REST on (http://\S+) \(OpenAPI[^)]*\)(, gRPC on (\S+))?;", text)
-
-    def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=CLIENT_TIMEOUT_S, **kwargs)
-
-    def objects(self) -> list[str]:
-        found = Backend(connect()).find([f"{identity.OWNER}={self.owner.label}"])
-        return sorted(f"{o.kind}:{o.name}" for o in found)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait()
-        self.stderr.close()
-        return code
 
 
 @pytest.fixture(scope="module")
@@ -110,18 +59,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def client(served: Served) -> Iterator[httpx.Client]:
     with served.client() as http:
         yield http
-
-
-def cmd(home: str, device: str, command: str) -> str:
-    return f"/device_cmd/{home}/{device}/{quote(command, safe='')}"
-
-
-def create(http: httpx.Client, topology: Any) -> str:
-    reply = http.post("/create_home", json=topology)
-    assert reply.status_code == 200, reply.text
-    home_id = reply.json()
-    assert isinstance(home_id, str)
-    return home_id
 
 
 # ---- the REST API, as Cirque's Flask example uses it
@@ -295,6 +232,57 @@ def test_root_route_removes_every_home(served: Served, client: httpx.Client) -> 
     assert sorted(client.get("/").json()) == sorted(before)
     assert client.get("/get_homes").json() == []
     assert [objects_of_home(home) for home in homes] == [[], []]
+
+
+THREAD_TOPOLOGY = {
+    name: {
+        "type": "generic_node",
+        "base_image": "generic_node_image",
+        "capability": ["Thread"],
+        "rcp_mode": True,
+    }
+    for name in ("node0", "node1")
+}
+#: Forming takes seconds; a lone node gives up attaching after some more.
+THREAD_FORM_TIMEOUT_S = 120.0
+
+
+@pytest.mark.slow
+def test_thread_formed_with_ot_ctl_through_rest(client: httpx.Client) -> None:
+    home = create(client, THREAD_TOPOLOGY)
+    try:
+        for device in THREAD_TOPOLOGY:
+            for command in ("ot-ctl panid 0x1234", "ot-ctl ifconfig up", "ot-ctl thread start"):
+                reply = client.get(cmd(home, device, command)).json()
+                # OpenThread's CLI ends its lines with CR LF.
+                assert reply["return_code"] == "0", (device, command, reply)
+                assert reply["output"].split() == ["Done"], (device, command, reply)
+
+        def roles() -> list[str]:
+            return [
+                client.get(cmd(home, device, "ot-ctl state")).json()["output"].split()[0]
+                for device in THREAD_TOPOLOGY
+            ]
+
+        def formed() -> list[str] | None:
+            found = roles()
+            joined = "router" in found or "child" in found
+            return found if "leader" in found and joined else None
+
+        found = wait_until(
+            formed,
+            "one node to lead the Thread network and the other to join it",
+            THREAD_FORM_TIMEOUT_S,
+        )
+        assert found.count("leader") == 1, found
+        panids = {
+            client.get(cmd(home, device, "ot-ctl panid")).json()["output"].split()[0]
+            for device in THREAD_TOPOLOGY
+        }
+        assert panids == {"0x1234"}
+    finally:
+        client.get(f"/destroy_home/{home}")
+    assert objects_of_home(home) == []
 
 
 # ---- gRPC

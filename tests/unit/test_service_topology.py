@@ -7,13 +7,27 @@ import os
 from pathlib import Path
 
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
 
+from pytest_cirque.capabilities.model.base import ContainerConfig
 from pytest_cirque.core.errors import SpecError
+from pytest_cirque.radios.relay.protocol import STATIONS_DIR, THREAD_BIN_DIR
 from pytest_cirque.service import topology
-from pytest_cirque.service.grpc_api import device_config, device_message, parse_peer
+from pytest_cirque.service.grpc_api import (
+    DEADLINE_MARGIN_S,
+    command_time_limit,
+    device_config,
+    device_message,
+    parse_peer,
+)
 from pytest_cirque.service.peers import Gate, peer_uid
-from pytest_cirque.service.proto import capability_pb2, device_pb2
-from pytest_cirque.service.registry import check_tail, check_timeout
+from pytest_cirque.service.proto import capability_pb2, device_pb2, service_pb2
+from pytest_cirque.service.registry import (
+    DEFAULT_COMMAND_TIMEOUT_S,
+    MAX_COMMAND_TIMEOUT_S,
+    check_tail,
+    check_timeout,
+)
 from pytest_cirque.spec import HomeSpec
 
 FLASK_EXAMPLE = {
@@ -212,7 +226,7 @@ def test_grpc_specification_becomes_a_cirque_device_config() -> None:
         wifi_capability=capability_pb2.WiFiCapability(),
         lan_access_capability=capability_pb2.LanAccessCapability(internal_lan=True),
         trafficcontrol_capability=capability_pb2.TrafficControlCapability(
-            latency_ms=20, loss_rate=1.5
+            latency_ms=20, loss_rate=2
         ),
     )
     config = device_config(spec)
@@ -221,7 +235,7 @@ def test_grpc_specification_becomes_a_cirque_device_config() -> None:
         "base_image": "generic_node_image",
         "capability": ["WiFi", "LanAccess", "TrafficControl"],
         "docker_network": "internal",
-        "traffic_control": {"latencyMs": 20, "loss": 1.5},
+        "traffic_control": {"latencyMs": 20, "loss": 2},
     }
     node, device = topology.translate_device("device0", config)
     assert node["image"] == "base" and device.type == "GenericNode"
@@ -247,3 +261,173 @@ def test_parse_grpc_peer() -> None:
     assert parse_peer("ipv4:127.0.0.1:5000") == ("127.0.0.1", 5000)
     assert parse_peer("ipv6:[::1]:5000") == ("::1", 5000)
     assert parse_peer("unix:/tmp/x") is None
+
+
+def test_grpc_thread_capability_keeps_rcp_mode_both_ways() -> None:
+    spec = device_pb2.DeviceSpecification(
+        device_type="Generic Node",
+        base_image="generic_node_image",
+        thread_capability=capability_pb2.ThreadCapability(rcp_mode=True),
+    )
+    config = device_config(spec)
+    assert config["capability"] == ["Thread"] and config["rcp_mode"] is True
+    node, _ = topology.translate_device("device0", config)
+    assert node["capability"] == [{"Thread": {"rcp_mode": True}}]
+    message = device_message(
+        {
+            "id": "device0",
+            "name": "home.device0",
+            "type": "Generic Node",
+            "base_image": "generic_node_image",
+            "capability": {"Thread": {"rcp_mode": True}},
+            "description": {"ipv4_addr": "172.18.0.2"},
+        }
+    )
+    assert message.device_specification.thread_capability.rcp_mode is True
+
+
+def test_grpc_command_time_limit_is_the_calls_deadline() -> None:
+    assert command_time_limit(None) == DEFAULT_COMMAND_TIMEOUT_S
+    assert command_time_limit(10.0) == pytest.approx(10.0 - DEADLINE_MARGIN_S)
+    assert 0 < command_time_limit(0.01) < 1
+    assert command_time_limit(10 * MAX_COMMAND_TIMEOUT_S) == MAX_COMMAND_TIMEOUT_S
+
+
+#: Cirque's gRPC interface as its .proto files and its clients have it: message -> field
+#: -> (number, type). What a client built from Cirque's stubs sends must parse here.
+T = FieldDescriptor
+CIRQUE_MESSAGES: dict[str, dict[str, tuple[int, int]]] = {
+    "WeaveCapability": {
+        "weave_certificate_path": (1, T.TYPE_STRING),
+        "target_path": (2, T.TYPE_STRING),
+    },
+    "ThreadCapability": {
+        "petition_id": (1, T.TYPE_INT32),
+        "rcp_mode": (2, T.TYPE_BOOL),
+        "daemons": (3, T.TYPE_STRING),
+    },
+    "WiFiCapability": {},
+    "XvncCapability": {
+        "localhost": (1, T.TYPE_BOOL),
+        "display_id": (2, T.TYPE_INT32),
+        "docker_display_id": (3, T.TYPE_INT32),
+    },
+    "InteractiveCapability": {},
+    "LanAccessCapability": {"internal_lan": (1, T.TYPE_BOOL)},
+    "MountPair": {"host_path": (1, T.TYPE_STRING), "target_path": (2, T.TYPE_STRING)},
+    "MountCapability": {"mount_pairs": (1, T.TYPE_MESSAGE)},
+    "TrafficControlCapability": {"latency_ms": (1, T.TYPE_INT32), "loss_rate": (2, T.TYPE_INT32)},
+    "DeviceSpecification": {
+        "device_type": (1, T.TYPE_STRING),
+        "base_image": (2, T.TYPE_STRING),
+        **{
+            f"{name}_capability": (number, T.TYPE_MESSAGE)
+            for number, name in enumerate(
+                (
+                    "weave",
+                    "thread",
+                    "wifi",
+                    "xvnc",
+                    "interactive",
+                    "lan_access",
+                    "mount",
+                    "trafficcontrol",
+                ),
+                start=3,
+            )
+        },
+    },
+    "DeviceDescription": {
+        "ipv4_addr": (1, T.TYPE_STRING),
+        "ssid": (2, T.TYPE_STRING),
+        "psk": (3, T.TYPE_STRING),
+    },
+    "CirqueDevice": {
+        "device_specification": (1, T.TYPE_MESSAGE),
+        "device_id": (2, T.TYPE_STRING),
+        "device_name": (3, T.TYPE_STRING),
+        "device_description": (4, T.TYPE_MESSAGE),
+    },
+    "CreateCirqueHomeRequest": {},
+    "CreateCirqueHomeResponse": {"home_id": (1, T.TYPE_STRING)},
+    "CreateCirqueDeviceRequest": {
+        "home_id": (1, T.TYPE_STRING),
+        "specification": (2, T.TYPE_MESSAGE),
+    },
+    "CreateCirqueDeviceResponse": {"device": (1, T.TYPE_MESSAGE)},
+    "ExecuteDeviceCommandRequest": {
+        "home_id": (1, T.TYPE_STRING),
+        "device_id": (2, T.TYPE_STRING),
+        "command": (3, T.TYPE_STRING),
+        "streaming": (4, T.TYPE_BOOL),
+    },
+    "ExecuteDeviceCommandResponse": {"output": (1, T.TYPE_STRING)},
+    "ListCirqueHomesRequest": {},
+    "ListCirqueHomesResponse": {"home_id": (1, T.TYPE_STRING)},
+    "ListCirqueHomeDevicesRequest": {"home_id": (1, T.TYPE_STRING)},
+    "ListCirqueHomeDevicesResponse": {"devices": (1, T.TYPE_MESSAGE)},
+    "QueryCirqueDeviceRequest": {"home_id": (1, T.TYPE_STRING), "device_id": (2, T.TYPE_STRING)},
+    "QueryCirqueDeviceResponse": {"device": (1, T.TYPE_MESSAGE)},
+    "StopCirqueDeviceRequest": {"home_id": (1, T.TYPE_STRING), "device_id": (2, T.TYPE_STRING)},
+    "StopCirqueHomeRequest": {"home_id": (1, T.TYPE_STRING)},
+    "GetCirqueDeviceLogRequest": {
+        "home_id": (1, T.TYPE_STRING),
+        "device_id": (2, T.TYPE_STRING),
+        "tail": (3, T.TYPE_UINT32),
+    },
+    "GetCirqueDeviceLogResponse": {"log": (1, T.TYPE_STRING)},
+}
+CIRQUE_METHODS = {
+    "CreateCirqueHome": ("CreateCirqueHomeRequest", "CreateCirqueHomeResponse"),
+    "CreateCirqueDevice": ("CreateCirqueDeviceRequest", "CreateCirqueDeviceResponse"),
+    "ExecuteDeviceCommand": ("ExecuteDeviceCommandRequest", "ExecuteDeviceCommandResponse"),
+    "ListCirqueHomes": ("ListCirqueHomesRequest", "ListCirqueHomesResponse"),
+    "ListCirqueHomeDevices": ("ListCirqueHomeDevicesRequest", "ListCirqueHomeDevicesResponse"),
+    "QueryCirqueDevice": ("QueryCirqueDeviceRequest", "QueryCirqueDeviceResponse"),
+    "StopCirqueDevice": ("StopCirqueDeviceRequest", "google.protobuf.Empty"),
+    "StopCirqueHome": ("StopCirqueHomeRequest", "google.protobuf.Empty"),
+    "GetCirqueDeviceLog": ("GetCirqueDeviceLogRequest", "GetCirqueDeviceLogResponse"),
+}
+
+
+def test_grpc_messages_are_cirques_field_for_field() -> None:
+    pool = service_pb2.DESCRIPTOR.pool
+    ours = {
+        name: {f.name: (f.number, f.type) for f in message.fields}
+        for module in (capability_pb2, device_pb2, service_pb2)
+        for name, message in module.DESCRIPTOR.message_types_by_name.items()
+    }
+    assert ours == CIRQUE_MESSAGES
+    assert all(pool.FindMessageTypeByName(f"cirque.proto.{name}") for name in CIRQUE_MESSAGES)
+    specification = device_pb2.DeviceSpecification.DESCRIPTOR
+    assert {o.name: [f.name for f in o.fields] for o in specification.oneofs} == {
+        f"optional_{name}": [name]
+        for name in CIRQUE_MESSAGES["DeviceSpecification"]
+        if name.endswith("_capability")
+    }
+
+
+def test_grpc_service_is_cirques_method_for_method() -> None:
+    service = service_pb2.DESCRIPTOR.services_by_name["CirqueService"]
+    assert service.full_name == "cirque.proto.CirqueService"
+    methods = {
+        m.name: (m.input_type.name, m.output_type.full_name.removeprefix("cirque.proto."))
+        for m in service.methods
+    }
+    assert methods == CIRQUE_METHODS
+    assert not any(m.client_streaming or m.server_streaming for m in service.methods)
+
+
+@pytest.mark.parametrize("order", [["WiFi", "Thread"], ["Thread", "WiFi"]])
+def test_cirque_wifi_and_thread_node_finds_both_tool_folders(order: list[str]) -> None:
+    """Cirque's example nodes list WiFi, then Thread: wpa_supplicant and iwlist must stay
+    on the node's PATH beside ot-ctl, whatever the order."""
+    node = parse({"n": {"type": "generic_node_image", "capability": order, "rcp_mode": True}})
+    config = ContainerConfig()
+    for capability in node.nodes["n"].capabilities:
+        capability.configure(config, "n")
+    path = config.environment["PATH"].split(":")
+    assert f"{STATIONS_DIR}/bin" in path and THREAD_BIN_DIR in path
+    assert path.index("/usr/bin") > max(
+        path.index(THREAD_BIN_DIR), path.index(f"{STATIONS_DIR}/bin")
+    )

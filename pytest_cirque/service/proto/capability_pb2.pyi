@@ -67,5 +67,5 @@ class TrafficControlCapability(_message.Message):
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     LOSS_RATE_FIELD_NUMBER: _ClassVar[int]
     latency_ms: int
-    loss_rate: float
-    def __init__(self, latency_ms: _Optional[int] = ..., loss_rate: _Optional[float] = ...) -> None: ...
+    loss_rate: int
+    def __init__(self, latency_ms: _Optional[int] = ..., loss_rate: _Optional[int] = ...) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from pytest_cirque.service.proto import device_pb2 as pytest__cirque_dot_service_dot_proto_dot_device__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)pytest_cirque/service/proto/service.proto\x12\x0c\x63irque.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a(pytest_cirque/service/proto/device.proto\"\x19\n\x17\x43reateCirqueHomeRequest\"+\n\x18\x43reateCirqueHomeResponse\x12\x0f\n\x07home_id\x18\x01 \x01(\t\"f\n\x19\x43reateCirqueDeviceRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\x12\x38\n\rspecification\x18\x02 \x01(\x0b\x32!.cirque.proto.DeviceSpecification\"H\n\x1a\x43reateCirqueDeviceResponse\x12*\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.cirque.proto.CirqueDevice\"x\n\x1b\x45xecuteDeviceCommandRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\x12\x11\n\tstreaming\x18\x04 \x01(\x08\x12\x11\n\ttimeout_s\x18\x05 \x01(\x02\".\n\x1c\x45xecuteDeviceCommandResponse\x12\x0e\n\x06output\x18\x01 \x01(\t\"\x18\n\x16ListCirqueHomesRequest\"*\n\x17ListCirqueHomesResponse\x12\x0f\n\x07home_id\x18\x01 \x03(\t\"/\n\x1cListCirqueHomeDevicesRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\"L\n\x1dListCirqueHomeDevicesResponse\x12+\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1a.cirque.proto.CirqueDevice\">\n\x18QueryCirqueDeviceRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"G\n\x19QueryCirqueDeviceResponse\x12*\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.cirque.proto.CirqueDevice\"=\n\x17StopCirqueDeviceRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"(\n\x15StopCirqueHomeRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\"M\n\x19GetCirqueDeviceLogRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0c\n\x04tail\x18\x03 \x01(\x05\")\n\x1aGetCirqueDeviceLogResponse\x12\x0b\n\x03log\x18\x01 \x01(\t2\x8d\x07\n\rCirqueService\x12\x61\n\x10\x43reateCirqueHome\x12%.cirque.proto.CreateCirqueHomeRequest\x1a&.cirque.proto.CreateCirqueHomeResponse\x12g\n\x12\x43reateCirqueDevice\x12\'.cirque.proto.CreateCirqueDeviceRequest\x1a(.cirque.proto.CreateCirqueDeviceResponse\x12m\n\x14\x45xecuteDeviceCommand\x12).cirque.proto.ExecuteDeviceCommandRequest\x1a*.cirque.proto.ExecuteDeviceCommandResponse\x12^\n\x0fListCirqueHomes\x12$.cirque.proto.ListCirqueHomesRequest\x1a%.cirque.proto.ListCirqueHomesResponse\x12p\n\x15ListCirqueHomeDevices\x12*.cirque.proto.ListCirqueHomeDevicesRequest\x1a+.cirque.proto.ListCirqueHomeDevicesResponse\x12\x64\n\x11QueryCirqueDevice\x12&.cirque.proto.QueryCirqueDeviceRequest\x1a\'.cirque.proto.QueryCirqueDeviceResponse\x12Q\n\x10StopCirqueDevice\x12%.cirque.proto.StopCirqueDeviceRequest\x1a\x16.google.protobuf.Empty\x12M\n\x0eStopCirqueHome\x12#.cirque.proto.StopCirqueHomeRequest\x1a\x16.google.protobuf.Empty\x12g\n\x12GetCirqueDeviceLog\x12\'.cirque.proto.GetCirqueDeviceLogRequest\x1a(.cirque.proto.GetCirqueDeviceLogResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)pytest_cirque/service/proto/service.proto\x12\x0c\x63irque.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a(pytest_cirque/service/proto/device.proto\"\x19\n\x17\x43reateCirqueHomeRequest\"+\n\x18\x43reateCirqueHomeResponse\x12\x0f\n\x07home_id\x18\x01 \x01(\t\"f\n\x19\x43reateCirqueDeviceRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\x12\x38\n\rspecification\x18\x02 \x01(\x0b\x32!.cirque.proto.DeviceSpecification\"H\n\x1a\x43reateCirqueDeviceResponse\x12*\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.cirque.proto.CirqueDevice\"e\n\x1b\x45xecuteDeviceCommandRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\x12\x11\n\tstreaming\x18\x04 \x01(\x08\".\n\x1c\x45xecuteDeviceCommandResponse\x12\x0e\n\x06output\x18\x01 \x01(\t\"\x18\n\x16ListCirqueHomesRequest\"*\n\x17ListCirqueHomesResponse\x12\x0f\n\x07home_id\x18\x01 \x03(\t\"/\n\x1cListCirqueHomeDevicesRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\"L\n\x1dListCirqueHomeDevicesResponse\x12+\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1a.cirque.proto.CirqueDevice\">\n\x18QueryCirqueDeviceRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"G\n\x19QueryCirqueDeviceResponse\x12*\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.cirque.proto.CirqueDevice\"=\n\x17StopCirqueDeviceRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"(\n\x15StopCirqueHomeRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\"M\n\x19GetCirqueDeviceLogRequest\x12\x0f\n\x07home_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0c\n\x04tail\x18\x03 \x01(\r\")\n\x1aGetCirqueDeviceLogResponse\x12\x0b\n\x03log\x18\x01 \x01(\t2\x8d\x07\n\rCirqueService\x12\x61\n\x10\x43reateCirqueHome\x12%.cirque.proto.CreateCirqueHomeRequest\x1a&.cirque.proto.CreateCirqueHomeResponse\x12g\n\x12\x43reateCirqueDevice\x12\'.cirque.proto.CreateCirqueDeviceRequest\x1a(.cirque.proto.CreateCirqueDeviceResponse\x12m\n\x14\x45xecuteDeviceCommand\x12).cirque.proto.ExecuteDeviceCommandRequest\x1a*.cirque.proto.ExecuteDeviceCommandResponse\x12^\n\x0fListCirqueHomes\x12$.cirque.proto.ListCirqueHomesRequest\x1a%.cirque.proto.ListCirqueHomesResponse\x12p\n\x15ListCirqueHomeDevices\x12*.cirque.proto.ListCirqueHomeDevicesRequest\x1a+.cirque.proto.ListCirqueHomeDevicesResponse\x12\x64\n\x11QueryCirqueDevice\x12&.cirque.proto.QueryCirqueDeviceRequest\x1a\'.cirque.proto.QueryCirqueDeviceResponse\x12Q\n\x10StopCirqueDevice\x12%.cirque.proto.StopCirqueDeviceRequest\x1a\x16.google.protobuf.Empty\x12M\n\x0eStopCirqueHome\x12#.cirque.proto.StopCirqueHomeRequest\x1a\x16.google.protobuf.Empty\x12g\n\x12GetCirqueDeviceLog\x12\'.cirque.proto.GetCirqueDeviceLogRequest\x1a(.cirque.proto.GetCirqueDeviceLogResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,29 +42,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATECIRQUEDEVICERESPONSE']._serialized_start=306
   _globals['_CREATECIRQUEDEVICERESPONSE']._serialized_end=378
   _globals['_EXECUTEDEVICECOMMANDREQUEST']._serialized_start=380
-  _globals['_EXECUTEDEVICECOMMANDREQUEST']._serialized_end=500
-  _globals['_EXECUTEDEVICECOMMANDRESPONSE']._serialized_start=502
-  _globals['_EXECUTEDEVICECOMMANDRESPONSE']._serialized_end=548
-  _globals['_LISTCIRQUEHOMESREQUEST']._serialized_start=550
-  _globals['_LISTCIRQUEHOMESREQUEST']._serialized_end=574
-  _globals['_LISTCIRQUEHOMESRESPONSE']._serialized_start=576
-  _globals['_LISTCIRQUEHOMESRESPONSE']._serialized_end=618
-  _globals['_LISTCIRQUEHOMEDEVICESREQUEST']._serialized_start=620
-  _globals['_LISTCIRQUEHOMEDEVICESREQUEST']._serialized_end=667
-  _globals['_LISTCIRQUEHOMEDEVICESRESPONSE']._serialized_start=669
-  _globals['_LISTCIRQUEHOMEDEVICESRESPONSE']._serialized_end=745
-  _globals['_QUERYCIRQUEDEVICEREQUEST']._serialized_start=747
-  _globals['_QUERYCIRQUEDEVICEREQUEST']._serialized_end=809
-  _globals['_QUERYCIRQUEDEVICERESPONSE']._serialized_start=811
-  _globals['_QUERYCIRQUEDEVICERESPONSE']._serialized_end=882
-  _globals['_STOPCIRQUEDEVICEREQUEST']._serialized_start=884
-  _globals['_STOPCIRQUEDEVICEREQUEST']._serialized_end=945
-  _globals['_STOPCIRQUEHOMEREQUEST']._serialized_start=947
-  _globals['_STOPCIRQUEHOMEREQUEST']._serialized_end=987
-  _globals['_GETCIRQUEDEVICELOGREQUEST']._serialized_start=989
-  _globals['_GETCIRQUEDEVICELOGREQUEST']._serialized_end=1066
-  _globals['_GETCIRQUEDEVICELOGRESPONSE']._serialized_start=1068
-  _globals['_GETCIRQUEDEVICELOGRESPONSE']._serialized_end=1109
-  _globals['_CIRQUESERVICE']._serialized_start=1112
-  _globals['_CIRQUESERVICE']._serialized_end=2021
+  _globals['_EXECUTEDEVICECOMMANDREQUEST']._serialized_end=481
+  _globals['_EXECUTEDEVICECOMMANDRESPONSE']._serialized_start=483
+  _globals['_EXECUTEDEVICECOMMANDRESPONSE']._serialized_end=529
+  _globals['_LISTCIRQUEHOMESREQUEST']._serialized_start=531
+  _globals['_LISTCIRQUEHOMESREQUEST']._serialized_end=555
+  _globals['_LISTCIRQUEHOMESRESPONSE']._serialized_start=557
+  _globals['_LISTCIRQUEHOMESRESPONSE']._serialized_end=599
+  _globals['_LISTCIRQUEHOMEDEVICESREQUEST']._serialized_start=601
+  _globals['_LISTCIRQUEHOMEDEVICESREQUEST']._serialized_end=648
+  _globals['_LISTCIRQUEHOMEDEVICESRESPONSE']._serialized_start=650
+  _globals['_LISTCIRQUEHOMEDEVICESRESPONSE']._serialized_end=726
+  _globals['_QUERYCIRQUEDEVICEREQUEST']._serialized_start=728
+  _globals['_QUERYCIRQUEDEVICEREQUEST']._serialized_end=790
+  _globals['_QUERYCIRQUEDEVICERESPONSE']._serialized_start=792
+  _globals['_QUERYCIRQUEDEVICERESPONSE']._serialized_end=863
+  _globals['_STOPCIRQUEDEVICEREQUEST']._serialized_start=865
+  _globals['_STOPCIRQUEDEVICEREQUEST']._serialized_end=926
+  _globals['_STOPCIRQUEHOMEREQUEST']._serialized_start=928
+  _globals['_STOPCIRQUEHOMEREQUEST']._serialized_end=968
+  _globals['_GETCIRQUEDEVICELOGREQUEST']._serialized_start=970
+  _globals['_GETCIRQUEDEVICELOGREQUEST']._serialized_end=1047
+  _globals['_GETCIRQUEDEVICELOGRESPONSE']._serialized_start=1049
+  _globals['_GETCIRQUEDEVICELOGRESPONSE']._serialized_end=1090
+  _globals['_CIRQUESERVICE']._serialized_start=1093
+  _globals['_CIRQUESERVICE']._serialized_end=2002
 # @@protoc_insertion_point(module_scope)

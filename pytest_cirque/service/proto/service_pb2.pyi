@@ -33,18 +33,16 @@ class CreateCirqueDeviceResponse(_message.Message):
     def __init__(self, device: _Optional[_Union[_device_pb2.CirqueDevice, _Mapping]] = ...) -> None: ...
 
 class ExecuteDeviceCommandRequest(_message.Message):
-    __slots__ = ("home_id", "device_id", "command", "streaming", "timeout_s")
+    __slots__ = ("home_id", "device_id", "command", "streaming")
     HOME_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     STREAMING_FIELD_NUMBER: _ClassVar[int]
-    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     home_id: str
     device_id: str
     command: str
     streaming: bool
-    timeout_s: float
-    def __init__(self, home_id: _Optional[str] = ..., device_id: _Optional[str] = ..., command: _Optional[str] = ..., streaming: _Optional[bool] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, home_id: _Optional[str] = ..., device_id: _Optional[str] = ..., command: _Optional[str] = ..., streaming: _Optional[bool] = ...) -> None: ...
 
 class ExecuteDeviceCommandResponse(_message.Message):
     __slots__ = ("output",)

@@ -86,55 +86,64 @@ class CirqueServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateCirqueHome(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Create an empty home; its id.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateCirqueDevice(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Add one device to a home and start it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ExecuteDeviceCommand(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Run a shell command in a device; a non-zero exit is ABORTED with the output.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListCirqueHomes(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The ids of the service's homes.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListCirqueHomeDevices(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The devices of one home.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def QueryCirqueDevice(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One device of a home.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StopCirqueDevice(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stop a device and take it out of its home.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StopCirqueHome(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Destroy a home and everything it made.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCirqueDeviceLog(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A device's log (its main process's output).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
