@@ -634,10 +634,14 @@ class Backend:
         return -1 if code is None else int(code)
 
     def exec_running(self, exec_id: str) -> bool:
+        """True until the command has ended. Right after its start the engine may report
+        an exec neither running nor ended (no exit code yet): that counts as running, or a
+        command just started would look as if it had already exited."""
         try:
-            return bool(self.api.exec_inspect(exec_id).get("Running"))
+            info = self.api.exec_inspect(exec_id)
         except docker.errors.NotFound:
             return False
+        return bool(info.get("Running")) or info.get("ExitCode") is None
 
     def exec_pid(self, container: str, exec_id: str, *, node: str, command: str) -> int:
         """The host pid of an exec'd process, 0 once it has ended. Right after its start
