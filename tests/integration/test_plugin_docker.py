@@ -512,7 +512,7 @@ def test_thread_marker_fixtures_and_failure_report(
     home = f"cirque-{run_id}-main-test_fails_after_forming"
     result.stdout.fnmatch_lines(
         [
-            "TOPOLOGY thread network *: channel 21, PAN ID 0x1234, *",
+            "*TOPOLOGY thread network *: channel 21, PAN ID 0x1234, *",
             "  n1: leader, rloc16 0x*, partition *; neighbours: *n2 (*",
             f"*cirque thread {home}*",
             "  n1: leader, *",
