@@ -53,6 +53,8 @@ class Phy:
     air_header_bytes: int
     #: How far below the sensitivity a receiver stops hearing anything at all.
     out_of_range_margin_db: float = 10.0
+    #: The longest frame the PHY carries, in the sizes ``airtime_s`` takes.
+    max_frame_bytes: int = 1500
 
 
 #: 802.11g at 54 Mbit/s on channel 6 indoors: about 31 Mbit/s of 1500-byte payload at
@@ -86,6 +88,7 @@ PHY_802154 = Phy(
     frame_overhead_us=320.0,
     air_header_bytes=6,
     out_of_range_margin_db=1.0,
+    max_frame_bytes=127,
 )
 
 #: A switched wired LAN: no range, no shared airtime (run it with ``airtime=False``), so
@@ -105,6 +108,9 @@ PHY_WIRED = Phy(
 
 PHYS = {phy.name: phy for phy in (PHY_80211G, PHY_802154, PHY_WIRED)}
 
+#: The least airtime a free channel holds in reserve, in seconds (a short burst of frames
+#: goes out at once, as after a radio's backoff).
+CHANNEL_BURST_S = 0.002
 #: Loss probabilities below this count as zero, so nearby nodes are exactly lossless.
 NEGLIGIBLE_LOSS = 1e-6
 #: How far below the sensitivity a receiver stops hearing anything at all (the default
@@ -227,7 +233,7 @@ class LinkModel:
         self._links: dict[tuple[str, str], _Link] = {}
         #: When the last frame on each direction arrives; later frames never overtake it.
         self._last_arrival: dict[tuple[str, str], float] = {}
-        self._channel = TokenBucket(rate=1.0, burst=0.002)  # seconds of airtime per second
+        self._channel = self._new_channel()
         #: The airtime of each radio channel, when frames name theirs (802.15.4 channels).
         self._channels: dict[int, TokenBucket] = {}
 
@@ -350,6 +356,13 @@ class LinkModel:
             survive *= 1.0 - link.impairment.loss
         return 1.0 - survive
 
+    def _new_channel(self) -> TokenBucket:
+        """A channel's airtime, in seconds of air per second. A free channel takes any one
+        frame at once (its burst holds the longest frame, and at least CHANNEL_BURST_S), so
+        an idle channel adds no delay; frames sent faster than the air carries them wait."""
+        burst = max(CHANNEL_BURST_S, self.airtime_s(self.phy.max_frame_bytes))
+        return TokenBucket(rate=1.0, burst=burst)
+
     def airtime_s(self, size: int, broadcast: bool = False) -> float:
         """Channel time one frame of ``size`` Ethernet bytes takes."""
         phy = self.phy
@@ -375,7 +388,9 @@ class LinkModel:
         if self.airtime:
             air = self._channel
             if channel is not None:
-                air = self._channels.setdefault(channel, TokenBucket(rate=1.0, burst=0.002))
+                air = self._channels.get(channel) or self._channels.setdefault(
+                    channel, self._new_channel()
+                )
             air_wait = air.reserve(self.airtime_s(size, broadcast), now + wait, max_wait - wait)
             if air_wait is None:
                 return DROP_QUEUE_FULL

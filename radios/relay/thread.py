@@ -76,6 +76,15 @@ class RadioFrame:
     port: int
 
 
+#: The frame type of an 802.15.4 acknowledgement (the low three bits of the first byte).
+FRAME_TYPE_ACK = 2
+
+
+def is_ack(psdu: bytes) -> bool:
+    """Whether an 802.15.4 frame is an acknowledgement."""
+    return bool(psdu) and psdu[0] & 0x07 == FRAME_TYPE_ACK
+
+
 def radio_frame(frame: bytes) -> RadioFrame | None:
     """The radio datagram an Ethernet frame carries, or None for anything else."""
     if len(frame) < 14:
@@ -242,7 +251,13 @@ class ThreadMedium(Medium):
         if self.capture is not None:
             self.capture.write(radio.psdu)
         size = len(radio.psdu)
-        waited = self.model.transmit(source.name, size, now, True, channel=radio.channel)
+        # An acknowledgement follows its frame after a turnaround, without waiting for the
+        # channel (its cost is in the frame's): queued behind other frames it would come
+        # after the sender's ACK timeout, and every frame would be sent again.
+        if is_ack(radio.psdu):
+            waited: float | Decision = 0.0
+        else:
+            waited = self.model.transmit(source.name, size, now, True, channel=radio.channel)
         if isinstance(waited, Decision):
             self._drop(source, waited.reason)
             return

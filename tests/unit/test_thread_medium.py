@@ -227,6 +227,26 @@ def test_each_channel_has_its_own_airtime():
     assert model.airtime_s(127) == pytest.approx((320 + 133 * 32) / 1e6)
 
 
+def test_an_idle_channel_carries_a_frame_at_once_and_an_ack_never_queues(air: Air):
+    air.attach("n1")
+    air.attach("n2")
+
+    def put(name: str, frame: bytes) -> None:  # sent, with no time passing
+        air.nodes[name].send(frame)
+        air.medium._on_readable(air.medium.endpoints[name].fd)
+
+    longest = ipv6_datagram(1, 15, bytes.fromhex("4188") + bytes(125))  # a 127-byte PSDU
+    ack = ipv6_datagram(2, 15, bytes.fromhex("0200") + bytes(3))
+    put("n1", longest)
+    assert air.received("n2") == [longest]  # a free channel: on the air at once
+    put("n1", longest)
+    assert air.received("n2") == []  # the channel is busy with the first for 4.6 ms
+    put("n2", ack)
+    assert air.received("n1") == [ack]  # an acknowledgement follows its frame at once
+    air.run(0.01)
+    assert air.received("n2") == [longest]
+
+
 # --- ids and the dataset ---------------------------------------------------------------
 
 
