@@ -287,12 +287,12 @@ def form(
         start(node)
     what = f"nodes {', '.join(node.name for node in nodes)} to be one Thread partition"
     try:
-        return wait_until(lambda: _one_partition(nodes), what, timeout)
+        return wait_until(lambda: one_partition(nodes), what, timeout)
     except WaitTimeout:
         raise failure(nodes, "form", f"{what}: not within {timeout:g} s") from None
 
 
-def _one_partition(nodes: Sequence[Node]) -> list[str] | None:
+def one_partition(nodes: Sequence[Node]) -> list[str] | None:
     """The nodes' roles when all are attached to one partition with one leader, else None."""
 
     def role_and_partition(node: Node) -> tuple[str, str]:
