@@ -31,8 +31,8 @@ import grpc
 import httpx
 from machine import machine, write_result
 
+from pytest_cirque import topology
 from pytest_cirque.homes.session import Cirque
-from pytest_cirque.service import topology
 from pytest_cirque.service.proto import service_pb2, service_pb2_grpc
 from pytest_cirque.service.server import Service, ServiceOptions
 

@@ -145,11 +145,17 @@ def call_marker(item: pytest.Item, marker: pytest.Mark, signature: Callable[...,
 def parse_home_spec(
     spec: Mapping[str, Any] | str | os.PathLike[str], base_dir: Path, where: str
 ) -> HomeSpec:
-    """Parse a spec given as a mapping or as a YAML path relative to ``base_dir``."""
+    """Parse a spec given as a mapping or as a YAML path relative to ``base_dir``.
+
+    Nodes written in Cirque's topology keys are read as ``cirque serve`` reads them
+    (pytest_cirque.topology.read_node says the rule), so the same topology files work
+    here and over the service.
+    """
     from pytest_cirque.spec import HomeSpec
+    from pytest_cirque.topology import read_node
 
     if isinstance(spec, Mapping):
-        return HomeSpec.parse(spec, where=where)
+        return HomeSpec.parse(spec, where=where, read_node=read_node)
     path = Path(os.path.expanduser(os.fspath(spec)))
     if not path.is_absolute():
         path = base_dir / path
@@ -158,7 +164,7 @@ def parse_home_spec(
             f"{where}: home spec file {path} not found (a relative path is taken from "
             f"{base_dir}); give an existing YAML file or a mapping"
         )
-    return HomeSpec.parse(str(path), where=where)
+    return HomeSpec.parse(str(path), where=where, read_node=read_node)
 
 
 def build_capability(capability: str | Mapping[str, Any], where: str) -> list[Any]:

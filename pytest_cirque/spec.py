@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,16 @@ CIRQUE_FIELDS = (
 )
 
 
+#: A hook that turns one raw node spec into our keys before it is parsed:
+#: (node name, raw node spec, place for messages) -> raw node spec.
+NodeReader = Callable[[str, Any, str], Any]
+
+
+def node_place(name: Any, where: str = "") -> str:
+    """Where a node is, for messages: "home.yaml:12 node hub" or "node hub"."""
+    return f"{where} node {name}".strip()
+
+
 def check_home_name(name: Any, where: str = "") -> str:
     """A home name as given by a user, or SpecError saying what a name may hold."""
     if not isinstance(name, str) or not _HOME_NAME.match(name):
@@ -120,7 +130,7 @@ class NodeSpec:
     @classmethod
     def parse(cls, name: Any, raw: Any, where: str = "") -> NodeSpec:
         """Validate one node spec. ``raw`` may be None (all defaults) or a mapping."""
-        place = f"{where} node {name}".strip() if where else f"node {name}"
+        place = node_place(name, where)
         if not isinstance(name, str) or not _NODE_NAME.match(name):
             raise SpecError(
                 f"{place}: invalid node name {name!r}; use letters, digits, '_' and '-' "
@@ -194,9 +204,11 @@ class HomeSpec:
                     )
 
     @classmethod
-    def parse(cls, source: Any, where: str = "") -> HomeSpec:
+    def parse(cls, source: Any, where: str = "", read_node: NodeReader | None = None) -> HomeSpec:
         """Parse a mapping of node name -> node spec, a path to a YAML file, or an
-        existing HomeSpec (returned as is)."""
+        existing HomeSpec (returned as is). ``read_node``, when given, turns each raw node
+        spec into our keys first (the plugin reads Cirque's topologies so), with the
+        node's place, file:line included, for its messages."""
         if isinstance(source, HomeSpec):
             return source
         lines: dict[str, int] = {}
@@ -221,6 +233,8 @@ class HomeSpec:
         nodes: dict[str, NodeSpec] = {}
         for name, raw in source.items():
             node_where = f"{file_name}:{lines.get(str(name), 0)}" if file_name else where
+            if read_node is not None:
+                raw = read_node(str(name), raw, node_place(name, node_where))
             nodes[str(name)] = NodeSpec.parse(name, raw, node_where)
         return cls(nodes=nodes, source=file_name)
 

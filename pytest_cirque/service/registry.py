@@ -14,13 +14,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_cirque import topology
 from pytest_cirque.capabilities.model.wifi import WiFiAP
 from pytest_cirque.core.docker_backend import ExecResult
 from pytest_cirque.core.errors import CirqueError, ExecTimeout, NotFound, SpecError, one_line
 from pytest_cirque.homes.home import Home
 from pytest_cirque.homes.node import Node
 from pytest_cirque.homes.session import Cirque
-from pytest_cirque.service import topology
 from pytest_cirque.spec import HomeSpec
 
 #: How long a command may run unless the request says otherwise, and the most it may ask.

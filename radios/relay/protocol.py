@@ -552,6 +552,7 @@ class SetMedium(Request[Done]):
     frame_overhead_us: float | Keep = KEEP
     air_header_bytes: int | Keep = KEEP
     out_of_range_margin_db: float | Keep = KEEP
+    max_frame_bytes: int | Keep = KEEP
 
     def changes(self) -> dict[str, Any]:
         return _plain(self)

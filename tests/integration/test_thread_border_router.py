@@ -19,7 +19,8 @@ from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.homes.home import Home
 from pytest_cirque.homes.node import Node
 from pytest_cirque.homes.session import Cirque
-from tests.integration.test_thread import (
+
+from .test_thread import (
     FORM_TIMEOUT_S,
     ctl,
     extaddr,

@@ -15,7 +15,8 @@ from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.homes.node import Node
 from pytest_cirque.homes.session import Cirque
 from pytest_cirque.radios.relay.thread import dataset_tlvs
-from tests.integration.test_thread import (
+
+from .test_thread import (
     FORM_TIMEOUT_S,
     ctl,
     start_original,

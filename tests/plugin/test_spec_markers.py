@@ -7,7 +7,14 @@ cover the plugin's own logic; tests/integration/test_plugin_docker.py runs it fo
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
+import yaml
+
+from pytest_cirque import topology
 
 RECORDING_CONFTEST = """
 import pytest
@@ -267,3 +274,135 @@ def test_thread_marker_puts_the_nodes_on_one_network(pytester: pytest.Pytester) 
         "CREATED a: None",
         "CREATED b: {'mode': 'rdn'}",
     ]
+
+
+#: The original Cirque's example topology, as a file and as the mapping it holds.
+ORIGINAL_TOPOLOGY_FILE = Path(__file__).parents[2] / "examples" / "cirque_original_topology.yaml"
+ORIGINAL_TOPOLOGY_YAML = ORIGINAL_TOPOLOGY_FILE.read_text()
+ORIGINAL_TOPOLOGY = yaml.safe_load(ORIGINAL_TOPOLOGY_YAML)
+
+NODES_RECORDING_CONFTEST = """
+import json
+import pytest
+
+class RecordingService:
+    def create_home(self, spec, name=None):
+        nodes = {
+            n: [s.image, [[c.name, c.params] for c in s.capabilities]]
+            for n, s in spec.nodes.items()
+        }
+        print("CREATED " + json.dumps(nodes))
+        return Home()
+
+class Home:
+    name = "recorded"
+    nodes = {}
+    def destroy(self):
+        pass
+
+@pytest.fixture(scope="session")
+def cirque():
+    return RecordingService()
+"""
+
+
+def nodes_as_recorded(spec: Any) -> dict[str, Any]:
+    """A spec's nodes as the recording service prints them, through JSON as it does."""
+    return json.loads(
+        json.dumps(
+            {
+                n: [s.image, [[c.name, c.params] for c in s.capabilities]]
+                for n, s in spec.nodes.items()
+            }
+        )
+    )
+
+
+def without_made_up_ssid(nodes: dict[str, Any]) -> dict[str, Any]:
+    """The nodes with the access point's SSID, made up anew at each reading, taken out
+    once checked to be Cirque's kind of SSID."""
+    for _image, capabilities in nodes.values():
+        for name, params in capabilities:
+            if name == "WiFiAP":
+                assert params.pop("ssid").startswith("wifiap-")
+    return nodes
+
+
+def test_an_original_cirque_topology_works_as_the_service_reads_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(NODES_RECORDING_CONFTEST)
+    (pytester.path / "original.yaml").write_text(ORIGINAL_TOPOLOGY_YAML)
+    pytester.makepyfile(
+        f"""
+        import pytest
+        from pytest_cirque.plugin import home_fixture
+
+        ORIGINAL_TOPOLOGY = {ORIGINAL_TOPOLOGY!r}
+        shared = home_fixture("original.yaml")
+
+        @pytest.mark.home("original.yaml")
+        def test_marker_with_the_file(home):
+            pass
+
+        @pytest.mark.home(ORIGINAL_TOPOLOGY)
+        def test_marker_with_the_mapping(home):
+            pass
+
+        def test_factory(home_factory):
+            home_factory("original.yaml")
+            home_factory(ORIGINAL_TOPOLOGY)
+
+        def test_shared(shared):
+            pass
+        """
+    )
+    result = pytester.runpytest("-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    recorded = [json.loads(line[len("CREATED ") :]) for line in created_lines(result)]
+    assert len(recorded) == 5
+
+    served = topology.translate(ORIGINAL_TOPOLOGY).parse(allow_host_mounts=False)
+    expected = without_made_up_ssid(nodes_as_recorded(served))
+    assert [without_made_up_ssid(nodes) for nodes in recorded] == [expected] * 5
+    # What the service's reading means, spelled out: WiFi stations that keep their
+    # Ethernet, Thread nodes in RCP mode, an access point routing for them.
+    capabilities = {name: dict(caps) for name, (_image, caps) in expected.items()}
+    assert list(capabilities) == ["device0", "device1", "wifi-ap"]
+    for station in ("device0", "device1"):
+        assert list(capabilities[station]) == ["WiFi", "Thread", "Interactive"]
+        assert capabilities[station]["WiFi"]["lan"] is True
+        assert capabilities[station]["Thread"]["rcp_mode"] is True
+    assert capabilities["wifi-ap"]["WiFiAP"]["mode"] == "router"
+
+
+def test_an_original_topology_with_bluetooth_fails_in_one_line_with_its_place(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(REFUSING_CONFTEST.replace("raise AssertionError", "return object()#"))
+    (pytester.path / "original.yaml").write_text(
+        ORIGINAL_TOPOLOGY_YAML.replace("[WiFi, Thread, Interactive]", "[Bluetooth]", 1)
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.home("original.yaml")
+        def test_marker(home):
+            pass
+
+        def test_factory(home_factory):
+            home_factory({"device0": {"type": "generic_node", "capability": ["Bluetooth"]}})
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(errors=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_marker: *original.yaml:5 node device0: capability Bluetooth needs a "
+            "simulated Bluetooth radio*; remove it",
+            "E       pytest_cirque.core.errors.SpecError: *::test_factory: home_factory node "
+            "device0: capability Bluetooth needs a simulated Bluetooth radio*; remove it",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")

@@ -12,7 +12,8 @@ import pytest
 from pytest_cirque.capabilities.model import base
 from pytest_cirque.capabilities.model.base import Capability
 from pytest_cirque.capabilities.runtime.base import DRIVERS, Driver
-from tests.unit.test_home_node import FakeBackend, make_home
+
+from .test_home_node import FakeBackend, make_home
 
 PREFIX = "fd12:3456:789a:2::/64"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
+from pytest_cirque import topology
 from pytest_cirque.capabilities.model.base import ContainerConfig
 from pytest_cirque.core.errors import SpecError
 from pytest_cirque.radios.relay.protocol import STATIONS_DIR, THREAD_BIN_DIR
-from pytest_cirque.service import topology
 from pytest_cirque.service.grpc_api import (
     DEADLINE_MARGIN_S,
     command_time_limit,

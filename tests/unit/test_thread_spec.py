@@ -211,7 +211,7 @@ def test_the_lan_address_is_read_from_proc():
     ],
 )
 def test_a_node_thread_cannot_serve_is_refused_before_anything_is_made(node, words):
-    from tests.unit.test_home_node import FakeBackend, make_home
+    from .test_home_node import FakeBackend, make_home
 
     backend = FakeBackend()
     home, _ = make_home(backend, {"ok": {"capabilities": ["Thread"]}, "n": node})
@@ -235,7 +235,7 @@ def test_nodes_thread_can_serve_pass_the_node_check():
 
 
 def test_more_thread_nodes_than_a_medium_holds_are_refused_before_anything_is_made():
-    from tests.unit.test_home_node import FakeBackend, make_home
+    from .test_home_node import FakeBackend, make_home
 
     backend = FakeBackend()
     home, _ = make_home(backend, {f"n{i}": {"capabilities": ["Thread"]} for i in range(129)})

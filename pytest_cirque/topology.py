@@ -8,9 +8,14 @@ name ours, ``type: wifi_ap`` makes an access point with Cirque's defaults (a ran
 read as Cirque spelled them. What this version cannot honour is refused in one line
 before anything is created.
 
+One reading for both ways in: ``cirque serve`` translates whole topologies
+(:func:`translate`); the pytest plugin reads each node of a spec through
+:func:`read_node`, so the same files work in ``@pytest.mark.home`` and ``home_factory``.
+
 A topology that arrives over the network may not bind host paths into nodes unless the
 service was started to allow it: a client would otherwise read or write any file the
-service's user can. Pure: nothing is created here.
+service's user can. Tests run locally with their user's own rights, so the plugin allows
+them. Pure: nothing is created here.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from typing import Any
 
 from pytest_cirque.capabilities.model.base import ContainerConfig
 from pytest_cirque.core.errors import SpecError
-from pytest_cirque.spec import CIRQUE_TYPES, HomeSpec
+from pytest_cirque.spec import (
+    CIRQUE_FIELDS,
+    CIRQUE_TYPES,
+    DEFAULT_IMAGE,
+    OUR_FIELDS,
+    HomeSpec,
+)
 
 #: Cirque's image and device type names, and the project image each one runs.
 IMAGES: dict[str, str] = {
@@ -84,6 +95,11 @@ KNOWN_KEYS = (
     *PASSED_KEYS,
     *OUR_KEYS,
 )
+#: Keys only Cirque's topologies have (ours are ``image`` and ``capabilities``): a node
+#: written with one of them is read as Cirque read it.
+CIRQUE_ONLY_KEYS = ("type", "base_image", "capability", *THREAD_KEYS, *AP_KEYS)
+#: Keys our spec parser reads that Cirque had not: kept as they are on a Cirque node.
+SPEC_ONLY_KEYS = tuple(k for k in (*OUR_FIELDS, *CIRQUE_FIELDS) if k not in KNOWN_KEYS)
 _NODE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 NODE_NAME_MAX = 63
 
@@ -158,23 +174,65 @@ def translate(topology: Any, *, allow_host_mounts: bool = False) -> Topology:
     return Topology(spec, devices)
 
 
+def is_cirque_node(config: Any) -> bool:
+    """Whether a node spec is written in Cirque's keys: it uses one only Cirque has."""
+    return isinstance(config, Mapping) and any(key in config for key in CIRQUE_ONLY_KEYS)
+
+
+def read_node(name: str, config: Any, place: str) -> Any:
+    """A node spec of a test's home in our keys: HomeSpec.parse's ``read_node`` hook.
+
+    The rule: a node that uses a key only Cirque's topologies have (``type``,
+    ``base_image``, ``capability``, ``rcp_mode``, ``thread_petition``, ``thread_daemon``,
+    ``ssid``, ``psk``) is read as the service reads it, so ``capability: [WiFi]`` keeps
+    the node's Ethernet and ``type: wifi_ap`` is an access point with Cirque's defaults;
+    any other node is ours and returned as it is. Every device of a Cirque topology has a
+    ``type``, so a whole Cirque file is read as Cirque read it, while a spec of ours may
+    mix both. Unlike over the service, ``type`` may be left out (the image then comes
+    from ``base_image``), our keys such as ``wait_for`` may sit beside Cirque's, and host
+    paths may be bound (tests run with their user's own rights). Node names stay as
+    written: the parser refuses one that is not a valid name rather than renaming it.
+    """
+    if not is_cirque_node(config):
+        return config
+    node, _ = translate_device(
+        name,
+        config,
+        allow_host_mounts=True,
+        type_required=False,
+        extra_keys=SPEC_ONLY_KEYS,
+        place=place,
+    )
+    return node
+
+
 def translate_device(
-    name: str, config: Any, *, allow_host_mounts: bool = False
+    name: str,
+    config: Any,
+    *,
+    allow_host_mounts: bool = False,
+    type_required: bool = True,
+    extra_keys: tuple[str, ...] = (),
+    place: str = "",
 ) -> tuple[dict[str, Any], Device]:
-    """One device config -> (our node spec mapping, its Device)."""
-    place = f"topology device {name}"
+    """One device config -> (our node spec mapping, its Device).
+
+    ``type_required``: refuse a device without ``type`` (or ``image``), as Cirque did;
+    ``extra_keys``: more keys to accept and pass on unchanged; ``place``: where the
+    device is, for messages (default: its name in the topology).
+    """
+    place = place or f"topology device {name}"
     if not isinstance(config, Mapping):
         raise SpecError(
             f"{place}: a device config is an object of fields such as type and capability, "
             f"got {type(config).__name__}"
         )
-    unknown = sorted(str(k) for k in config if k not in KNOWN_KEYS)
+    known = (*KNOWN_KEYS, *extra_keys)
+    unknown = sorted(str(k) for k in config if k not in known)
     if unknown:
-        raise SpecError(
-            f"{place}: unknown field {unknown[0]!r}; known fields: {', '.join(KNOWN_KEYS)}"
-        )
+        raise SpecError(f"{place}: unknown field {unknown[0]!r}; known fields: {', '.join(known)}")
     device_type = config.get("type")
-    if device_type is None and config.get("image") is None:
+    if type_required and device_type is None and config.get("image") is None:
         raise SpecError(
             f"{place}: field 'type' is required (the device type, e.g. generic_node or "
             "wifi_ap); base_image defaults to it"
@@ -186,7 +244,7 @@ def translate_device(
         raise SpecError(f"{place}: field 'base_image' must be an image name, got {base_image!r}")
     image = config.get("image")
     if image is None:
-        image = IMAGES.get(str(base_image), str(base_image))
+        image = IMAGES.get(base_image, base_image) if base_image is not None else DEFAULT_IMAGE
     is_ap = device_type == WIFI_AP_TYPE
     if not is_ap and any(config.get(key) is not None for key in AP_KEYS):
         raise SpecError(f"{place}: fields ssid and psk are for a device of type wifi_ap")
@@ -209,7 +267,7 @@ def translate_device(
     network = config.get("docker_network")
     if network is not None:
         node["docker_network"] = NETWORKS.get(str(network).strip().lower(), network)
-    for key in (*PASSED_KEYS, *OUR_KEYS):
+    for key in (*PASSED_KEYS, *OUR_KEYS, *extra_keys):
         if key != "image" and config.get(key) is not None:
             node[key] = config[key]
     shown_type = str(device_type) if device_type is not None else str(image)
@@ -220,6 +278,8 @@ def _capabilities(place: str, value: Any, is_ap: bool) -> list[Any]:
     """Cirque's capability list in our terms."""
     if value is None:
         return []
+    if isinstance(value, Mapping):  # {name: params}, as our own spec may write it
+        value = [name if params is None else {name: params} for name, params in value.items()]
     if isinstance(value, str) or not isinstance(value, list):
         raise SpecError(
             f"{place}: field 'capability' must be a list of names such as [\"WiFi\"], got {value!r}"
