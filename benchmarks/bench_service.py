@@ -24,11 +24,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import grpc
 import httpx
+import yaml
 from machine import machine, write_result
 
 from pytest_cirque import topology
@@ -37,21 +39,9 @@ from pytest_cirque.service.proto import service_pb2, service_pb2_grpc
 from pytest_cirque.service.server import Service, ServiceOptions
 
 #: The original's example topology: what a client of the original service sends.
-ORIGINAL_TOPOLOGY = {
-    "device0": {
-        "type": "Generic Node",
-        "base_image": "generic_node_image",
-        "capability": ["WiFi", "Thread", "Interactive"],
-        "rcp_mode": True,
-    },
-    "device1": {
-        "type": "GenericNode",
-        "base_image": "generic_node_image",
-        "capability": ["WiFi", "Thread", "Interactive"],
-        "rcp_mode": True,
-    },
-    "wifi-ap": {"type": "wifi_ap", "base_image": "mac80211_ap_image"},
-}
+ORIGINAL_TOPOLOGY = yaml.safe_load(
+    (Path(__file__).parents[1] / "examples" / "cirque_original_topology.yaml").read_text()
+)
 COMMAND = "true"
 #: The goal for what REST adds to a command (median).
 GOAL_ADDED_MS = 10.0

@@ -18,29 +18,21 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
+import yaml
 
 from pytest_cirque import wait_until
 
-DEVICE_CONFIG = {
-    "device0": {
-        "type": "Generic Node",
-        "base_image": "generic_node_image",
-        "capability": ["WiFi", "Thread", "Interactive"],
-        "rcp_mode": True,
-    },
-    "device1": {
-        "type": "GenericNode",
-        "base_image": "generic_node_image",
-        "capability": ["WiFi", "Thread", "Interactive"],
-        "rcp_mode": True,
-    },
-    "wifi-ap": {"type": "wifi_ap", "base_image": "mac80211_ap_image"},
-}
+#: The original's example topology, as a client of the original service sends it (the same
+#: file works in @pytest.mark.home and home_factory).
+DEVICE_CONFIG = yaml.safe_load(
+    Path(__file__).with_name("cirque_original_topology.yaml").read_text()
+)
 CONF = "/etc/wpa_supplicant/wpa_supplicant.conf"
 LEASED = re.compile(r"wlan0: leased (\d+\.\d+\.\d+\.\d+) for (\d+) seconds")
 

@@ -4,7 +4,7 @@ see who hears whom.
 Every helper drives the node's own OpenThread through ``ot-ctl``, exactly as device
 software and the original Cirque's tests do, so what a test sees is what a device sees.
 Each wait has a deadline; a failed one names the node, the step and what it waited for,
-and carries every Thread node's ``ot-ctl state``, neighbour table and daemon log
+and carries each concerned node's ``ot-ctl state``, neighbour table and daemon log
 (``ProvisioningError.log``) and a capture of the air (``.capture``, 802.15.4 pcap).
 
 Roles, as ``ot-ctl state`` prints them: ``disabled`` (Thread not started), ``detached``

@@ -79,7 +79,8 @@ class WaitTimeout(CirqueError):
 
 
 class ProvisioningError(WaitTimeout):
-    """A WiFi provisioning step failed; ``step`` names it, ``capture`` is a pcap of the air."""
+    """A WiFi or Thread provisioning step failed; ``step`` names it, ``capture`` is a pcap of
+    the air."""
 
     def __init__(
         self, message: str, step: str, log: str = "", capture: os.PathLike[str] | None = None

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
 import grpc
 import pytest
 import requests
+import yaml
 
 from pytest_cirque.core.waiting import wait_until
 from pytest_cirque.service.proto import (
@@ -39,21 +41,9 @@ from .service_client import CLIENT_TIMEOUT_S, Served, objects_of_home
 pytestmark = pytest.mark.slow
 
 #: Both examples' topology: two Thread and WiFi nodes and an access point.
-REST_DEVICE_CONFIG = {
-    "device0": {
-        "type": "Generic Node",
-        "base_image": "generic_node_image",
-        "capability": ["WiFi", "Thread", "Interactive"],
-        "rcp_mode": True,
-    },
-    "device1": {
-        "type": "GenericNode",
-        "base_image": "generic_node_image",
-        "capability": ["WiFi", "Thread", "Interactive"],
-        "rcp_mode": True,
-    },
-    "wifi-ap": {"type": "wifi_ap", "base_image": "mac80211_ap_image"},
-}
+REST_DEVICE_CONFIG = yaml.safe_load(
+    (Path(__file__).parents[2] / "examples" / "cirque_original_topology.yaml").read_text()
+)
 GRPC_DEVICE_CONFIG: dict[str, dict[str, Any]] = {
     "device0": {
         "device_type": "Generic Node",
