@@ -73,16 +73,9 @@ MISSING = {
 THREAD_KEYS = ("rcp_mode", "thread_petition", "thread_daemon")
 #: Keys of an access point device beyond Cirque's: its network's name and passphrase.
 AP_KEYS = ("ssid", "psk")
-#: Cirque's device keys handed to our spec parser as they are.
-PASSED_KEYS = (
-    "traffic_control",
-    "mount_pairs",
-    "weave_config_file",
-    "weave_config_target_path",
-    "xvnc_localhost",
-    "display_id",
-    "docker_display_id",
-)
+#: Cirque's device keys handed to our spec parser as they are: those it reads itself,
+#: beside the three translated here.
+PASSED_KEYS = tuple(k for k in CIRQUE_FIELDS if k not in ("type", "base_image", "capability"))
 #: Our own node keys, accepted beside Cirque's.
 OUR_KEYS = ("image", "capabilities", "env", "command")
 KNOWN_KEYS = (
