@@ -111,6 +111,18 @@ class ScreenSource(Protocol):
         ...
 
 
+@runtime_checkable
+class LanRouter(Protocol):
+    """A driver whose node routes prefixes for the other nodes of its LAN network (a
+    Thread border router's off-mesh-routable prefix): the home gives them a route through
+    it (the core asks this, not a name)."""
+
+    def lan_routes(self) -> list[str]:
+        """The prefixes (``addr/len``) the node routes for its LAN peers; none until it
+        serves them."""
+        ...
+
+
 DRIVERS: dict[type[Capability], type[Driver[Any]]] = {}
 
 

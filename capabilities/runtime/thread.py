@@ -22,7 +22,7 @@ import contextlib
 import ipaddress
 import shlex
 from collections.abc import Callable
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, cast
 
 from pytest_cirque.capabilities.model.thread import CIRQUE_HOST, RCP_TTY, Thread, omr_prefix
 from pytest_cirque.capabilities.runtime.base import Driver, NodeRuntime, drives
@@ -65,17 +65,6 @@ class _ThreadNode(NodeRuntime, Protocol):
     spec: NodeSpec
 
     def exec_background(self, cmd: str | list[str]) -> Any: ...
-
-
-@runtime_checkable
-class LanRouter(Protocol):
-    """A driver whose node routes prefixes for the other nodes of its LAN network (a
-    border router's off-mesh-routable prefix): the home gives them a route through it."""
-
-    def lan_routes(self) -> list[str]:
-        """The prefixes (``addr/len``) the node routes for its LAN peers; none until it
-        serves them."""
-        ...
 
 
 def forkpty_radio(node_id: int) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from pytest_cirque.capabilities.runtime.thread import LanRouter
+from pytest_cirque.capabilities.runtime.base import LanRouter
 from pytest_cirque.core import identity
 from pytest_cirque.core.docker_backend import Backend, run_parallel
 from pytest_cirque.core.errors import CirqueError, NodeError, SpecError, one_line
