@@ -1,9 +1,11 @@
 """What the integration tests share: a Cirque service per test that must leave nothing
-behind, the query that checks it, and a wait on the event loop."""
+behind, the query that checks it, a wait on the event loop, and Ctrl-C for the processes
+a test starts."""
 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,6 +20,20 @@ def run_objects(service: Cirque) -> list[str]:
     """The "kind:name" of every Docker object labelled with the service's run id."""
     found = Backend(service.client).find([f"{identity.RUN}={service.run_id}"])
     return sorted(f"{o.kind}:{o.name}" for o in found)
+
+
+@pytest.fixture
+def sigint_reaches_children() -> Iterator[None]:
+    """Processes the test starts get SIGINT at its default, as from a terminal, so that a
+    SIGINT (Ctrl-C) it sends them raises KeyboardInterrupt. A suite started as a background
+    job of a non-interactive shell has SIGINT ignored (POSIX), children inherit an ignored
+    signal through exec, and Python then installs no KeyboardInterrupt handler: the child
+    would never see the signal. A handled signal is reset to its default in a child."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

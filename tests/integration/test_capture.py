@@ -102,7 +102,9 @@ def test_a_saved_capture_decodes_as_802_11_and_decrypts_with_the_passphrase(
     assert protected and set(protected) == {"1"}
 
 
-def test_cirque_capture_streams_the_air_live_and_leaves_no_follower(home: Home, tmp_path: Path):
+def test_cirque_capture_streams_the_air_live_and_leaves_no_follower(
+    home: Home, tmp_path: Path, sigint_reaches_children
+):
     ap = wifi.access_point(home["ap"])
     wifi.associate(home["sta"], ap)
     wifi.dhcp(home["sta"])

@@ -284,7 +284,7 @@ def test_ctrl_c_during_a_test_still_tears_everything_down(
 
 
 def test_sigint_while_a_test_waits_tears_everything_down(
-    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str
+    pytester: pytest.Pytester, client: docker.DockerClient, run_id: str, sigint_reaches_children
 ) -> None:
     """A real Ctrl-C (SIGINT to pytest) while a test waits on its home."""
     pytester.makepyfile(
