@@ -118,7 +118,8 @@ def test_out_of_range_detaches_back_in_range_reattaches(make_home):
 
 
 def test_a_child_that_loses_its_parent_reattaches_through_another_router(make_home):
-    # p and r are routers 40 m from the child c, and 80 m apart only through the leader.
+    # p and r are routers 50 m from the child c and 60 m from each other; the leader is 40 m
+    # from c.
     home = make_home(
         {
             "leader": {"capabilities": [{"Thread": {"position": [0, 0]}}]},
