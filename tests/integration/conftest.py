@@ -13,6 +13,7 @@ import pytest
 from pytest_cirque.core import identity
 from pytest_cirque.core.docker_backend import Backend
 from pytest_cirque.core.waiting import wait_until_async
+from pytest_cirque.homes.home import Home
 from pytest_cirque.homes.session import Cirque
 
 
@@ -54,3 +55,18 @@ async def until(
     """Wait on the event loop until ``condition()`` holds; WaitTimeout says what was
     awaited. An error of the condition ends the wait at once."""
     await wait_until_async(condition, what, timeout, ignore=(), max_interval=0.3)
+
+
+@pytest.fixture
+def make_home(service: Cirque) -> Iterator[Callable[..., Home]]:
+    """Homes for one test from the test's service: ``make_home(spec, name="home")``; all
+    destroyed after it."""
+    homes: list[Home] = []
+
+    def make(spec: dict, name: str = "home") -> Home:
+        homes.append(service.create_home(spec, name=name))
+        return homes[-1]
+
+    yield make
+    for home in homes:
+        home.destroy()

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pytest_cirque.core.waiting import wait_until
-from pytest_cirque.homes.home import Home
 from pytest_cirque.homes.node import Node
-from pytest_cirque.homes.session import Cirque
 from pytest_cirque.radios.relay.pcap import read_pcap
 from pytest_cirque.radios.relay.thread import LINKTYPE_IEEE802_15_4_WITHFCS, dataset_tlvs
 
@@ -30,19 +27,6 @@ ORIGINAL_FLOW = "ot-ctl panid 0x1234 && ot-ctl ifconfig up && ot-ctl thread star
 #: Generous: forming takes seconds, a lone node gives up attaching after some more.
 FORM_TIMEOUT_S = 120.0
 HEX = set("0123456789abcdef")
-
-
-@pytest.fixture
-def make_home(service: Cirque) -> Iterator:
-    homes: list[Home] = []
-
-    def make(spec: dict, name: str = "thread") -> Home:
-        homes.append(service.create_home(spec, name=name))
-        return homes[-1]
-
-    yield make
-    for home in homes:
-        home.destroy()
 
 
 def thread_node(**params) -> dict:

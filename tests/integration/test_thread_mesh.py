@@ -9,15 +9,11 @@ those that decide how soon a node notices it is alone (``networkidtimeout``,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from pytest_cirque import thread
 from pytest_cirque.core.errors import ProvisioningError
 from pytest_cirque.core.waiting import wait_until
-from pytest_cirque.homes.home import Home
-from pytest_cirque.homes.session import Cirque
 
 pytestmark = pytest.mark.slow
 
@@ -25,19 +21,6 @@ pytestmark = pytest.mark.slow
 MESH_TIMEOUT_S = 180.0
 #: Nodes 45 m apart hear their neighbours only (range: up to 50 m sure, past 80 m never).
 SPACING_M = 45.0
-
-
-@pytest.fixture
-def make_home(service: Cirque) -> Iterator:
-    homes: list[Home] = []
-
-    def make(spec: dict, name: str = "mesh") -> Home:
-        homes.append(service.create_home(spec, name=name))
-        return homes[-1]
-
-    yield make
-    for home in homes:
-        home.destroy()
 
 
 def line(count: int, **params) -> dict:

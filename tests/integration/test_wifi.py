@@ -6,32 +6,17 @@ checks)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
 from pytest_cirque import wifi
 from pytest_cirque.core.errors import SpecError
-from pytest_cirque.homes.home import Home
 from pytest_cirque.homes.node import Node
 from pytest_cirque.homes.session import Cirque
 
 from .conftest import run_objects
 
 PSK = "correct horse"
-
-
-@pytest.fixture
-def make_home(service: Cirque) -> Iterator:
-    homes: list[Home] = []
-
-    def make(spec: dict, name: str = "wifi") -> Home:
-        homes.append(service.create_home(spec, name=name))
-        return homes[-1]
-
-    yield make
-    for home in homes:
-        home.destroy()
 
 
 def ap_node(ssid: str = "home", psk: str | None = PSK, **settings) -> dict:
@@ -114,8 +99,11 @@ def test_a_wrong_psk_fails_the_handshake_as_on_real_hardware(make_home):
     assert "WPA: 4-Way Handshake failed - pre-shared key may be incorrect" in error.log
     assert error.capture is not None and error.capture.stat().st_size > 24
     events = wifi.control_log(sta)
-    assert re.search(r'CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="home" auth_failures=1 '
-                     r"duration=\d+ reason=WRONG_KEY", events)
+    assert re.search(
+        r'CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="home" auth_failures=1 '
+        r"duration=\d+ reason=WRONG_KEY",
+        events,
+    )
     assert "CTRL-EVENT-CONNECTED" not in events
     assert not carrier(sta)
     state = home.media["wifi"].as_wifi().status()
