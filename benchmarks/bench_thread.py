@@ -212,8 +212,13 @@ def formation_round(
                     max_interval=0.25,
                 )
         except CirqueError as exc:
-            return {"home_up_s": round(up - started, 3), "error": one_line([exc])[:500]}
+            return {
+                "home_up_s": round(up - started, 3),
+                "error": one_line([exc])[:500],
+                "medium": totals(home.medium(THREAD_MEDIUM)),
+            }
         formed = time.perf_counter()
+        medium = totals(home.medium(THREAD_MEDIUM))
     finally:
         home.destroy()
     return {
@@ -222,6 +227,7 @@ def formation_round(
         "total_s": round(formed - started, 3),
         "teardown_s": round(time.perf_counter() - formed, 3),
         "roles": {role: roles.count(role) for role in sorted(set(roles))},
+        "medium": medium,
     }
 
 

@@ -8,7 +8,8 @@ A frame from ``src`` crosses the medium in two steps:
 
 1. ``transmit(src, size, now)``: the sender waits for its own egress rate (when set) and
    for airtime on the shared channel (one transmission, heard by every receiver).
-   Returns the wait in seconds, or a ``Decision`` that drops the frame (queue full).
+   Returns the wait in seconds, or a ``Decision`` that drops the frame (queue full, or
+   channel busy for a radio that gives up deferring, as CSMA-CA does).
 2. ``receive(src, dst, size, now, waited)``: for each receiver, path loss gives RSSI and
    a loss probability; the sender's and the link's own loss, latency, jitter and rate
    apply on top. Returns a ``Decision`` (deliver or drop, and after how long).
@@ -55,6 +56,9 @@ class Phy:
     out_of_range_margin_db: float = 10.0
     #: The longest frame the PHY carries, in the sizes ``airtime_s`` takes.
     max_frame_bytes: int = 1500
+    #: Longest a radio defers to a busy channel before it gives up on a frame, as CSMA-CA
+    #: does, in ms; None: frames wait for the air up to the medium's ``queue_ms``.
+    channel_access_ms: float | None = None
 
 
 #: 802.11g at 54 Mbit/s on channel 6 indoors: about 31 Mbit/s of 1500-byte payload at
@@ -76,6 +80,12 @@ PHY_80211G = Phy(
 #: apart hear each other without loss; the loss rises from about 60 m, and beyond 78 m
 #: (under 80 m) nothing is heard at all. Sizes are PSDUs; a frame gains its 6-byte
 #: preamble, start delimiter and length (SHR, PHR), and costs a CCA and a turnaround.
+#:
+#: A frame that cannot get on the air within 8 ms is dropped ("channel busy"). Its sender
+#: waits 16 ms for the ACK from the moment it sent (OpenThread's kAckTimeout); a frame
+#: held longer would be answered after that, and sent again while it still takes air.
+#: That is what made a busy channel collapse. The other 8 ms are for both radios and the
+#: relay to turn the ACK around.
 PHY_802154 = Phy(
     name="802.15.4",
     frequency_mhz=2440.0,
@@ -89,6 +99,7 @@ PHY_802154 = Phy(
     air_header_bytes=6,
     out_of_range_margin_db=1.0,
     max_frame_bytes=127,
+    channel_access_ms=8.0,
 )
 
 #: A switched wired LAN: no range, no shared airtime (run it with ``airtime=False``), so
@@ -159,11 +170,12 @@ class Decision:
     deliver: bool
     #: Seconds from now until the frame reaches the receiver.
     delay: float = 0.0
-    #: Why a frame was dropped ("cut", "out of range", "loss", "queue full").
+    #: Why a frame was dropped ("cut", "out of range", "loss", "queue full", "channel busy").
     reason: str = ""
 
 
 DROP_QUEUE_FULL = Decision(False, reason="queue full")
+DROP_CHANNEL_BUSY = Decision(False, reason="channel busy")
 
 
 class TokenBucket:
@@ -391,9 +403,13 @@ class LinkModel:
                 air = self._channels.get(channel) or self._channels.setdefault(
                     channel, self._new_channel()
                 )
-            air_wait = air.reserve(self.airtime_s(size, broadcast), now + wait, max_wait - wait)
+            longest, drop = max_wait - wait, DROP_QUEUE_FULL
+            access_ms = self.phy.channel_access_ms
+            if access_ms is not None and access_ms / 1000 < longest:
+                longest, drop = access_ms / 1000, DROP_CHANNEL_BUSY
+            air_wait = air.reserve(self.airtime_s(size, broadcast), now + wait, longest)
             if air_wait is None:
-                return DROP_QUEUE_FULL
+                return drop
             wait += air_wait
         return wait
 

@@ -553,6 +553,7 @@ class SetMedium(Request[Done]):
     air_header_bytes: int | Keep = KEEP
     out_of_range_margin_db: float | Keep = KEEP
     max_frame_bytes: int | Keep = KEEP
+    channel_access_ms: float | Keep | None = KEEP
 
     def changes(self) -> dict[str, Any]:
         return _plain(self)

@@ -7,8 +7,9 @@ from port 9000+ID to the group 224.0.0.116 or ff02::116, port 9000, on the inter
 the radio, held by this medium as an endpoint.
 
 Per frame the relay parses the datagram, spends the airtime of the frame's channel
-(250 kbit/s each), and delivers the very same Ethernet frame to every other radio on that
-channel that the link model lets hear it (range, loss, cut links, latency). A radio's
+(250 kbit/s each; a frame that would wait too long for it is dropped, see PHY_802154),
+and delivers the very same Ethernet frame to every other radio on that channel that the
+link model lets hear it (range, loss, cut links, latency). A radio's
 channel is the one it last sent on; one that has not sent yet hears every channel, and
 its own radio keeps only frames of the channel it listens on. Anything else the node's
 kernel sends on ``ot-radio0`` (neighbour discovery, MLD) stays off the air.
@@ -31,7 +32,7 @@ from typing import Any
 
 from pytest_cirque.core.errors import SpecError
 from pytest_cirque.radios.relay.link_model import Decision
-from pytest_cirque.radios.relay.medium import BACKLOG_S, Endpoint, Handler, Medium
+from pytest_cirque.radios.relay.medium import Endpoint, Handler, Medium
 from pytest_cirque.radios.relay.pcap import PcapWriter
 from pytest_cirque.radios.relay.protocol import (
     THREAD_MAX_NODES,
@@ -261,8 +262,9 @@ class ThreadMedium(Medium):
         if isinstance(waited, Decision):
             self._drop(source, waited.reason)
             return
-        if waited > BACKLOG_S:
-            self._hold(source, waited - BACKLOG_S)
+        # No back-pressure on the sender (the core holds a busy sender's endpoint): a
+        # radio has one frame in flight until its ACK or timeout, and a frame left in
+        # ot-radio0's queue would only reach the air later than its sender counts on.
         for receiver in receivers:
             decision = self.model.receive(source.name, receiver.name, size, now, waited)
             if not decision.deliver:

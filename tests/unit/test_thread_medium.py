@@ -220,11 +220,31 @@ def test_each_channel_has_its_own_airtime():
     model = LinkModel(PHY_802154)
     model.add_node("a")
     model.add_node("b")
-    waits = [model.transmit("a", 127, 0.0, True, channel=11) for _ in range(5)]
-    assert waits[-1] > 0.01  # five full frames queue up on channel 11 (4.3 ms each)
+    waits = [model.transmit("a", 127, 0.0, True, channel=11) for _ in range(2)]
+    assert waits == [0.0, pytest.approx(model.airtime_s(127))]  # the second waits for the first
     # Channel 12 is free: its first frame waits no more than channel 11's first did.
-    assert model.transmit("b", 127, 0.0, True, channel=12) == waits[0]
+    assert model.transmit("b", 127, 0.0, True, channel=12) == 0.0
     assert model.airtime_s(127) == pytest.approx((320 + 133 * 32) / 1e6)
+
+
+def test_a_frame_the_busy_channel_would_hold_past_the_ack_timeout_is_dropped(air: Air):
+    """A radio gives up on a frame it cannot send within 8 ms (CSMA-CA), so nothing
+    reaches a receiver after its sender stopped waiting for the ACK (16 ms)."""
+    for name in ("n1", "n2", "n3"):
+        air.attach(name)
+    longest = ipv6_datagram(1, 15, bytes.fromhex("4188") + bytes(125))  # 4.6 ms of air
+    for _ in range(3):  # sent at once: on the air at 0 and 4.6 ms; the third would be 9.2
+        air.nodes["n1"].send(longest)
+    air.medium._on_readable(air.medium.endpoints["n1"].fd)
+    assert air.medium.drops["channel busy"] == 1
+    assert not air.medium.endpoints["n1"].held  # the sender is read on, not held back
+    air.run(0.02)
+    assert len(air.received("n2")) == 2
+    # The dropped frame took no air: the channel is free again once the two are sent.
+    other = ipv6_datagram(3, 15, bytes.fromhex("4188") + bytes(125))
+    air.nodes["n3"].send(other)
+    air.medium._on_readable(air.medium.endpoints["n3"].fd)
+    assert air.received("n2") == [other]
 
 
 def test_an_idle_channel_carries_a_frame_at_once_and_an_ack_never_queues(air: Air):
