@@ -318,6 +318,7 @@ class Backend:
         gateway: str | None = None,
         ip_range: str | None = None,
         ipv6_subnet: str | None = None,
+        ipv6_gateway: str | None = None,
         internal: bool = False,
         icc: bool = True,
         driver: str = "bridge",
@@ -328,7 +329,7 @@ class Backend:
         if subnet:
             pools.append(docker.types.IPAMPool(subnet=subnet, gateway=gateway, iprange=ip_range))
         if ipv6_subnet:
-            pools.append(docker.types.IPAMPool(subnet=ipv6_subnet))
+            pools.append(docker.types.IPAMPool(subnet=ipv6_subnet, gateway=ipv6_gateway))
         options: dict[str, str] = {}
         if driver == "bridge" and not icc:
             options["com.docker.network.bridge.enable_icc"] = "false"

@@ -3,8 +3,9 @@
 Each home has, per variant its nodes ask for, up to two segments:
 
 * ``lan``: a bridge with inter-container traffic off (enable_icc=false). Its nodes reach
-  only the gateway (and the outside, unless the variant is internal). Every node
-  without LanAccess joins it.
+  only the gateway (and the outside, unless the variant is internal); over IPv6, where
+  the engine does not apply that switch, each node's guard sees to it (lan_ipv6_guard).
+  Every node without LanAccess joins it.
 * ``lan-access``: made when the first LanAccess node arrives, icc on: its nodes reach
   each other and the gateway (Cirque's LanAccess).
 
@@ -56,6 +57,13 @@ DEFAULT_POOL = "10.213.0.0/16"
 SUBNET_PREFIX = 24
 #: Where the ipv6 variant's /64s come from (ula_subnet).
 ULA_RANGE = "fd00::/8"
+#: The ip6tables chain of lan_ipv6_guard in a node's namespace.
+LAN_IPV6_CHAIN = "CIRQUE-LAN6"
+#: What a node on a LAN segment may send to any address there: router and neighbour
+#: solicitations and advertisements.
+NEIGHBOUR_DISCOVERY = ("router-solicitation", "neighbour-solicitation", "neighbour-advertisement")
+#: Link-local unicast and every multicast: the ways to a neighbour besides its subnet.
+LINK = ("fe80::/10", "ff00::/8")
 
 
 @dataclass
@@ -70,6 +78,11 @@ class Network:
     gateway: str
     ipv6_subnet: str = ""
     driver: str = "bridge"
+
+    @property
+    def ipv6_gateway(self) -> str:
+        """The bridge's address in the IPv6 subnet (its first), or "" without IPv6."""
+        return ipv6_gateway(self.ipv6_subnet) if self.ipv6_subnet else ""
 
     def describe(self) -> dict[str, str]:
         info = {
@@ -102,7 +115,32 @@ def segment_guard(network: Network) -> str:
     script = f"ip route replace prohibit {subnet_pool()}\n"
     if network.ipv6_subnet:
         script += f"ip -6 route replace prohibit {ULA_RANGE}\n"
+        if network.segment == SEGMENT_LAN:
+            script += lan_ipv6_guard(network)
     return script
+
+
+def lan_ipv6_guard(network: Network) -> str:
+    """The script that keeps a node of an IPv6 ``lan`` segment from its neighbours over
+    IPv6, as enable_icc=false keeps them apart over IPv4: this engine applies that switch
+    through iptables alone, so without this the nodes reach each other at their
+    unique-local, link-local and multicast addresses. On the LAN interface the node keeps
+    the gateway (and what lies beyond it) and neighbour discovery; anything else to the
+    LAN is refused at once, as a prohibit route refuses. ip6tables in the node's own
+    namespace: NET_ADMIN is enough (nf_tables). Idempotent, like the routes."""
+    subnet, chain = network.ipv6_subnet, LAN_IPV6_CHAIN
+    rules = [f"-d {network.ipv6_gateway} -j RETURN"]
+    rules += [f"-p ipv6-icmp --icmpv6-type {kind} -j RETURN" for kind in NEIGHBOUR_DISCOVERY]
+    rules += [f"-d {lan} -j REJECT --reject-with adm-prohibited" for lan in (subnet, *LINK)]
+    return (
+        "set -e\n"
+        f"dev=$(ip -6 -o route show exact {subnet} | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p')\n"
+        f'[ -n "$dev" ] || {{ echo "no interface routes {subnet}" >&2; exit 3; }}\n'
+        f"ip6tables -w -N {chain} 2>/dev/null || ip6tables -w -F {chain}\n"
+        f'ip6tables -w -C OUTPUT -o "$dev" -j {chain} 2>/dev/null'
+        f' || ip6tables -w -I OUTPUT -o "$dev" -j {chain}\n'
+        + "".join(f"ip6tables -w -A {chain} {rule}\n" for rule in rules)
+    )
 
 
 def subnet_pool() -> ipaddress.IPv4Network:
@@ -139,6 +177,11 @@ def candidate_subnets(
         return []
     start = random.Random(seed).randrange(len(free))
     return free[start:] + free[:start]
+
+
+def ipv6_gateway(subnet: str) -> str:
+    """The gateway of an IPv6 subnet: its first address, which Docker gives the bridge."""
+    return str(next(ipaddress.IPv6Network(subnet).hosts()))
 
 
 def ula_subnet(seed: str) -> str:
@@ -272,6 +315,7 @@ class HomeNetworks:
                     subnet=str(subnet),
                     gateway=gateway,
                     ipv6_subnet=ipv6,
+                    ipv6_gateway=ipv6_gateway(ipv6) if ipv6 else None,
                     internal=variant == NETWORK_INTERNAL,
                     icc=segment != SEGMENT_LAN,
                 )

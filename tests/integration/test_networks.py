@@ -177,6 +177,23 @@ def test_ipv6_segments_stay_apart(service: Cirque) -> None:
     assert not reaches(plain, open1.ip) and not reaches(open1, plain.ip)
 
 
+def test_ipv6_lan_nodes_reach_their_gateway_but_not_each_other(service: Cirque) -> None:
+    """The lan segment keeps its nodes apart over IPv6 as over IPv4: not at the
+    neighbour's unique-local address, its link-local one, or all nodes' multicast."""
+    home = service.create_home({"a": {"docker_network": "ipv6"}, "b": {"docker_network": "ipv6"}})
+    a, b = home["a"], home["b"]
+    assert a.network is not None
+    gateway = a.network.ipv6_gateway
+    # The bridge's new address answers once the host's duplicate detection is done.
+    wait_until(lambda: reaches(a, gateway), f"node a to reach its gateway {gateway}", 30)
+    assert not reaches(a, b.ipv6[0]) and not reaches(b, a.ipv6[0])
+    link_local = b.exec("ip -6 -o addr show dev eth0 scope link", check=True).stdout.split()[3]
+    assert link_local.startswith("fe80:")
+    assert not reaches(a, f"{link_local.split('/')[0]}%eth0")
+    assert not reaches(a, "ff02::1%eth0")  # every node on the link would answer
+    assert not reaches(a, b.ip)
+
+
 def prohibited(node: Node) -> str:
     """The node's prohibit routes, read from a NET_ADMIN helper in its namespace (so the
     node's image needs no ip)."""
