@@ -9,10 +9,10 @@ the radio, held by this medium as an endpoint.
 Per frame the relay parses the datagram, spends the airtime of the frame's channel
 (250 kbit/s each; a frame that would wait too long for it is dropped, see PHY_802154),
 and delivers the very same Ethernet frame to every other radio on that channel that the
-link model lets hear it (range, loss, cut links, latency). A radio's
-channel is the one it last sent on; one that has not sent yet hears every channel, and
-its own radio keeps only frames of the channel it listens on. Anything else the node's
-kernel sends on ``ot-radio0`` (neighbour discovery, MLD) stays off the air.
+link model lets hear it (range, loss, cut links, latency). A radio's channel is the one
+it last sent on; one that has not sent yet hears every channel, and its own radio keeps
+only frames of the channel it listens on. Anything else the node's kernel sends on
+``ot-radio0`` (neighbour discovery, MLD) stays off the air.
 
 The capture holds the 802.15.4 frames themselves (pcap link type 195: PSDU with FCS).
 

@@ -238,9 +238,10 @@ def test_a_frame_the_busy_channel_would_hold_past_the_ack_timeout_is_dropped(air
     air.medium._on_readable(air.medium.endpoints["n1"].fd)
     assert air.medium.drops["channel busy"] == 1
     assert not air.medium.endpoints["n1"].held  # the sender is read on, not held back
-    air.run(0.02)
+    air.run(0.0095)  # the second frame's air ends at 9.2 ms
     assert len(air.received("n2")) == 2
-    # The dropped frame took no air: the channel is free again once the two are sent.
+    # The dropped frame took no air: the channel is free again once the two are sent
+    # (had it taken its 4.6 ms, the next frame would wait until 13.7 ms).
     other = ipv6_datagram(3, 15, bytes.fromhex("4188") + bytes(125))
     air.nodes["n3"].send(other)
     air.medium._on_readable(air.medium.endpoints["n3"].fd)
