@@ -14,7 +14,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from unit.test_dot11 import host_tool  # tests/ is on sys.path: unit and integration are packages
+from needs import host_tool
 
 from pytest_cirque import wifi
 from pytest_cirque.core.waiting import wait_until

@@ -4,8 +4,6 @@ a fake clock, read back here, by tcpdump and by tshark (which decrypts it)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 import subprocess
 import tempfile
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from needs import host_tool
 
 from pytest_cirque.radios.relay.dot11 import (
     ASSOC_RESPONSE,
@@ -42,18 +41,6 @@ from .test_wifi_medium import AP_MAC, PSK, STA_MAC, _setup, join
 from .test_wifi_medium import Air as Home
 
 SSID = "home"
-
-
-def host_tool(name: str) -> str:
-    """The path of a host program a test needs: a skip where it is missing, a failure
-    when CIRQUE_REQUIRE_DOCKER=1 (CI, where scripts/setup installs it)."""
-    path = shutil.which(name)
-    if path is None:
-        problem = f"{name} is not installed (scripts/setup installs it)"
-        if os.environ.get("CIRQUE_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"{problem}; CIRQUE_REQUIRE_DOCKER=1 forbids skipping", pytrace=False)
-        pytest.skip(problem)
-    return path
 
 
 # --- CCMP: IEEE 802.11 test vectors (CCMP test MPDUs 1 and 7) ------------------------
