@@ -16,21 +16,26 @@ import yaml
 
 from pytest_cirque import topology
 
-RECORDING_CONFTEST = """
+
+def recording_conftest(record: str) -> str:
+    """A conftest whose ``cirque`` service creates nothing: for each home it prints
+    ``CREATED`` and each line that ``record(spec, name)`` (Python source given here)
+    makes of the spec it was asked for."""
+    return f"""
+import json
 import pytest
+
+{record}
 
 class RecordingService:
     def create_home(self, spec, name=None):
-        caps = {
-            n: [(c.name, c.describe().get("loss")) for c in s.capabilities]
-            for n, s in spec.nodes.items()
-        }
-        print(f"CREATED name={name} caps={caps}")
+        for line in record(spec, name):
+            print("CREATED " + line)
         return Home()
 
 class Home:
     name = "recorded"
-    nodes = {}
+    nodes = {{}}
     def destroy(self):
         pass
 
@@ -38,6 +43,19 @@ class Home:
 def cirque():
     return RecordingService()
 """
+
+
+#: Each node's capabilities, with a TrafficControl's loss.
+RECORDING_CONFTEST = recording_conftest(
+    """
+def record(spec, name):
+    caps = {
+        n: [(c.name, c.describe().get("loss")) for c in s.capabilities]
+        for n, s in spec.nodes.items()
+    }
+    return [f"name={name} caps={caps}"]
+"""
+)
 
 REFUSING_CONFTEST = """
 import pytest
@@ -217,29 +235,20 @@ def test_docker_unreachable_fails_setup_in_one_line(
     result.stdout.no_fnmatch_line("*Traceback*")
 
 
-THREAD_RECORDING_CONFTEST = """
-import pytest
-
-class RecordingService:
-    def create_home(self, spec, name=None):
-        for node_name, node in spec.nodes.items():
-            threads = [c for c in node.capabilities if c.name == "Thread"]
-            params = threads[0].params if threads else None
-            if params:
-                params = {k: params[k] for k in sorted(params) if k in ("channel", "panid", "mode")}
-            print(f"CREATED {node_name}: {params}")
-        return Home()
-
-class Home:
-    name = "recorded"
-    nodes = {}
-    def destroy(self):
-        pass
-
-@pytest.fixture(scope="session")
-def cirque():
-    return RecordingService()
+#: Each node's Thread channel, PAN ID and mode, a line per node.
+THREAD_RECORDING_CONFTEST = recording_conftest(
+    """
+def record(spec, name):
+    lines = []
+    for node_name, node in spec.nodes.items():
+        threads = [c for c in node.capabilities if c.name == "Thread"]
+        params = threads[0].params if threads else None
+        if params:
+            params = {k: params[k] for k in sorted(params) if k in ("channel", "panid", "mode")}
+        lines.append(f"{node_name}: {params}")
+    return lines
 """
+)
 
 
 def test_thread_marker_puts_the_nodes_on_one_network(pytester: pytest.Pytester) -> None:
@@ -281,29 +290,17 @@ ORIGINAL_TOPOLOGY_FILE = Path(__file__).parents[2] / "examples" / "cirque_origin
 ORIGINAL_TOPOLOGY_YAML = ORIGINAL_TOPOLOGY_FILE.read_text()
 ORIGINAL_TOPOLOGY = yaml.safe_load(ORIGINAL_TOPOLOGY_YAML)
 
-NODES_RECORDING_CONFTEST = """
-import json
-import pytest
-
-class RecordingService:
-    def create_home(self, spec, name=None):
-        nodes = {
-            n: [s.image, [[c.name, c.params] for c in s.capabilities]]
-            for n, s in spec.nodes.items()
-        }
-        print("CREATED " + json.dumps(nodes))
-        return Home()
-
-class Home:
-    name = "recorded"
-    nodes = {}
-    def destroy(self):
-        pass
-
-@pytest.fixture(scope="session")
-def cirque():
-    return RecordingService()
+#: Each node's image and capabilities with their parameters, as JSON.
+NODES_RECORDING_CONFTEST = recording_conftest(
+    """
+def record(spec, name):
+    nodes = {
+        n: [s.image, [[c.name, c.params] for c in s.capabilities]]
+        for n, s in spec.nodes.items()
+    }
+    return [json.dumps(nodes)]
 """
+)
 
 
 def nodes_as_recorded(spec: Any) -> dict[str, Any]:
