@@ -190,22 +190,12 @@ def original_flow(node: Node) -> None:
 
 
 def one_network(nodes: Sequence[Node], marks: dict[str, float]) -> list[str] | None:
-    """The roles once all ``nodes`` are attached in one partition, else None; ``marks``
-    gets "attached", the first poll that saw every node leader, router or child (in any
-    partition: the issue's measure)."""
-    with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:  # as one_partition
-        seen = list(
-            pool.map(
-                lambda node: (thread.state(node), thread.ctl(node, "partitionid", record=False)),
-                nodes,
-            )
-        )
-    roles = [role for role, _ in seen]
-    if not all(role in thread.ATTACHED for role in roles):
-        return None
-    marks.setdefault("attached", time.perf_counter())
-    partitions = {tuple(partition) for _, partition in seen}
-    return roles if len(partitions) == 1 and roles.count("leader") == 1 else None
+    """thread.one_partition, and ``marks`` gets "attached": the first poll that saw every
+    node leader, router or child (in any partition: the issue's measure)."""
+    seen = thread.roles_and_partitions(nodes)
+    if all(role in thread.ATTACHED for role, _ in seen):
+        marks.setdefault("attached", time.perf_counter())
+    return thread.one_partition(nodes, seen)
 
 
 def since(up: float, marks: dict[str, float]) -> dict[str, float]:

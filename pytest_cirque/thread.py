@@ -292,8 +292,8 @@ def form(
         raise failure(nodes, "form", f"{what}: not within {timeout:g} s") from None
 
 
-def one_partition(nodes: Sequence[Node]) -> list[str] | None:
-    """The nodes' roles when all are attached to one partition with one leader, else None."""
+def roles_and_partitions(nodes: Sequence[Node]) -> list[tuple[str, str]]:
+    """Each node's role and partition ID, in order ("" where a node does not answer)."""
 
     def role_and_partition(node: Node) -> tuple[str, str]:
         answer = _read(node, "state") + _read(node, "partitionid")
@@ -301,7 +301,16 @@ def one_partition(nodes: Sequence[Node]) -> list[str] | None:
 
     # Asking is mostly waiting for the node: one thread per node keeps a poll short.
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
-        seen = list(pool.map(role_and_partition, nodes))
+        return list(pool.map(role_and_partition, nodes))
+
+
+def one_partition(
+    nodes: Sequence[Node], seen: Sequence[tuple[str, str]] | None = None
+) -> list[str] | None:
+    """The nodes' roles when all are attached to one partition with one leader, else None;
+    from ``seen`` (roles_and_partitions) when given, else asked now."""
+    if seen is None:
+        seen = roles_and_partitions(nodes)
     roles = [role for role, _ in seen]
     partitions = {partition for role, partition in seen if role in ATTACHED}
     attached = all(role in ATTACHED for role in roles)
