@@ -560,8 +560,9 @@ class MqttTransport(Transport):
         return []
 
     def _subscribe(self, connection: _Connection, topics: list[str]) -> list[asyncio.Future]:
-        """Subscribe (QoS 1), 100 filters a packet; futures done on SUBACK."""
-        acks = []
+        """Subscribe (QoS 1), 100 filters a packet; futures done on SUBACK (True), or when
+        the connection closes first (False)."""
+        acks: list[asyncio.Future] = []
         for start in range(0, len(topics), 100):
             chunk = [(topic, 1) for topic in topics[start : start + 100]]
             _rc, mid = connection.client.subscribe(chunk)
@@ -570,12 +571,15 @@ class MqttTransport(Transport):
                     asyncio.get_running_loop().create_future()
                 )
                 acks.append(ack)
+        connection.subscribing = [a for a in connection.subscribing if not a.done()] + acks
         return acks
 
-    async def _subscribed(self, acks: list[asyncio.Future]) -> None:
-        """Wait for SUBACKs, so a method request right after start is never missed."""
-        if acks:
-            await asyncio.wait_for(asyncio.gather(*acks), self.connect_timeout)
+    async def _subscribed(self, acks: list[asyncio.Future]) -> bool:
+        """Wait for SUBACKs, so a method request right after start is never missed. False
+        when the connection dropped first: its next CONNACK subscribes again."""
+        if not acks:
+            return True
+        return all(await asyncio.wait_for(asyncio.gather(*acks), self.connect_timeout))
 
     def _new_connection(self, client_id: str) -> _Connection:
         client = _Client(
@@ -650,15 +654,11 @@ class MqttTransport(Transport):
                     else:
                         connection.client.reconnect()
                     await asyncio.wait_for(connection.connected.wait(), self.connect_timeout)
-                    try:
-                        await self._subscribed(connection.subscribing)
-                    except TimeoutError:
-                        if connection.connected.is_set():
-                            raise  # connected, yet no SUBACK: try again
-                        # Dropped after the broker accepted it (another connection took
-                        # its client id, or the broker went): it did connect, and the
-                        # reconnect logic owns it from here, which names a take-over.
-                        return
+                    # False: dropped after the broker accepted it (another connection took
+                    # its client id, or the broker went). It did connect, and the reconnect
+                    # logic owns it from here, which names a take-over; retrying here too
+                    # would fight that logic. A timeout (accepted, yet no SUBACK) retries.
+                    await self._subscribed(connection.subscribing)
         except (OSError, TimeoutError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             connection.last_error = (
@@ -748,13 +748,19 @@ class MqttTransport(Transport):
             return
         connection.last_error = ""
         topics = [_subscription(self.method_topic, d) for d in connection.devices]
-        connection.subscribing = self._subscribe(connection, topics)
+        self._subscribe(connection, topics)
         connection.connected_at = time.monotonic()
         connection.connected.set()
         self._drain(connection)
 
     def _on_disconnect(self, connection, _client, _userdata, _flags, reason_code, _props) -> None:
         connection.connected.clear()
+        for ack in connection.subscribing:
+            if not ack.done():
+                ack.set_result(False)
+        connection.subscribing = []
+        for key in [key for key in self._suback if key[0] == id(connection)]:
+            del self._suback[key]
         if connection.closing or self._stopped:
             return
         # Another client with this client id takes the connection over; reconnecting would
@@ -779,7 +785,7 @@ class MqttTransport(Transport):
     def _on_subscribe(self, connection, _client, _userdata, mid, _reason_codes, _props) -> None:
         ack = self._suback.pop((id(connection), mid), None)
         if ack is not None and not ack.done():
-            ack.set_result(None)
+            ack.set_result(True)
 
     def _on_publish(self, connection, _client, _userdata, mid, _reason_code, _props) -> None:
         if connection.inflight.pop(mid, None) is not None:

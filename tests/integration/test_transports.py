@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from pytest_cirque.core.errors import TransportError
 from pytest_cirque.device_models.brokers import (
@@ -35,8 +37,6 @@ def message(device_id: str, n: int) -> Message:
         body=json.dumps({"n": n, "device": device_id}).encode(),
         model_id="test-model",
     )
-
-
 
 
 @pytest.fixture
@@ -421,6 +421,41 @@ def test_http_endpoint_records_and_explains_what_arrived(http_endpoint):
     text = str(error.value)
     assert "waited 1 s for 1 telemetry message(s)" in text
     assert "arrived instead: 1 message(s): explain-1/test-reading;v1 x1" in text
+
+
+def test_mqtt_connection_taken_over_before_its_suback_still_starts(mqtt_broker):
+    """A connection the broker accepts and then drops before the SUBACK (another client
+    took its id) has connected: start returns, and the reconnect carries the device on."""
+    intruder = paho.Client(CallbackAPIVersion.VERSION2, client_id="suback-1")
+    intruder.reconnect_delay_set(min_delay=3600, max_delay=3600)  # pushed off once, stays off
+    host, port = mqtt_broker.url.removeprefix("mqtt://").split(":")
+
+    async def run():
+        transport = make_transport("mqtt", mqtt_broker.url)
+        deliver_suback = transport._on_subscribe
+
+        def take_over_before_suback(*args):
+            # The first SUBACK is held back, and another client connects with the same
+            # client id, as a second simulation would; later SUBACKs go through.
+            transport._on_subscribe = deliver_suback
+            intruder.connect(host, int(port))
+            intruder.loop_start()
+
+        transport._on_subscribe = take_over_before_suback
+        await transport.start(["suback-1"])
+        await until(lambda: transport.connected_devices == 1 and transport.counts.reconnects)
+        await transport.send(message("suback-1", 1))
+        await until(lambda: transport.counts.delivered == 1)
+        await transport.stop()
+        return transport.counts
+
+    try:
+        counts = asyncio.run(run())
+    finally:
+        intruder.loop_stop()
+        intruder.disconnect()
+    assert (counts.sent, counts.delivered, counts.failed) == (1, 1, 0)
+    assert counts.reconnects == 1
 
 
 def test_mqtt_client_id_taken_over_is_reported_not_fought_over(mqtt_broker):
