@@ -853,19 +853,22 @@ def thread_network(request: pytest.FixtureRequest, home: Home) -> ThreadNetwork:
 def thread_node_factory(request: pytest.FixtureRequest, home: Home) -> Callable[..., Node]:
     """Add a Thread node to the test's home: ``thread_node_factory(name, start=True,
     image=None, **thread)`` with the Thread capability's parameters (position, mode,
-    commissioned, channel, ...). With ``start`` it starts Thread and waits until the node
-    is attached (leader, router or child). A bad parameter raises SpecError and adds
-    nothing."""
+    commissioned, channel, ...); the channel and PAN ID of the test's
+    ``@pytest.mark.thread`` unless given. With ``start`` it starts Thread and waits until
+    the node is attached (leader, router or child) and, as ``thread.join`` does, until a
+    router it is about to become. A bad parameter raises SpecError and adds nothing."""
     from pytest_cirque import thread
 
+    marker = written_marker(request.node, "thread")
+    network = call_marker(request.node, marker, thread_marker)[1] if marker is not None else {}
+
     def make(name: str, start: bool = True, image: str | None = None, **params: Any) -> Node:
-        spec: dict[str, Any] = {"capabilities": [{"Thread": params}]}
+        spec: dict[str, Any] = {"capabilities": [{"Thread": {**network, **params}}]}
         if image is not None:
             spec["image"] = image
         node = home.add_node(name, spec)
         if start:
-            thread.start(node)
-            thread.wait_for_state(node, thread.ATTACHED)
+            thread.join(node, states=thread.ATTACHED)
         return node
 
     return make

@@ -38,6 +38,12 @@ ATTACHED = ("leader", "router", "child")
 #: A lone node becomes leader within seconds; a first attach takes a few more.
 FORM_TIMEOUT_S = 60.0
 JOIN_TIMEOUT_S = 60.0
+#: Seconds past ``routerselectionjitter`` that ``settle`` gives a child's upgrade to router
+#: (an address solicit to the leader, its answer, links to the routers around).
+UPGRADE_GRACE_S = 5.0
+#: How long ``ping`` waits for a first echo: longer than OpenThread's 15 s between a
+#: failed address query and the next.
+REACH_TIMEOUT_S = 30.0
 #: The leader weight of the node ``form`` starts first (OpenThread's default is 64).
 FIRST_LEADER_WEIGHT = 96
 #: Lines of each node's daemon log attached to a failure.
@@ -185,12 +191,54 @@ def join(
 ) -> str:
     """Give the node a dataset (a ThreadDataset or its TLVs in hex; None keeps the one it
     has), start Thread and wait until it is attached to an existing network as router or
-    child. Returns its role."""
+    child, and (see ``settle``) until a router it is about to become. Returns its role."""
     if dataset is not None:
         tlvs = dataset if isinstance(dataset, str) else dataset_tlvs(dataset)
         ctl(node, "dataset", "set", "active", tlvs)
     start(node)
-    return wait_for_state(node, states, timeout)
+    role = wait_for_state(node, states, timeout)
+    if role == "child" and "router" in states:
+        settle([node])
+        role = state(node)
+    return role
+
+
+def upgrading(node: Node) -> bool:
+    """Whether OpenThread is about to make this child a router: a router-eligible full
+    device whose partition has fewer routers than its upgrade threshold asks the leader
+    for a router ID within ``routerselectionjitter`` seconds of attaching."""
+    if state(node) != "child" or "d" not in "".join(_read(node, "mode")):
+        return False
+    if "".join(_read(node, "routereligible")).strip() != "Enabled":
+        return False
+    routers = " ".join(_read(node, "router", "list")).split()
+    return len(routers) < int(_read(node, "routerupgradethreshold")[0])
+
+
+def settle(nodes: Sequence[Node]) -> None:
+    """Wait until no node is a child about to become a router (see ``upgrading``), up to
+    the longest ``routerselectionjitter`` of them plus UPGRADE_GRACE_S; a child that
+    OpenThread has not made a router by then stays a child.
+
+    The helpers that attach nodes call it, so that the role they return is the one the
+    node keeps: while a child becomes a router its traffic stalls for a second or two
+    (a new short address, new links), and pings sent then are lost."""
+    nodes = list(nodes)
+    if not nodes:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
+        jitters = pool.map(lambda node: int(_read(node, "routerselectionjitter")[0]), nodes)
+        longest = max(jitters)
+
+        def none_upgrading() -> bool:
+            return not any(pool.map(upgrading, nodes))
+
+        with contextlib.suppress(WaitTimeout):
+            wait_until(
+                none_upgrading,
+                f"nodes {', '.join(node.name for node in nodes)} to end their upgrades to router",
+                longest + UPGRADE_GRACE_S,
+            )
 
 
 # --- a network --------------------------------------------------------------------------
@@ -287,6 +335,8 @@ def form(
         start(node)
     what = f"nodes {', '.join(node.name for node in nodes)} to be one Thread partition"
     try:
+        wait_until(lambda: one_partition(nodes), what, timeout)
+        settle(nodes)
         return wait_until(lambda: one_partition(nodes), what, timeout)
     except WaitTimeout:
         raise failure(nodes, "form", f"{what}: not within {timeout:g} s") from None
@@ -323,14 +373,22 @@ def ping(
     count: int = 3,
     max_loss: float = 0.0,
     interval: float = 0.5,
+    reach_timeout: float = REACH_TIMEOUT_S,
 ) -> PingResult:
     """ping6 from ``source`` over its wpan0 to ``target`` (a node, whose mesh-local EID is
-    used, or an IPv6 address). ProvisioningError when more than ``max_loss`` (0..1) is
-    lost, with both nodes' reports."""
+    used, or an IPv6 address), and judge the loss of ``count`` echoes on a path that works.
+
+    First it waits up to ``reach_timeout`` seconds (0: no wait) for one echo to come back,
+    as device software retries: a node that has just attached or become a router may have
+    no route yet, and OpenThread asks again for an address whose query went unanswered
+    only 15 s later. ProvisioningError, with both nodes' reports, when no echo comes back
+    or more than ``max_loss`` (0..1) of the counted echoes is lost."""
     address = target if isinstance(target, str) else mesh_address(target)
+    involved = [source] if isinstance(target, str) else [source, target]
+    if reach_timeout > 0:
+        _reach(source, address, reach_timeout, involved)
     outcome = node_ping(source, address, count, interval, interface=THREAD_INTERFACE)
     if outcome.loss > max_loss:
-        involved = [source] if isinstance(target, str) else [source, target]
         raise failure(
             involved,
             "ping",
@@ -338,6 +396,23 @@ def ping(
             f"over {THREAD_INTERFACE} (loss {outcome.loss:.0%} > {max_loss:.0%})",
         )
     return outcome
+
+
+def _reach(source: Node, address: str, timeout: float, involved: list[Node]) -> None:
+    """Wait until one echo from ``address`` comes back to ``source`` over wpan0."""
+
+    def answered() -> bool:
+        return node_ping(source, address, 1, interface=THREAD_INTERFACE).received == 1
+
+    try:
+        wait_until(answered, f"an echo from {address} to node {source.name}", timeout)
+    except WaitTimeout:
+        raise failure(
+            involved,
+            "ping",
+            f"node {source.name}: no echo from {address} over {THREAD_INTERFACE} "
+            f"within {timeout:g} s",
+        ) from None
 
 
 def routers(home: Home) -> list[Node]:

@@ -58,13 +58,8 @@ def test_a_line_of_four_routes_end_to_end_over_several_hops(make_home):
     assert thread.extended_address(last) not in {
         entry.get("Extended MAC") for entry in thread.table(first, "neighbor", "table")
     }
-    wait_until(
-        lambda: thread.ping(first, last, count=1, max_loss=1.0).received == 1,
-        "n1 to reach n4 over the mesh",
-        MESH_TIMEOUT_S,
-        log=lambda: thread.topology(nodes),
-    )
-    result = thread.ping(first, last, count=5, max_loss=0.4)
+    # ping waits for a first echo (n4's address resolved) before it counts.
+    result = thread.ping(first, last, count=5, max_loss=0.4, reach_timeout=MESH_TIMEOUT_S)
     print(f"\nn1 -> n4 over {row['Path Cost']} cost: {result.rtt_ms} ms")
     print(thread.topology(nodes))
 
@@ -166,3 +161,19 @@ def test_a_failed_wait_names_the_node_and_shows_what_it_saw(make_home):
     assert error.step == "state"
     assert "ot-ctl state: disabled" in error.log
     assert "ot-ctl neighbor table:" in error.log
+
+
+def test_a_ping_that_never_gets_an_echo_says_so(make_home):
+    home = make_home({"alone": {"capabilities": ["Thread"]}})
+    alone = home["alone"]
+    thread.form([alone], timeout=MESH_TIMEOUT_S)
+    nobody = "fd00:db8::1"  # on no mesh: no echo ever comes back
+    with pytest.raises(ProvisioningError) as raised:
+        thread.ping(alone, nobody, reach_timeout=3)
+    error = raised.value
+    first_line = str(error).splitlines()[0]
+    assert first_line == (
+        f"node alone: no echo from {nobody} over wpan0 within 3 s; "
+        f"capture of the air: {error.capture}"
+    )
+    assert error.step == "ping" and "ot-ctl state: leader" in error.log
