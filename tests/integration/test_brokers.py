@@ -230,22 +230,23 @@ def test_a_container_broker_left_by_kill_9_is_reaped(tmp_path: Path) -> None:
             timeout=300,
             check=False,
         )
+        ended = time.time()
         assert result.returncode == 0, result.stderr
         assert backend.containers(selector) == []
-        # Another session starting on this host reaps dead runs too, and may get there in
-        # the moment between the check above and ours: then the engine's own record says
-        # it was gone before our reap began. Otherwise our reap must have removed it.
+        # Another session starting on this host reaps dead runs too, and may get there
+        # first, before or while ours lists what is dead: then the engine's own record says
+        # it was destroyed before our reap ended. Otherwise our reap must have removed it.
         if f"removed {name}" not in result.stdout.splitlines():
             destroyed = [
-                event["time"]
+                event["timeNano"] / 1e9
                 for event in backend.client.events(
                     since=int(started) - 60,
-                    until=int(time.time()) + 1,
+                    until=int(ended) + 1,
                     filters={"container": container.id, "event": "destroy"},
                     decode=True,
                 )
             ]
-            assert destroyed and destroyed[0] < started, result.stdout
+            assert destroyed and destroyed[0] < ended, result.stdout
     finally:
         if victim.poll() is None:
             victim.kill()
