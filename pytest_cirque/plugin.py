@@ -860,10 +860,10 @@ def thread_node_factory(request: pytest.FixtureRequest, home: Home) -> Callable[
     from pytest_cirque import thread
 
     marker = written_marker(request.node, "thread")
-    network = call_marker(request.node, marker, thread_marker)[1] if marker is not None else {}
+    on_marker = call_marker(request.node, marker, thread_marker)[1] if marker is not None else {}
 
     def make(name: str, start: bool = True, image: str | None = None, **params: Any) -> Node:
-        spec: dict[str, Any] = {"capabilities": [{"Thread": {**network, **params}}]}
+        spec: dict[str, Any] = {"capabilities": [{"Thread": {**on_marker, **params}}]}
         if image is not None:
             spec["image"] = image
         node = home.add_node(name, spec)
