@@ -207,12 +207,25 @@ def upgrading(node: Node) -> bool:
     """Whether OpenThread is about to make this child a router: a router-eligible full
     device whose partition has fewer routers than its upgrade threshold asks the leader
     for a router ID within ``routerselectionjitter`` seconds of attaching."""
-    if state(node) != "child" or "d" not in "".join(_read(node, "mode")):
-        return False
+    return _below_threshold(node, _upgrade_threshold(node))
+
+
+def _upgrade_threshold(node: Node) -> int | None:
+    """The node's ``routerupgradethreshold`` if it may become a router (a full device with
+    ``routereligible`` on), else None."""
+    if "d" not in "".join(_read(node, "mode")):
+        return None
     if "".join(_read(node, "routereligible")).strip() != "Enabled":
+        return None
+    return int(_read(node, "routerupgradethreshold")[0])
+
+
+def _below_threshold(node: Node, threshold: int | None) -> bool:
+    """A child that may become a router, in a partition with fewer routers than
+    ``threshold``."""
+    if threshold is None or state(node) != "child":
         return False
-    routers = " ".join(_read(node, "router", "list")).split()
-    return len(routers) < int(_read(node, "routerupgradethreshold")[0])
+    return len(" ".join(_read(node, "router", "list")).split()) < threshold
 
 
 def settle(nodes: Sequence[Node]) -> None:
@@ -227,11 +240,19 @@ def settle(nodes: Sequence[Node]) -> None:
     if not nodes:
         return
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
-        jitters = pool.map(lambda node: int(_read(node, "routerselectionjitter")[0]), nodes)
+        # What does not change while Thread runs is asked once; each poll asks only the
+        # role, and a child also its partition's routers.
+        thresholds = list(pool.map(_upgrade_threshold, nodes))
+        eligible = [
+            node for node, threshold in zip(nodes, thresholds, strict=True) if threshold is not None
+        ]
+        if not eligible:
+            return
+        jitters = pool.map(lambda node: int(_read(node, "routerselectionjitter")[0]), eligible)
         longest = max(jitters)
 
         def none_upgrading() -> bool:
-            return not any(pool.map(upgrading, nodes))
+            return not any(pool.map(_below_threshold, nodes, thresholds))
 
         with contextlib.suppress(WaitTimeout):
             wait_until(
