@@ -560,7 +560,8 @@ class Backend:
 
         def run() -> None:
             try:
-                outcome["output"] = self.api.exec_start(exec_id, demux=True)
+                with self._start_attached(exec_id) as connection:
+                    outcome["output"] = connection.read_all()
             except BaseException as exc:  # handed back to the caller's thread
                 outcome["error"] = exc
 
@@ -575,11 +576,11 @@ class Backend:
             )
         if "error" in outcome:
             raise self._exec_error(outcome["error"], node, cmd)
-        stdout, stderr = outcome["output"] or (None, None)
+        stdout, stderr = outcome["output"]
         return ExecResult(
             exit_code=self._exit_code(exec_id),
-            stdout=(stdout or b"").decode("utf-8", errors="replace"),
-            stderr=(stderr or b"").decode("utf-8", errors="replace"),
+            stdout=stdout.decode("utf-8", errors="replace"),
+            stderr=stderr.decode("utf-8", errors="replace"),
             command=_command_text(cmd),
             node=node,
         )
@@ -591,10 +592,13 @@ class Backend:
         closing the iterator kills it (a follower such as ``tail -f`` never ends)."""
         exec_id = self._exec_create(container, cmd, node, None, "")
         try:
-            with _engine(f"reading the output of {_command_text(cmd)!r} in {node}", NodeError):
-                for out, _err in self.api.exec_start(exec_id, stream=True, demux=True):
-                    if out:
-                        yield out
+            with (
+                _engine(f"reading the output of {_command_text(cmd)!r} in {node}", NodeError),
+                self._start_attached(exec_id) as connection,
+            ):
+                for stream, payload in connection.frames():
+                    if stream == STDOUT:
+                        yield payload
         finally:
             if self.exec_running(exec_id):
                 self.kill_exec(container, exec_id, node=node, command=_command_text(cmd))
@@ -604,6 +608,17 @@ class Backend:
     ) -> BackgroundExec:
         exec_id = self._exec_create(container, cmd, node, None, "")
         return BackgroundExec(self, container, exec_id, _command_text(cmd), node)
+
+    def _start_attached(self, exec_id: str) -> ExecConnection:
+        """Start a created exec with its streams joined to a connection we read."""
+        response = self.api._post_json(
+            self.api._url("/exec/{0}/start", exec_id),
+            headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+            data={"Tty": False, "Detach": False},
+            stream=True,
+        )
+        self.api._raise_for_status(response)
+        return ExecConnection(response)
 
     def _exec_create(
         self,
@@ -681,7 +696,8 @@ class Backend:
         for argv in (["kill", "-KILL", *targets.split()], ["sh", "-c", f"kill -KILL {targets}"]):
             try:
                 kill_id = self.api.exec_create(container, argv)["Id"]
-                self.api.exec_start(kill_id)
+                with self._start_attached(kill_id) as connection:
+                    connection.read_all()
                 if self._exit_code(kill_id) == 0:
                     return
             except docker.errors.APIError:
@@ -843,45 +859,95 @@ class Backend:
                 tty=False,
                 environment=dict(environment or {}) or None,
             )["Id"]
-            stream = self.api.exec_start(exec_id, socket=True)
-        return ExecSession(stream, timeout)
+            connection = self._start_attached(exec_id)
+        connection.set_timeout(timeout)
+        return ExecSession(connection)
+
+
+#: Docker's stream numbers in the frames of an exec without a TTY.
+STDOUT, STDERR = 1, 2
+
+
+class ExecConnection:
+    """The connection of an exec started attached: its output frames, and its stdin.
+
+    Read through the HTTP response's own buffered reader. docker-py's ``exec_start``
+    reads the raw socket under that reader instead, so output that arrives in the same
+    read as the engine's reply headers stays in the buffer and is lost
+    (docker/docker-py#3332): under load, about 1 short command in 150 came back with no
+    output at all, its exit code intact."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response  # holds the connection open
+        http_response: Any = response.raw._fp  # http.client's, under urllib3's
+        self._reader: io.BufferedReader = http_response.fp
+        # The socket under the reader: a socket.SocketIO holds it as _sock.
+        self._socket: Any = getattr(self._reader.raw, "_sock", self._reader.raw)
+        self.set_timeout(None)  # callers keep their own deadlines
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """How long one read or write may block; OSError (a timeout) after that."""
+        self._socket.settimeout(seconds)
+
+    def send(self, data: bytes) -> None:
+        self._socket.sendall(data)
+
+    def frames(self) -> Iterator[tuple[int, bytes]]:
+        """(stream, payload) until the command's output ends. Without a TTY, Docker
+        frames the output: stream (1 byte), 3 zero bytes, payload size (4 bytes)."""
+        while True:
+            header = self._reader.read(8)
+            if len(header) < 8:
+                return
+            size = int.from_bytes(header[4:], "big")
+            payload = self._reader.read(size)
+            if len(payload) < size:
+                return
+            yield header[0], payload
+
+    def read_all(self) -> tuple[bytes, bytes]:
+        """All of stdout and all of stderr, once the command's output has ended."""
+        collected = {STDOUT: bytearray(), STDERR: bytearray()}
+        for stream, payload in self.frames():
+            collected.get(stream, collected[STDOUT]).extend(payload)
+        return bytes(collected[STDOUT]), bytes(collected[STDERR])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._response.close()
+
+    def __enter__(self) -> ExecConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class ExecSession:
     """A line-based conversation with a process exec'd in a container: one line out, one
     line back. OSError when the process or the connection is gone."""
 
-    def __init__(self, stream: Any, timeout: float) -> None:
-        self._stream = stream
-        self._socket = getattr(stream, "_sock", stream)
-        self._socket.settimeout(timeout)
+    def __init__(self, connection: ExecConnection) -> None:
+        self._connection = connection
+        self._frames = connection.frames()
         self._stdout = bytearray()
 
     def ask(self, line: str) -> str:
         """Send one line, return the next line the process prints."""
-        self._socket.sendall(line.encode() + b"\n")
+        self._connection.send(line.encode() + b"\n")
         while b"\n" not in self._stdout:
-            # Without a TTY, Docker frames the output: stream (1 byte), 3 zero bytes, size.
-            header = self._read_exactly(8)
-            payload = self._read_exactly(int.from_bytes(header[4:], "big"))
-            if header[0] == 1:
+            frame = next(self._frames, None)
+            if frame is None:
+                raise OSError("the session ended")
+            stream, payload = frame
+            if stream == STDOUT:
                 self._stdout += payload
         reply, _, rest = self._stdout.partition(b"\n")
         self._stdout = bytearray(rest)
         return reply.decode(errors="replace")
 
-    def _read_exactly(self, size: int) -> bytes:
-        data = bytearray()
-        while len(data) < size:
-            chunk = self._socket.recv(size - len(data))
-            if not chunk:
-                raise OSError("the session ended")
-            data += chunk
-        return bytes(data)
-
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._stream.close()
+        self._connection.close()
 
 
 class BackgroundExec:
@@ -896,19 +962,17 @@ class BackgroundExec:
         self._stdout: list[bytes] = []
         self._stderr: list[bytes] = []
         self._error: BaseException | None = None
-        stream = backend.api.exec_start(exec_id, stream=True, demux=True)
+        connection = backend._start_attached(exec_id)
         self._reader = threading.Thread(
-            target=self._read, args=(stream,), name=f"bg-exec-{node}", daemon=True
+            target=self._read, args=(connection,), name=f"bg-exec-{node}", daemon=True
         )
         self._reader.start()
 
-    def _read(self, stream: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+    def _read(self, connection: ExecConnection) -> None:
         try:
-            for out, err in stream:
-                if out:
-                    self._stdout.append(out)
-                if err:
-                    self._stderr.append(err)
+            with connection:
+                for stream, payload in connection.frames():
+                    (self._stderr if stream == STDERR else self._stdout).append(payload)
         except BaseException as exc:  # the connection dropped: the node went away
             self._error = exc
 

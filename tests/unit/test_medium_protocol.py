@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from pytest_cirque.core.docker_backend import ExecSession
 from pytest_cirque.core.errors import NodeError, SpecError
 from pytest_cirque.radios.client.container import MediumContainer, relay_security_options
 from pytest_cirque.radios.client.wifi import WifiClient
@@ -371,28 +370,3 @@ def test_a_medium_that_is_not_running_says_so(relay: WifiMedium) -> None:
         frames=3, path="/x"
     )
     assert Reset().decode_reply({"ok": True}) == Done()
-
-
-# --- the exec session's framing ----------------------------------------------------------
-
-
-def framed(stream: int, data: bytes) -> bytes:
-    """Output as Docker frames it without a TTY: stream, three zero bytes, size, data."""
-    return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
-
-
-def test_an_exec_session_reads_stdout_lines_across_frames() -> None:
-    ours, theirs = socket.socketpair()
-    session = ExecSession(ours, timeout=5)
-    try:
-        theirs.sendall(framed(1, b'{"ok": tr') + framed(2, b"noise\n") + framed(1, b"ue}\n{"))
-        assert session.ask('{"op": "ping"}') == '{"ok": true}'
-        assert theirs.recv(100) == b'{"op": "ping"}\n'
-        theirs.sendall(framed(1, b'"ok": false}\n'))
-        assert session.ask("again") == '{"ok": false}'
-        theirs.shutdown(socket.SHUT_WR)  # the process in the container went away
-        with pytest.raises(OSError, match="the session ended"):
-            session.ask("more")
-    finally:
-        session.close()
-        theirs.close()
