@@ -69,22 +69,22 @@ def output_kept(container_ids: list[str], rounds: int) -> dict[str, Any]:
     a process for each node (one process's threads take turns, and execs queued on one
     node start late, so both rarely hit it), the two in turn, in 5 alternating rounds
     under the same load."""
-    processes = len(container_ids)
+    per_round = max(1, rounds // 5)
     spin = [sys.executable, "-c", "while True: pass"]
     spinners = [subprocess.Popen(spin) for _ in range(2)]
     incomplete = {"ours": 0, "raw_exec_start": 0}
     try:
-        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        with multiprocessing.get_context("spawn").Pool(len(container_ids)) as pool:
             for _ in range(5):
                 for name, ours in (("ours", True), ("raw_exec_start", False)):
-                    jobs = [(each, max(1, rounds // 5), ours) for each in container_ids]
+                    jobs = [(each, per_round, ours) for each in container_ids]
                     incomplete[name] += sum(pool.starmap(speak, jobs))
     finally:
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
     return {
-        "commands_each": max(1, rounds // 5) * 5 * processes,
+        "commands_each": per_round * 5 * len(container_ids),
         "ours_incomplete": incomplete["ours"],
         "raw_exec_start_incomplete": incomplete["raw_exec_start"],
     }

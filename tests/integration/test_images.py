@@ -22,6 +22,7 @@ import pytest
 
 from pytest_cirque.core import identity
 from pytest_cirque.core import images as image_builder
+from pytest_cirque.core.docker_backend import as_backend
 from pytest_cirque.core.errors import ImageError
 from pytest_cirque.core.images import ensure_image
 from pytest_cirque.core.waiting import wait_until
@@ -112,8 +113,8 @@ def test_base_has_the_node_tools_and_tini_as_init(client: docker.DockerClient) -
 
 def test_base_node_stays_up_and_stops_on_sigterm(client: docker.DockerClient) -> None:
     with running(client, ensure_image(client, "base")) as node:
-        init = node.exec_run(["cat", "/proc/1/comm"])
-        assert init.output.decode().strip() == "tini"
+        init = as_backend(client).exec(node.id, ["cat", "/proc/1/comm"], node=node.name)
+        assert init.stdout.strip() == "tini"
         node.reload()
         assert node.status == "running"
         node.stop(timeout=30)

@@ -55,8 +55,12 @@ class Home:
         return node
 
     def sh(self, node: str, command: str) -> tuple[int, str]:
-        result = self.nodes[node].exec_run(["sh", "-c", command])
-        return result.exit_code, result.output.decode(errors="replace")
+        # Through the backend: docker-py's exec_run can lose a fast command's output. Its
+        # stderr joins stdout in the shell, in the order written, as exec_run gave it.
+        result = Backend(self.client).exec(
+            self.nodes[node].id, ["sh", "-c", f"exec 2>&1; {command}"], node=node, timeout=None
+        )
+        return result.exit_code, result.stdout
 
     def ping(self, node: str, target: str, count: int, interval: float = 0.2) -> dict:
         """Run ping; returns transmitted, received and the rtt min/avg/max/mdev in ms."""

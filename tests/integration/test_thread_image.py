@@ -16,6 +16,7 @@ import docker
 import pytest
 
 from pytest_cirque.core import identity
+from pytest_cirque.core.docker_backend import as_backend
 from pytest_cirque.core.images import ensure_image
 from pytest_cirque.core.waiting import wait_until
 
@@ -57,8 +58,12 @@ def running(client: docker.DockerClient, image: str, **options: Any) -> Iterator
 
 
 def output_of(container: Any, command: str) -> tuple[int, str]:
-    result = container.exec_run(["sh", "-c", command])
-    return result.exit_code, result.output.decode(errors="replace")
+    # Through the backend: docker-py's exec_run can lose a fast command's output. Its
+    # stderr joins stdout in the shell, in the order written, as exec_run gave it.
+    result = as_backend(container.client).exec(
+        container.id, ["sh", "-c", f"exec 2>&1; {command}"], node=container.name, timeout=None
+    )
+    return result.exit_code, result.stdout
 
 
 def test_thread_image_is_a_labelled_node_image_with_the_openthread_tools(
